@@ -1,0 +1,14 @@
+"""An autoencoder model zoo for Keras 3 / TensorFlow.
+
+Public names: `AE`, `VAE`, `VQVAE`, `DVAE` (the four families), and the
+pretrained registry `load` and `list_models`.
+"""
+
+from zoo.models.ae import AE
+from zoo.models.dvae import DVAE
+from zoo.models.vae import VAE
+from zoo.models.vqvae import VQVAE
+
+FAMILIES = {"ae": AE, "vae": VAE, "vqvae": VQVAE, "dvae": DVAE}
+
+__all__ = ["AE", "DVAE", "FAMILIES", "VAE", "VQVAE"]

@@ -1,0 +1,69 @@
+"""Deterministic autoencoder (AE)."""
+
+import keras
+import tensorflow as tf
+
+from zoo import validation
+from zoo.models.base import Autoencoder
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class AE(Autoencoder):
+    """Deterministic convolutional autoencoder.
+
+    The encoder maps images to a continuous latent grid of shape
+    (B, H / 2**num_downsamples, W / 2**num_downsamples, latent_channels); the
+    decoder maps it back through a sigmoid into [0, 1]. The only loss is the
+    reconstruction loss (mean squared error per pixel).
+
+    Args:
+        latent_channels: int. Channels of the latent grid. Defaults to `4`
+            (7x7x4 = 196 floats for 28x28 images).
+        **kwargs: Arguments of the shared architecture (`image_shape`,
+            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
+            standard `keras.Model` arguments.
+
+    Example:
+    >>> model = AE()
+    >>> model.compile(optimizer="adam")
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
+    >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0)
+    >>> model.encode(images[:2]).shape
+    TensorShape([2, 7, 7, 4])
+    """
+
+    def __init__(self, latent_channels: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_channels = validation.positive_int("latent_channels", latent_channels)
+        self.encoder = self._make_encoder(self.latent_channels)
+        self.decoder = self._make_decoder(self.image_shape[-1])
+        self.build()
+
+    @property
+    def decoder_input_channels(self) -> int:
+        return self.latent_channels
+
+    def encode(self, images) -> tf.Tensor:
+        """Returns the float32 latent grid (B, h, w, latent_channels)."""
+        return tf.cast(self.encoder(self.check_images(images)), tf.float32)
+
+    def decode(self, latents) -> tf.Tensor:
+        """Maps a latent grid (B, h, w, latent_channels) to images in [0, 1]."""
+        latents = tf.convert_to_tensor(latents)
+        if latents.shape.rank != 4 or latents.shape[-1] != self.latent_channels:
+            raise ValueError(
+                f"Latents must have shape (batch, h, w, {self.latent_channels}). "
+                f"Received shape {tuple(latents.shape)}."
+            )
+        return tf.sigmoid(tf.cast(self.decoder(latents), tf.float32))
+
+    def compute_terms(self, images, training):
+        reconstructions = tf.sigmoid(tf.cast(self.decoder(self.encoder(images)), tf.float32))
+        loss = tf.reduce_mean(
+            tf.math.squared_difference(tf.cast(images, tf.float32), reconstructions),
+            axis=[1, 2, 3],
+        )
+        return {"reconstructions": reconstructions, "loss": loss, "reconstruction_loss": loss}
+
+    def get_config(self):
+        return {**super().get_config(), "latent_channels": self.latent_channels}

@@ -1,0 +1,204 @@
+"""The base class every autoencoder family derives from.
+
+It owns what the families share: the encoder/decoder stacks, input checks,
+`train_step`/`test_step` with exact global-batch loss scaling, metric
+trackers, and the config round trip. A family implements `encode`,
+`decode`, `compute_terms` (per-example loss terms) and names its metrics.
+"""
+
+import keras
+import tensorflow as tf
+
+from zoo import distribution, validation
+from zoo.blocks import Decoder, Encoder
+
+BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
+
+
+def psnr(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
+    """Per-example peak signal-to-noise ratio in dB for images in [0, 1]."""
+    mse = tf.reduce_mean(
+        tf.math.squared_difference(
+            tf.cast(images, tf.float32), tf.cast(reconstructions, tf.float32)
+        ),
+        axis=[1, 2, 3],
+    )
+    return 10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
+
+
+class Autoencoder(keras.Model):
+    """Base class of the zoo's autoencoders (not registered, not for direct use).
+
+    Images are float NHWC in [0, 1]; `model(images)` returns reconstructions of
+    the same shape in [0, 1]. Subclasses build their layers in `__init__` and
+    then call `self.build()`, so a model is complete from its config alone.
+
+    Args:
+        image_shape: tuple. Nominal `(height, width, channels)`. The channel
+            count is enforced; height and width may be any multiple of
+            `2 ** num_downsamples`. The nominal size is used to build the
+            model, to draw samples and for exported signatures.
+            Defaults to `(28, 28, 1)`.
+        filters: int. Width of the full-resolution stage. Defaults to `32`.
+        num_downsamples: int. Number of 2x downsamplings. Defaults to `2`.
+        num_res_blocks: int. Residual blocks in encoder and decoder.
+            Defaults to `2`.
+        max_filters: int. Upper bound on the width. Defaults to `256`.
+        **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
+    """
+
+    metric_names: tuple[str, ...] = BASE_METRICS
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        filters: int = 32,
+        num_downsamples: int = 2,
+        num_res_blocks: int = 2,
+        max_filters: int = 256,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.image_shape = validation.image_shape(image_shape)
+        self.filters = validation.positive_int("filters", filters)
+        self.num_downsamples = validation.non_negative_int("num_downsamples", num_downsamples)
+        self.num_res_blocks = validation.non_negative_int("num_res_blocks", num_res_blocks)
+        self.max_filters = validation.positive_int("max_filters", max_filters)
+        factor = self.downsampling_factor
+        if self.image_shape[0] % factor or self.image_shape[1] % factor:
+            raise ValueError(
+                f"`image_shape` height and width must be divisible by 2**num_downsamples="
+                f"{factor}. Received: image_shape={self.image_shape}"
+            )
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+
+    def _stack_kwargs(self) -> dict:
+        return {
+            "filters": self.filters,
+            "num_downsamples": self.num_downsamples,
+            "num_res_blocks": self.num_res_blocks,
+            "max_filters": self.max_filters,
+        }
+
+    def _make_encoder(self, output_channels: int) -> Encoder:
+        return Encoder(output_channels, name="encoder", **self._stack_kwargs())
+
+    def _make_decoder(self, output_channels: int) -> Decoder:
+        return Decoder(output_channels, name="decoder", **self._stack_kwargs())
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Total spatial downsampling of the encoder (`2 ** num_downsamples`)."""
+        return 2**self.num_downsamples
+
+    @property
+    def latent_grid(self) -> tuple[int, int]:
+        """`(h, w)` of the latent grid at the nominal `image_shape`."""
+        h, w, _ = self.image_shape
+        return h // self.downsampling_factor, w // self.downsampling_factor
+
+    def build(self, input_shape=None):
+        """Creates every weight from the config; `input_shape` is ignored."""
+        h, w = self.latent_grid
+        self.encoder.build((None, *self.image_shape))
+        self.build_latent((None, h, w, self.encoder.output_channels))
+        self.decoder.build((None, h, w, self.decoder_input_channels))
+        self.built = True
+
+    def build_latent(self, encoder_output_shape):
+        """Hook for families with a bottleneck layer to build."""
+
+    @property
+    def decoder_input_channels(self) -> int:
+        raise NotImplementedError
+
+    def check_images(self, images) -> tf.Tensor:
+        """Validates a batch of images (see `zoo.validation.check_images`)."""
+        return validation.check_images(images, self.image_shape[-1], self.downsampling_factor)
+
+    def call(self, images, training=False):
+        images = self.check_images(images)
+        return self.compute_terms(images, training=training)["reconstructions"]
+
+    def compute_terms(self, images: tf.Tensor, training: bool) -> dict:
+        """Returns `reconstructions`, per-example `loss`, `reconstruction_loss`
+        and the family's extra per-example terms or batch statistics."""
+        raise NotImplementedError
+
+    def encode(self, images):
+        raise NotImplementedError
+
+    def decode(self, latents):
+        raise NotImplementedError
+
+    # Training ---------------------------------------------------------------
+
+    @staticmethod
+    def _images_from_data(data):
+        """Accepts `images`, `(images,)` or `(images, anything...)`."""
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        return data
+
+    def train_step(self, data):
+        images = self.check_images(self._images_from_data(data))
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(images, training=True)
+            loss = distribution.mean_over_global_batch(terms["loss"])
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(images, terms)
+
+    def test_step(self, data):
+        images = self.check_images(self._images_from_data(data))
+        return self._update_metrics(images, self.compute_terms(images, training=False))
+
+    def predict_step(self, data):
+        return self(self._images_from_data(data), training=False)
+
+    def _update_metrics(self, images, terms) -> dict:
+        reconstructions = terms["reconstructions"]
+        mse = tf.reduce_mean(
+            tf.math.squared_difference(
+                tf.cast(images, tf.float32), tf.cast(reconstructions, tf.float32)
+            ),
+            axis=[1, 2, 3],
+        )
+        values = {**terms, "mse": mse, "psnr": psnr(images, reconstructions)}
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        return self._logs_for_trainer(logs)
+
+    def _logs_for_trainer(self, logs: dict) -> dict:
+        """Gives step logs the shape Keras's TF trainer can reduce.
+
+        Under a multi-worker `MultiWorkerMirroredStrategy`, Keras 3.15 reduces
+        each replica's logs with `strategy.reduce("MEAN", value, axis=0)`,
+        which rejects scalars ("Invalid reduction dimension 0"). A rank-1 value
+        of shape (1,) reduces over that axis and the replicas to the same
+        scalar mean, so step logs are reshaped there and nowhere else. Epoch
+        logs are read from the (cross-replica) metric trackers, not from these.
+        """
+        if distribution.is_multi_worker(self.distribute_strategy):
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # Config -------------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_shape": list(self.image_shape),
+            **self._stack_kwargs(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

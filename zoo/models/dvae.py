@@ -1,0 +1,216 @@
+"""The discrete VAE of DALL-E (dVAE)."""
+
+import keras
+import tensorflow as tf
+
+from zoo import validation
+from zoo.models.base import BASE_METRICS, Autoencoder
+from zoo.quantizers import GumbelQuantizer, code_statistics
+
+LIKELIHOODS = ("mse", "logit_laplace")
+
+
+def logit_laplace_nll(images, mean_logits, log_scale, eps: float) -> tf.Tensor:
+    """Per-pixel negative log-likelihood of DALL-E's logit-Laplace distribution.
+
+    Pixels are first mapped from [0, 1] into [eps, 1 - eps]; the density of
+    `x` is that of a Laplace(mean_logits, exp(log_scale)) on `logit(x)`.
+    """
+    x = eps + (1.0 - 2.0 * eps) * images
+    logit_x = tf.math.log(x) - tf.math.log1p(-x)
+    return (
+        tf.abs(logit_x - mean_logits) * tf.exp(-log_scale)
+        + log_scale
+        + tf.math.log(2.0 * x * (1.0 - x))
+    )
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DVAE(Autoencoder):
+    """The DALL-E discrete VAE: Gumbel-softmax relaxation of a categorical code.
+
+    The encoder outputs logits over `num_embeddings` codebook entries at each
+    latent position. In training a `GumbelQuantizer` draws a relaxed one-hot
+    sample (`tfp.distributions.RelaxedOneHotCategorical` at the model's
+    temperature) and the latent is the probability-weighted sum of codebook
+    vectors; in inference and `encode` the code is the argmax, with no noise.
+
+    Per example, with D the number of pixel values:
+    `loss = reconstruction_loss + kl_weight * kl_warmup * kl_loss`, where
+    `kl_loss = KL(q(z|x) || Uniform(K)) / D` (summed over latent positions) and
+    `reconstruction_loss` is the per-pixel MSE, or with
+    `likelihood="logit_laplace"` the per-pixel negative log-likelihood of
+    DALL-E's logit-Laplace distribution (the decoder then predicts a location
+    and a log-scale per pixel, and the reconstruction is the location mapped
+    back from [eps, 1 - eps]).
+
+    The temperature is a non-trainable variable (`model.temperature`) saved
+    with the model; anneal it with `trainers.callbacks.TemperatureAnnealing`.
+    `kl_warmup` is a non-trainable factor in [0, 1] set by
+    `trainers.callbacks.KLWarmup`.
+
+    Args:
+        num_embeddings: int. Codebook size K. Defaults to `512`.
+        embedding_dim: int. Code vector size. Defaults to `64`.
+        kl_weight: float. Weight of the per-pixel KL term. Defaults to `1e-3`
+            (for the MSE likelihood; DALL-E's 6.6 belongs to its
+            logit-Laplace likelihood on 256x256 images).
+        temperature: float. Initial temperature. Defaults to `1.0`.
+        straight_through: bool. Hard one-hot samples in the forward pass.
+            Defaults to `False`.
+        likelihood: str. `"mse"` or `"logit_laplace"`. Defaults to `"mse"`.
+        logit_laplace_eps: float. The eps of the logit-Laplace pixel map.
+            Defaults to `0.1`.
+        seed: int. Seed of the Gumbel noise. Defaults to `0`.
+        **kwargs: Arguments of the shared architecture (`image_shape`,
+            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
+            standard `keras.Model` arguments.
+
+    Example:
+    >>> from trainers.callbacks import TemperatureAnnealing
+    >>> model = DVAE()
+    >>> model.compile(optimizer="adam")
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
+    >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0,
+    ...                     callbacks=[TemperatureAnnealing(steps=1000)])
+    >>> model.encode(images[:2]).shape  # int32 codes
+    TensorShape([2, 7, 7])
+
+    References:
+        - [Ramesh et al., 2021](https://arxiv.org/abs/2102.12092)
+    """
+
+    metric_names = (*BASE_METRICS, "kl_loss", "perplexity", "codebook_usage", "temperature")
+
+    def __init__(
+        self,
+        num_embeddings: int = 512,
+        embedding_dim: int = 64,
+        kl_weight: float = 1e-3,
+        temperature: float = 1.0,
+        straight_through: bool = False,
+        likelihood: str = "mse",
+        logit_laplace_eps: float = 0.1,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.kl_weight = validation.non_negative_float("kl_weight", kl_weight)
+        self.likelihood = validation.one_of("likelihood", likelihood, LIKELIHOODS)
+        self.logit_laplace_eps = validation.positive_float("logit_laplace_eps", logit_laplace_eps)
+        if self.logit_laplace_eps >= 0.5:
+            raise ValueError(
+                f"`logit_laplace_eps` must be in (0, 0.5). Received: {logit_laplace_eps!r}"
+            )
+        self.quantizer = GumbelQuantizer(
+            num_embeddings=num_embeddings,
+            embedding_dim=embedding_dim,
+            temperature=temperature,
+            straight_through=straight_through,
+            seed=seed,
+            name="quantizer",
+        )
+        channels = self.image_shape[-1]
+        self.encoder = self._make_encoder(num_embeddings)
+        self.decoder = self._make_decoder(2 * channels if likelihood == "logit_laplace" else channels)
+        self.kl_warmup = self.add_weight(
+            shape=(), initializer="ones", trainable=False, autocast=False, name="kl_warmup"
+        )
+        self.build()
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.quantizer.num_embeddings
+
+    @property
+    def temperature(self) -> keras.Variable:
+        """The relaxation temperature (a non-trainable scalar variable)."""
+        return self.quantizer.temperature
+
+    @property
+    def decoder_input_channels(self) -> int:
+        return self.quantizer.embedding_dim
+
+    def build_latent(self, encoder_output_shape):
+        self.quantizer.build(encoder_output_shape)
+
+    def _reconstruct(self, decoder_output):
+        """Decoder output -> (reconstructions in [0, 1], location, log-scale)."""
+        output = tf.cast(decoder_output, tf.float32)
+        if self.likelihood == "mse":
+            return tf.sigmoid(output), output, None
+        location, log_scale = tf.split(output, 2, axis=-1)
+        eps = self.logit_laplace_eps
+        images = tf.clip_by_value((tf.sigmoid(location) - eps) / (1.0 - 2.0 * eps), 0.0, 1.0)
+        return images, location, log_scale
+
+    def encode(self, images) -> tf.Tensor:
+        """Returns the int32 code grid (B, h, w): the argmax of the logits."""
+        logits = self.encoder(self.check_images(images))
+        return tf.argmax(tf.cast(logits, tf.float32), axis=-1, output_type=tf.int32)
+
+    def encode_logits(self, images) -> tf.Tensor:
+        """Returns the float32 logits (B, h, w, K) of the categorical posterior."""
+        return tf.cast(self.encoder(self.check_images(images)), tf.float32)
+
+    def decode(self, codes) -> tf.Tensor:
+        """Maps an int32 code grid (B, h, w) with values in [0, K) to images."""
+        codes = validation.check_codes(codes, self.num_embeddings)
+        return self._reconstruct(self.decoder(self.quantizer.lookup(codes)))[0]
+
+    def sample(self, num_samples: int, seed: int = 0) -> tf.Tensor:
+        """Decodes codes drawn from the uniform prior at the nominal image size.
+
+        The dVAE's prior is uniform over the K codes at each position (DALL-E
+        learns a transformer prior afterwards), so these samples show what the
+        codebook spans rather than realistic images.
+
+        Args:
+            num_samples: int. Number of images.
+            seed: int. Seed of the draw.
+
+        Returns:
+            float32 images (num_samples, H, W, C) in [0, 1].
+        """
+        h, w = self.latent_grid
+        codes = tf.random.stateless_uniform(
+            [num_samples, h, w], seed=[int(seed), 0], maxval=self.num_embeddings, dtype=tf.int32
+        )
+        return self.decode(codes)
+
+    def compute_terms(self, images, training):
+        images = tf.cast(images, tf.float32)
+        quantized = self.quantizer(self.encoder(images), training=training)
+        reconstructions, location, log_scale = self._reconstruct(
+            self.decoder(quantized["quantized"])
+        )
+        if self.likelihood == "mse":
+            per_pixel = tf.math.squared_difference(images, reconstructions)
+        else:
+            per_pixel = logit_laplace_nll(images, location, log_scale, self.logit_laplace_eps)
+        reconstruction_loss = tf.reduce_mean(per_pixel, axis=[1, 2, 3])
+        dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
+        kl_loss = quantized["kl"] / dims
+        weight = self.kl_weight * tf.convert_to_tensor(self.kl_warmup)
+        return {
+            "reconstructions": reconstructions,
+            "reconstruction_loss": reconstruction_loss,
+            "kl_loss": kl_loss,
+            "loss": reconstruction_loss + weight * kl_loss,
+            "temperature": tf.convert_to_tensor(self.temperature),
+            **code_statistics(quantized["encoding_indices"], self.num_embeddings),
+        }
+
+    def get_config(self):
+        q = self.quantizer
+        return {
+            **super().get_config(),
+            "num_embeddings": q.num_embeddings,
+            "embedding_dim": q.embedding_dim,
+            "kl_weight": self.kl_weight,
+            "temperature": q.initial_temperature,
+            "straight_through": q.straight_through,
+            "likelihood": self.likelihood,
+            "logit_laplace_eps": self.logit_laplace_eps,
+            "seed": q.seed,
+        }

@@ -1,0 +1,159 @@
+"""Variational autoencoder (VAE) with a Gaussian latent."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from zoo import distribution, validation
+from zoo.models.base import BASE_METRICS, Autoencoder
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_kl(mean: tf.Tensor, log_variance: tf.Tensor) -> tf.Tensor:
+    """Analytic KL(N(mean, exp(log_variance)) || N(0, I)), summed per example."""
+    kl = 0.5 * (tf.square(mean) + tf.exp(log_variance) - 1.0 - log_variance)
+    return tf.reduce_sum(kl, axis=list(range(1, kl.shape.rank)))
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class VAE(Autoencoder):
+    """Variational autoencoder with a diagonal Gaussian posterior.
+
+    The encoder outputs a mean and a log-variance per latent element;
+    training draws `z = mean + exp(log_variance / 2) * eps` (the
+    reparameterisation trick, with stateless seeds). The decoder is a
+    Gaussian likelihood whose mean is `sigmoid(decoder(z))` and whose scale is
+    one learned scalar (the calibrated decoder of the sigma-VAE), so the
+    balance between reconstruction and KL is learned rather than tuned.
+
+    Per example, with D the number of pixel values:
+    `reconstruction_loss = NLL / D`, `kl_loss = KL(q(z|x) || N(0, I)) / D`,
+    `loss = reconstruction_loss + kl_weight * kl_warmup * kl_loss`.
+    `bits_per_dim` is the negative ELBO (KL weight 1) in bits per dimension
+    of 8-bit data: `(NLL + KL) / (D ln 2) + 8`, the `+ 8` converting the
+    density on [0, 1] to one on 256 levels (uniform dequantization).
+
+    Args:
+        latent_channels: int. Channels of the latent grid. Defaults to `4`.
+        kl_weight: float. Beta, the weight of the KL term. Defaults to `1.0`.
+        seed: int. Seed of the posterior noise. Defaults to `0`.
+        **kwargs: Arguments of the shared architecture (`image_shape`,
+            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
+            standard `keras.Model` arguments.
+
+    Example:
+    >>> model = VAE()
+    >>> model.compile(optimizer="adam")
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
+    >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0)
+    >>> mean, log_variance = model.encode_distribution(images[:2])
+    >>> model.sample(4, seed=1).shape
+    TensorShape([4, 28, 28, 1])
+
+    References:
+        - [Kingma and Welling, 2014](https://arxiv.org/abs/1312.6114)
+        - [Rybkin et al., 2021](https://arxiv.org/abs/2006.13202)
+    """
+
+    metric_names = (*BASE_METRICS, "kl_loss", "bits_per_dim")
+
+    def __init__(
+        self, latent_channels: int = 4, kl_weight: float = 1.0, seed: int = 0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.latent_channels = validation.positive_int("latent_channels", latent_channels)
+        self.kl_weight = validation.non_negative_float("kl_weight", kl_weight)
+        self.seed = int(seed)
+        self.encoder = self._make_encoder(2 * self.latent_channels)
+        self.decoder = self._make_decoder(self.image_shape[-1])
+        self.seed_generator = keras.random.SeedGenerator(seed, name="posterior_seed")
+        self.log_scale = self.add_weight(
+            shape=(), initializer="zeros", autocast=False, name="log_scale"
+        )
+        self.kl_warmup = self.add_weight(
+            shape=(), initializer="ones", trainable=False, autocast=False, name="kl_warmup"
+        )
+        self.build()
+
+    @property
+    def decoder_input_channels(self) -> int:
+        return self.latent_channels
+
+    def encode_distribution(self, images) -> tuple[tf.Tensor, tf.Tensor]:
+        """Returns the posterior `(mean, log_variance)`, each (B, h, w, c)."""
+        return self._posterior(self.check_images(images))
+
+    def _posterior(self, images):
+        stats = tf.cast(self.encoder(images), tf.float32)
+        mean, log_variance = tf.split(stats, 2, axis=-1)
+        return mean, tf.clip_by_value(log_variance, -30.0, 20.0)
+
+    def encode(self, images) -> tf.Tensor:
+        """Returns the posterior mean (B, h, w, latent_channels)."""
+        return self.encode_distribution(images)[0]
+
+    def decode(self, latents) -> tf.Tensor:
+        """Maps latents (B, h, w, latent_channels) to the likelihood mean in [0, 1]."""
+        latents = tf.convert_to_tensor(latents)
+        if latents.shape.rank != 4 or latents.shape[-1] != self.latent_channels:
+            raise ValueError(
+                f"Latents must have shape (batch, h, w, {self.latent_channels}). "
+                f"Received shape {tuple(latents.shape)}."
+            )
+        return tf.sigmoid(tf.cast(self.decoder(latents), tf.float32))
+
+    def sample(self, num_samples: int, seed: int = 0) -> tf.Tensor:
+        """Draws `num_samples` images from the prior at the nominal `image_shape`.
+
+        Args:
+            num_samples: int. Number of images.
+            seed: int. Seed of the prior draw; the same seed gives the same images.
+
+        Returns:
+            float32 images (num_samples, H, W, C) in [0, 1].
+        """
+        h, w = self.latent_grid
+        z = tf.random.stateless_normal(
+            [num_samples, h, w, self.latent_channels], seed=[int(seed), 0]
+        )
+        return self.decode(z)
+
+    def compute_terms(self, images, training):
+        images = tf.cast(images, tf.float32)
+        mean, log_variance = self._posterior(images)
+        if training:
+            eps = tf.random.stateless_normal(
+                tf.shape(mean), seed=distribution.replica_seed(self.seed_generator)
+            )
+            z = mean + tf.exp(0.5 * log_variance) * eps
+        else:
+            z = mean
+        reconstructions = tf.sigmoid(tf.cast(self.decoder(z), tf.float32))
+        log_scale = tf.maximum(tf.convert_to_tensor(self.log_scale), -7.0)
+        squared = tf.math.squared_difference(images, reconstructions)
+        nll = tf.reduce_sum(
+            0.5 * squared * tf.exp(-2.0 * log_scale) + log_scale + 0.5 * _LOG_2PI,
+            axis=[1, 2, 3],
+        )
+        kl = gaussian_kl(mean, log_variance)
+        dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
+        kl_loss = kl / dims
+        reconstruction_loss = nll / dims
+        weight = self.kl_weight * tf.convert_to_tensor(self.kl_warmup)
+        return {
+            "reconstructions": reconstructions,
+            "reconstruction_loss": reconstruction_loss,
+            "kl_loss": kl_loss,
+            "loss": reconstruction_loss + weight * kl_loss,
+            "bits_per_dim": (nll + kl) / (dims * math.log(2.0)) + 8.0,
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_channels": self.latent_channels,
+            "kl_weight": self.kl_weight,
+            "seed": self.seed,
+        }

@@ -1,0 +1,131 @@
+"""Vector-quantised variational autoencoder (VQ-VAE)."""
+
+import keras
+import tensorflow as tf
+
+from zoo import validation
+from zoo.models.base import BASE_METRICS, Autoencoder
+from zoo.quantizers import VectorQuantizer, code_statistics
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class VQVAE(Autoencoder):
+    """VQ-VAE: a convolutional autoencoder with a nearest-neighbour codebook.
+
+    The encoder output (B, h, w, embedding_dim) is quantised by a
+    `VectorQuantizer`; the code of an image is an int32 grid (B, h, w) of
+    indices into the codebook. Per example:
+    `loss = reconstruction_loss + codebook_loss + commitment_cost * commitment_loss`
+    where the reconstruction loss is the mean squared error per pixel. With
+    `use_ema=True` (the default) the codebook follows moving averages of the
+    encoder outputs assigned to it and has no codebook loss; dead codes are
+    restarted from encoder outputs unless `dead_code_threshold=0`.
+
+    Args:
+        num_embeddings: int. Codebook size K. Defaults to `512`.
+        embedding_dim: int. Code vector size. Defaults to `64`.
+        commitment_cost: float. Beta, the weight of the commitment loss.
+            Defaults to `0.25`.
+        use_ema: bool. EMA codebook updates. Defaults to `True`.
+        decay: float. EMA decay. Defaults to `0.99`.
+        dead_code_threshold: float. EMA count under which a code is restarted;
+            `0` disables restarts. Defaults to `1.0`.
+        seed: int. Seed of the code restarts. Defaults to `0`.
+        **kwargs: Arguments of the shared architecture (`image_shape`,
+            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
+            standard `keras.Model` arguments.
+
+    Example:
+    >>> model = VQVAE()
+    >>> model.compile(optimizer="adam")
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
+    >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0)
+    >>> codes = model.encode(images[:2])  # int32 (2, 7, 7)
+    >>> model.decode(codes).shape
+    TensorShape([2, 28, 28, 1])
+
+    References:
+        - [van den Oord et al., 2017](https://arxiv.org/abs/1711.00937)
+    """
+
+    metric_names = (*BASE_METRICS, "commitment_loss", "perplexity", "codebook_usage")
+
+    def __init__(
+        self,
+        num_embeddings: int = 512,
+        embedding_dim: int = 64,
+        commitment_cost: float = 0.25,
+        use_ema: bool = True,
+        decay: float = 0.99,
+        dead_code_threshold: float = 1.0,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.commitment_cost = validation.non_negative_float("commitment_cost", commitment_cost)
+        self.quantizer = VectorQuantizer(
+            num_embeddings=num_embeddings,
+            embedding_dim=embedding_dim,
+            use_ema=use_ema,
+            decay=decay,
+            dead_code_threshold=dead_code_threshold,
+            seed=seed,
+            name="quantizer",
+        )
+        self.encoder = self._make_encoder(self.quantizer.embedding_dim)
+        self.decoder = self._make_decoder(self.image_shape[-1])
+        self.build()
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.quantizer.num_embeddings
+
+    @property
+    def decoder_input_channels(self) -> int:
+        return self.quantizer.embedding_dim
+
+    def build_latent(self, encoder_output_shape):
+        self.quantizer.build(encoder_output_shape)
+
+    def encode(self, images) -> tf.Tensor:
+        """Returns the int32 code grid (B, h, w) of the nearest codebook entries."""
+        z = self.encoder(self.check_images(images))
+        return self.quantizer(z, training=False)["encoding_indices"]
+
+    def decode(self, codes) -> tf.Tensor:
+        """Maps an int32 code grid (B, h, w) with values in [0, K) to images."""
+        codes = validation.check_codes(codes, self.num_embeddings)
+        return tf.sigmoid(tf.cast(self.decoder(self.quantizer.lookup(codes)), tf.float32))
+
+    def compute_terms(self, images, training):
+        images = tf.cast(images, tf.float32)
+        quantized = self.quantizer(self.encoder(images), training=training)
+        reconstructions = tf.sigmoid(tf.cast(self.decoder(quantized["quantized"]), tf.float32))
+        reconstruction_loss = tf.reduce_mean(
+            tf.math.squared_difference(images, reconstructions), axis=[1, 2, 3]
+        )
+        loss = (
+            reconstruction_loss
+            + quantized["codebook_loss"]
+            + self.commitment_cost * quantized["commitment_loss"]
+        )
+        return {
+            "reconstructions": reconstructions,
+            "reconstruction_loss": reconstruction_loss,
+            "commitment_loss": quantized["commitment_loss"],
+            "loss": loss,
+            **code_statistics(quantized["encoding_indices"], self.num_embeddings),
+        }
+
+    def get_config(self):
+        q = self.quantizer
+        return {
+            **super().get_config(),
+            "num_embeddings": q.num_embeddings,
+            "embedding_dim": q.embedding_dim,
+            "commitment_cost": self.commitment_cost,
+            "use_ema": q.use_ema,
+            "decay": q.decay,
+            "dead_code_threshold": q.dead_code_threshold,
+            "seed": q.seed,
+        }
