@@ -1,0 +1,391 @@
+"""Image data for training and evaluation: one entry point for every source.
+
+`load_split(source, split, image_shape)` returns a `Split`: the images of one
+split as float32 NHWC in [0, 1], either held in memory (uint8) or streamed
+from tensorflow-datasets. `make_dataset(split, batch_size, ...)` turns it
+into a shuffled, cached and prefetched `tf.data.Dataset`.
+
+Sources:
+- `"fashion_mnist"` (the default): the IDX files of the Debian package
+  `dataset-fashion-mnist` in `/usr/share/datasets/fashion-mnist/`, gzipped
+  or not, parsed with numpy. No download.
+- any tensorflow-datasets name (`"mnist"`, `"cifar10"`, `"celeb_a"`, ...),
+  loaded with `tfds.load` (needs the data prepared or internet access).
+- a folder of PNG/JPEG/BMP/GIF images, nested or flat.
+- a `.npy` / `.npz` file, or a numpy array.
+
+Splits are `"train"`, `"validation"` and `"test"`. Where a source has no
+validation split, the last `validation_fraction` of the training images is
+held out (deterministically); a folder or array has no test split of its own
+and uses its validation part for `"test"`.
+
+Images are converted to the model's `image_shape`: grayscale <-> RGB,
+center-cropped to its aspect ratio and resized down. Images smaller than the
+model input are refused rather than upsampled. uint8 data is divided by 255;
+float data must already lie in [0, 1]; NaN or Inf is refused.
+"""
+
+import dataclasses
+import gzip
+import os
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SPLITS = ("train", "validation", "test")
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclasses.dataclass
+class Split:
+    """The images of one split.
+
+    Attributes:
+        images: uint8 array (N, H, W, C) held in memory, or `None`.
+        dataset: unbatched `tf.data.Dataset` of float32 images, or `None`.
+        num_examples: int. Number of images.
+        source: str. Where the images came from (for messages).
+    """
+
+    images: np.ndarray | None
+    dataset: tf.data.Dataset | None
+    num_examples: int
+    source: str
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Parses an IDX file (gzipped or not) into a numpy array.
+
+    Args:
+        path: path of the file (`*.gz` is decompressed).
+
+    Returns:
+        The array, with the dtype and shape the header declares.
+    """
+    path = pathlib.Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise ValueError(
+            f"{path} is truncated or corrupt: header says shape {shape} ({expected} bytes), "
+            f"file holds {len(data) - header} bytes."
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find_idx(directory: pathlib.Path, stem: str) -> pathlib.Path:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).exists():
+            return directory / name
+    raise FileNotFoundError(
+        f"Fashion-MNIST file {stem}[.gz] not found in {directory}. Install the Debian package: "
+        f"`sudo apt-get install {FASHION_MNIST_PACKAGE}` (or set FASHION_MNIST_DIR)."
+    )
+
+
+def load_fashion_mnist(split: str, directory: str | None = None) -> np.ndarray:
+    """Fashion-MNIST images of `"train"` (60,000) or `"test"` (10,000), uint8 (N, 28, 28, 1)."""
+    directory = pathlib.Path(directory or FASHION_MNIST_DIR)
+    stem = "train-images-idx3-ubyte" if split == "train" else "t10k-images-idx3-ubyte"
+    images = read_idx(_find_idx(directory, stem))
+    return images[..., np.newaxis]
+
+
+def to_unit_float(images) -> np.ndarray:
+    """Converts an image array to float32 in [0, 1] (uint8 is divided by 255).
+
+    Raises:
+        TypeError: for a dtype that is neither uint8 nor floating point.
+        ValueError: for NaN/Inf values or floats outside [0, 1].
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(
+            f"Images must be uint8 (0-255) or float in [0, 1]. Received dtype {images.dtype}."
+        )
+    if not np.all(np.isfinite(images)):
+        bad = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
+        raise ValueError(f"Images contain {bad} NaN or Inf value(s).")
+    low, high = float(images.min(initial=0.0)), float(images.max(initial=0.0))
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"Float images must lie in [0, 1]. Received values in [{low:.4g}, {high:.4g}]; "
+            "divide 0-255 data by 255."
+        )
+    return images.astype(np.float32)
+
+
+def _as_nhwc(images: np.ndarray, source: str) -> np.ndarray:
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"Images from {source} must have shape (N, H, W) or (N, H, W, C) with C in "
+            f"1, 3 or 4. Received shape {images.shape}."
+        )
+    if images.shape[0] == 0:
+        raise ValueError(f"{source} holds no images.")
+    return images
+
+
+def fit_to_shape(images: np.ndarray, image_shape, source: str = "the data") -> np.ndarray:
+    """Converts uint8 NHWC images to `image_shape` (channels, center crop, resize down)."""
+    height, width, channels = image_shape
+    images = _as_nhwc(images, source)
+    if images.shape[-1] == 4:
+        images = images[..., :3]
+    if images.shape[1:3] != (height, width):
+        if images.shape[1] < height or images.shape[2] < width:
+            raise ValueError(
+                f"Images from {source} are {images.shape[1]}x{images.shape[2]}, smaller than the "
+                f"model input {height}x{width}; they are not upsampled."
+            )
+        resized = tf.image.resize(
+            _center_crop(tf.convert_to_tensor(images), height / width), (height, width),
+            antialias=True,
+        )
+        images = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+    if images.shape[-1] != channels:
+        tensor = tf.convert_to_tensor(images)
+        converted = (
+            tf.image.rgb_to_grayscale(tensor) if channels == 1 else tf.image.grayscale_to_rgb(tensor)
+        )
+        images = converted.numpy().astype(np.uint8)
+    return images
+
+
+def _center_crop(images: tf.Tensor, aspect: float) -> tf.Tensor:
+    """Crops (N, H, W, C) images around the center to `aspect` = height / width."""
+    h, w = int(images.shape[1]), int(images.shape[2])
+    if h / w > aspect:
+        new_h = max(int(round(w * aspect)), 1)
+        top = (h - new_h) // 2
+        return images[:, top : top + new_h]
+    new_w = max(int(round(h / aspect)), 1)
+    left = (w - new_w) // 2
+    return images[:, :, left : left + new_w]
+
+
+def _float_to_uint8(images: np.ndarray) -> np.ndarray:
+    return np.round(to_unit_float(images) * 255.0).astype(np.uint8)
+
+
+def load_array(array_or_path, source: str | None = None) -> np.ndarray:
+    """Loads images from a numpy array, `.npy` or `.npz` file as uint8 NHWC."""
+    source = source or "the array"
+    if isinstance(array_or_path, (str, os.PathLike)):
+        path = pathlib.Path(array_or_path)
+        source = str(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No such file: {path}")
+        if path.suffix == ".npz":
+            with np.load(path) as archive:
+                keys = list(archive.keys())
+                key = next((k for k in ("images", "x", "x_train") if k in keys), keys[0])
+                array = archive[key]
+        else:
+            array = np.load(path)
+    else:
+        array = np.asarray(array_or_path)
+    array = array if array.dtype == np.uint8 else _float_to_uint8(array)
+    return _as_nhwc(array, source)
+
+
+def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Sorted image files (by suffix) under `folder`, recursively."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No such folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}.")
+    return files
+
+
+def read_image_file(path: pathlib.Path, image_shape) -> np.ndarray:
+    """Reads one image file as uint8 (H, W, C) in `image_shape`; errors name the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if image_shape[-1] == 1 else "RGB")
+            array = np.asarray(image)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ValueError(f"Cannot read image {path}: {error}") from error
+    return fit_to_shape(array[np.newaxis], image_shape, source=str(path))[0]
+
+
+def load_folder(folder: str | os.PathLike, image_shape, verbose: bool = True) -> np.ndarray:
+    """Reads every image under `folder` into a uint8 array (N, H, W, C)."""
+    import keras
+
+    files = image_files(folder)
+    progress = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
+    images = []
+    for i, path in enumerate(files, start=1):
+        images.append(read_image_file(path, image_shape))
+        if progress is not None and (i % 256 == 0 or i == len(files)):
+            progress.update(i)
+    return np.stack(images)
+
+
+def _split_held_out(images: np.ndarray, split: str, validation_fraction: float) -> np.ndarray:
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(
+            f"`validation_fraction` must be in (0, 1). Received: {validation_fraction!r}"
+        )
+    held_out = max(1, int(round(len(images) * validation_fraction)))
+    if held_out >= len(images):
+        raise ValueError(f"Too few images ({len(images)}) to hold out a validation split.")
+    return images[-held_out:] if split != "train" else images[:-held_out]
+
+
+def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -> Split:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name)
+    except Exception as error:  # tfds raises its own DatasetNotFoundError
+        raise ValueError(
+            f"Unknown dataset {name!r}: not 'fashion_mnist', not an existing file or folder, "
+            f"and not a tensorflow-datasets name ({error})."
+        ) from error
+    available = set(builder.info.splits.keys()) if builder.info.splits else set()
+    percent = int(round(100 * (1.0 - validation_fraction)))
+    if split == "validation" and "validation" not in available:
+        tfds_split = f"train[{percent}%:]"
+    elif split == "train" and "validation" not in available:
+        tfds_split = f"train[:{percent}%]"
+    elif split == "test" and "test" not in available:
+        tfds_split = "validation" if "validation" in available else f"train[{percent}%:]"
+    else:
+        tfds_split = split
+    dataset = tfds.load(name, split=tfds_split)
+    num_examples = int(dataset.cardinality().numpy())
+    height, width, channels = image_shape
+
+    def convert(example):
+        image = example["image"]
+        if image.shape[-1] != channels:
+            image = tf.image.rgb_to_grayscale(image) if channels == 1 else (
+                tf.image.grayscale_to_rgb(image)
+            )
+        image = tf.image.resize_with_crop_or_pad(image, tf.shape(image)[0], tf.shape(image)[1])
+        image = tf.image.resize(image, (height, width), antialias=True)
+        return tf.clip_by_value(image / 255.0, 0.0, 1.0)
+
+    dataset = dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+    return Split(None, dataset, num_examples, f"tfds:{name}[{tfds_split}]")
+
+
+def load_split(
+    source,
+    split: str = "train",
+    image_shape=(28, 28, 1),
+    validation_fraction: float = 0.1,
+    verbose: bool = False,
+) -> Split:
+    """Loads one split of a dataset name, folder, numpy file or array.
+
+    Args:
+        source: `"fashion_mnist"`, a tensorflow-datasets name, a folder of
+            images, a `.npy`/`.npz` path, or a numpy array.
+        split: `"train"`, `"validation"` or `"test"`.
+        image_shape: `(height, width, channels)` the model expects.
+        validation_fraction: float. Share of the training images held out
+            when the source has no validation split. Defaults to `0.1`.
+        verbose: bool. Show a progress bar while reading a folder.
+
+    Returns:
+        A `Split`.
+
+    Example:
+    >>> split = load_split("fashion_mnist", "test")
+    >>> split.num_examples
+    10000
+    """
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {list(SPLITS)}. Received: {split!r}")
+    if not isinstance(source, (str, os.PathLike)):
+        images = _split_held_out(load_array(source), split, validation_fraction)
+        images = fit_to_shape(images, image_shape)
+        return Split(images, None, len(images), "array")
+    name = str(source)
+    path = pathlib.Path(name).expanduser()
+    if name == "fashion_mnist":
+        if split == "test":
+            images = load_fashion_mnist("test")
+        else:
+            images = _split_held_out(load_fashion_mnist("train"), split, validation_fraction)
+    elif path.is_dir():
+        images = _split_held_out(load_folder(path, image_shape, verbose), split, validation_fraction)
+    elif path.suffix in (".npy", ".npz"):
+        images = _split_held_out(load_array(path), split, validation_fraction)
+    elif os.sep in name or path.suffix:
+        raise FileNotFoundError(f"No such file or folder: {name}")
+    else:
+        return _load_tfds(name, split, image_shape, validation_fraction)
+    images = fit_to_shape(images, image_shape, source=name)
+    return Split(images, None, len(images), name)
+
+
+def make_dataset(
+    split: Split,
+    batch_size: int,
+    shuffle: bool = True,
+    repeat: bool = False,
+    seed: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A batched, prefetched `tf.data.Dataset` of float32 images in [0, 1].
+
+    In-memory images stay uint8 (4x less memory) and are converted per batch.
+    Streamed (tfds) images are cached in memory only when they are few
+    (under ~1 GB as float32).
+
+    Args:
+        split: a `Split` from `load_split`.
+        batch_size: int. The global batch size.
+        shuffle: bool. Shuffle each epoch. Defaults to `True`.
+        repeat: bool. Repeat forever. Defaults to `False`.
+        seed: int. Shuffle seed. Defaults to `0`.
+        drop_remainder: bool. Drop a last partial batch. Defaults to `False`.
+
+    Returns:
+        A `tf.data.Dataset` yielding float32 batches (B, H, W, C).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+    if split.images is not None:
+        dataset = tf.data.Dataset.from_tensor_slices(split.images)
+        to_float = lambda x: tf.cast(x, tf.float32) / 255.0  # noqa: E731
+    else:
+        dataset = split.dataset
+        shape = dataset.element_spec.shape
+        size = split.num_examples * int(np.prod([d or 1 for d in shape])) * 4
+        if size < 1 << 30:
+            dataset = dataset.cache()
+        to_float = None
+    if shuffle:
+        dataset = dataset.shuffle(min(split.num_examples, 50_000), seed=seed,
+                                  reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if to_float is not None:
+        dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

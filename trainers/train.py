@@ -1,0 +1,74 @@
+r"""Train any zoo family: `python -m trainers.train --model=dvae --model_dir=runs/dvae`.
+
+Into `--model_dir` it writes the resolved `config.json`, `BackupAndRestore`
+state (`backup/`: re-running the same command after a crash resumes at the
+last finished epoch), `best.keras` (lowest validation loss) and
+`last.keras`, TensorBoard logs (`logs/`), `history.csv`, and a PNG of
+validation images and their reconstructions each epoch (`images/`).
+
+Examples:
+    python -m trainers.train --model=dvae --model_dir=runs/dvae --epochs=3
+    python -m trainers.train --model=vqvae --model_dir=runs/vq --set num_embeddings=256 \
+        --set training.batch_size=64
+    python -m trainers.train --config=runs/dvae/config.json --model_dir=runs/dvae2
+    python -m trainers.train --init_from=dvae_fashion_mnist --dataset=~/my_images \
+        --model_dir=runs/finetune --epochs=2
+"""
+
+import json
+import pathlib
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("model", None, ["ae", "vae", "vqvae", "dvae"], "Model family.")
+flags.DEFINE_string("model_dir", None, "Where the run's files go (required).")
+flags.DEFINE_string("dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz.")
+flags.DEFINE_integer("epochs", None, "Number of epochs.")
+flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate for the global batch size.")
+flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.")
+flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and noise.")
+flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json).")
+flags.DEFINE_multi_string("set", [], "key=value model option, or training.key=value.")
+flags.DEFINE_string("init_from", None, "Start from a zoo model name or a .keras file.")
+flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
+                  "tf.distribute strategy; multi_worker reads TF_CONFIG.")
+flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+                  "Keras dtype policy.")
+
+TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed",
+                  "init_from", "strategy", "precision")
+
+
+def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
+    """Refuses to mix two different runs in one model_dir."""
+    saved = model_dir / "config.json"
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        if previous != json.loads(json.dumps(config)):
+            raise ValueError(
+                f"{model_dir} already holds a run with a different config ({saved}). "
+                "Use a new --model_dir, or --config={saved} to resume it."
+            )
+
+
+def main(argv):
+    del argv
+    from trainers import config as config_lib
+    from trainers.training import train
+
+    if not FLAGS.model_dir:
+        raise app.UsageError("--model_dir is required.")
+    if not FLAGS.model and not FLAGS.config:
+        raise app.UsageError("Give --model (ae, vae, vqvae, dvae) or --config.")
+    overrides = {name: FLAGS[name].value for name in TRAINING_FLAGS if FLAGS[name].present}
+    config = config_lib.resolve(FLAGS.model, FLAGS.config, overrides, FLAGS.set)
+    model_dir = pathlib.Path(FLAGS.model_dir)
+    _check_model_dir(model_dir, config)
+    logging.set_verbosity(logging.WARNING)
+    train(config, model_dir)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,164 @@
+"""The training run behind `python -m trainers.train`, usable from Python too."""
+
+import math
+import pathlib
+import sys
+
+import keras
+import numpy as np
+
+import zoo
+from trainers import callbacks as schedule_callbacks
+from trainers import config as config_lib
+from trainers import data, distribute
+from trainers.train_callbacks import ReconstructionGrid, StopOnNaN
+
+# What "best.keras" minimises: the VAE's bits/dim does not move with the KL
+# warm-up; for the others the pixel MSE is the quantity users compare.
+MONITOR = {"ae": "val_mse", "vae": "val_bits_per_dim", "vqvae": "val_mse", "dvae": "val_mse"}
+GRID_IMAGES = 12
+
+
+def load_initial_model(init_from: str) -> keras.Model:
+    """Loads a zoo model by name, or a `.keras` file, to start training from."""
+    path = pathlib.Path(init_from).expanduser()
+    if path.suffix == ".keras":
+        if not path.exists():
+            raise FileNotFoundError(f"--init_from file not found: {path}")
+        return keras.saving.load_model(path, safe_mode=True)
+    return zoo.load(init_from)
+
+
+def family_of(model: keras.Model) -> str:
+    """The family name (`"dvae"`, ...) of a zoo model."""
+    for name, cls in zoo.FAMILIES.items():
+        if type(model) is cls:
+            return name
+    raise TypeError(f"Not a zoo model: {type(model).__name__}")
+
+
+def resolve_init(config: dict) -> dict:
+    """For `init_from` runs: takes family and architecture from the initial model.
+
+    The dVAE's temperature schedule then starts at the stored temperature
+    (a trained dVAE sits at its end temperature; restarting at 1.0 would
+    undo the annealing), and there is no KL warm-up (the weight was warmed).
+    """
+    init_from = config["training"].get("init_from")
+    if not init_from:
+        return config
+    model = load_initial_model(init_from)
+    resolved = {**config, "model": family_of(model)}
+    model_config = model.get_config()
+    model_config.pop("name", None)
+    model_config.pop("trainable", None)
+    resolved["model_config"] = model_config
+    training = {**config["training"], "kl_warmup_steps": 0}
+    if hasattr(model, "temperature"):
+        schedule = dict(training["temperature_schedule"])
+        schedule["start"] = float(model.temperature.numpy())
+        schedule["end"] = min(schedule["end"], schedule["start"])
+        training["temperature_schedule"] = schedule
+    resolved["training"] = training
+    return resolved
+
+
+def _schedule_callbacks(model, training: dict, total_steps: int) -> list:
+    result = []
+    if hasattr(model, "temperature"):
+        schedule = dict(training["temperature_schedule"])
+        steps = schedule.pop("steps")
+        steps = max(int(round(0.75 * total_steps)), 1) if steps is None else steps
+        result.append(schedule_callbacks.TemperatureAnnealing(steps=steps, **schedule))
+    if hasattr(model, "kl_warmup"):
+        steps = training["kl_warmup_steps"]
+        steps = max(int(round(0.1 * total_steps)), 1) if steps is None else steps
+        if steps > 0:
+            result.append(schedule_callbacks.KLWarmup(steps=steps))
+    return result
+
+
+def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.callbacks.History]:
+    """Trains the model a resolved config describes, writing the run into `model_dir`.
+
+    Re-running with the same `model_dir` resumes from its `BackupAndRestore`
+    state (the last finished epoch). Under `MultiWorkerMirroredStrategy`
+    every worker runs this; only the chief writes into `model_dir`.
+
+    Args:
+        config: a resolved config (`trainers.config.resolve`).
+        model_dir: folder of the run.
+        verbose: `"auto"` (progress bars on a terminal, a line per epoch
+            otherwise), or a `fit` verbosity (0, 1, 2).
+
+    Returns:
+        `(model, history)`.
+
+    Example:
+    >>> from trainers import config as config_lib
+    >>> cfg = config_lib.resolve("dvae", training_overrides={"epochs": 1})
+    >>> model, history = train(cfg, "runs/dvae")
+    """
+    config = resolve_init(config)
+    training = config["training"]
+    keras.utils.set_random_seed(training["seed"])
+    distribute.set_precision(training["precision"])
+    strategy = distribute.make_strategy(training["strategy"])
+    model_dir = pathlib.Path(model_dir)
+    write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
+    write_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.save(config, write_dir / "config.json")
+
+    image_shape = tuple(config["model_config"]["image_shape"])
+    fraction = training["validation_fraction"]
+    train_split = data.load_split(training["dataset"], "train", image_shape, fraction, verbose=True)
+    val_split = data.load_split(training["dataset"], "validation", image_shape, fraction)
+    batch_size = training["batch_size"]
+    steps_per_epoch = training["steps_per_epoch"] or math.ceil(train_split.num_examples / batch_size)
+    train_ds = data.make_dataset(
+        train_split, batch_size, repeat=training["steps_per_epoch"] is not None,
+        seed=training["seed"],
+    )
+    val_ds = data.make_dataset(val_split, batch_size, shuffle=False)
+
+    with strategy.scope():
+        if training.get("init_from"):
+            model = load_initial_model(training["init_from"])
+        else:
+            model = zoo.FAMILIES[config["model"]](**config["model_config"])
+        model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"]))
+
+    grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
+    monitor = MONITOR[config["model"]]
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            str(model_dir / "backup") if distribute.is_chief(strategy) else str(write_dir / "backup"),
+            delete_checkpoint=False,
+        ),
+        StopOnNaN(),
+        *_schedule_callbacks(model, training, steps_per_epoch * training["epochs"]),
+        keras.callbacks.ModelCheckpoint(str(write_dir / "last.keras")),
+        keras.callbacks.ModelCheckpoint(
+            str(write_dir / "best.keras"), monitor=monitor, mode="min", save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(write_dir / "logs")),
+        ReconstructionGrid(grid_images, write_dir / "images"),
+    ]
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    history = model.fit(
+        train_ds,
+        epochs=training["epochs"],
+        steps_per_epoch=steps_per_epoch,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself
+    )
+    distribute.remove_temporary(str(model_dir), strategy)
+    if distribute.is_chief(strategy) and verbose:
+        print(f"\nRun written to {model_dir}/: config.json, best.keras, last.keras, history.csv, "
+              f"logs/ (tensorboard --logdir {model_dir}/logs), images/ "
+              f"(reconstructions per epoch), backup/ (resume state).")
+    return model, history
