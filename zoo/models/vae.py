@@ -120,23 +120,29 @@ class VAE(Autoencoder):
         )
         return self.decode(z)
 
-    def compute_terms(self, images, training):
-        images = tf.cast(images, tf.float32)
-        mean, log_variance = self._posterior(images)
-        if training:
-            eps = tf.random.stateless_normal(
-                tf.shape(mean), seed=distribution.replica_seed(self.seed_generator)
-            )
-            z = mean + tf.exp(0.5 * log_variance) * eps
-        else:
-            z = mean
-        reconstructions = tf.sigmoid(tf.cast(self.decoder(z), tf.float32))
+    def _gaussian_nll(self, images, reconstructions):
         log_scale = tf.maximum(tf.convert_to_tensor(self.log_scale), -7.0)
         squared = tf.math.squared_difference(images, reconstructions)
-        nll = tf.reduce_sum(
+        return tf.reduce_sum(
             0.5 * squared * tf.exp(-2.0 * log_scale) + log_scale + 0.5 * _LOG_2PI,
             axis=[1, 2, 3],
         )
+
+    def compute_terms(self, images, training):
+        images = tf.cast(images, tf.float32)
+        mean, log_variance = self._posterior(images)
+        std = tf.exp(0.5 * log_variance)
+        # Training draws fresh noise; evaluation uses the posterior mean for the
+        # reconstruction and one sample from a fixed seed for the ELBO, so
+        # `bits_per_dim` is a deterministic single-sample estimate.
+        seed = distribution.replica_seed(self.seed_generator) if training else [self.seed, 1]
+        z_sample = mean + std * tf.random.stateless_normal(tf.shape(mean), seed=seed)
+        sample_means = tf.sigmoid(tf.cast(self.decoder(z_sample), tf.float32))
+        if training:
+            reconstructions = sample_means
+        else:
+            reconstructions = tf.sigmoid(tf.cast(self.decoder(mean), tf.float32))
+        nll = self._gaussian_nll(images, sample_means)
         kl = gaussian_kl(mean, log_variance)
         dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
         kl_loss = kl / dims

@@ -1,0 +1,70 @@
+"""Test-set evaluation shared by `trainers.evaluate`, the zoo cards and the tests."""
+
+import numpy as np
+import tensorflow as tf
+
+from zoo.quantizers import code_histogram
+
+
+def evaluate_model(model, dataset: tf.data.Dataset) -> dict[str, float]:
+    """Evaluates a zoo model over a whole batched dataset of images in [0, 1].
+
+    Args:
+        model: a zoo model.
+        dataset: batched `tf.data.Dataset` of float32 images (or `(images, _)`).
+
+    Returns:
+        A dict: `mse` (mean over pixels and images), `psnr` and `ssim` (mean
+        over images, `tf.image.ssim` with max value 1), `num_images`; for the
+        VAE `bits_per_dim` (negative ELBO, single-sample estimate); for the
+        discrete models `perplexity` and `codebook_usage` over all codes of
+        the dataset.
+    """
+    discrete = hasattr(model, "num_embeddings")
+
+    @tf.function
+    def step(images):
+        terms = model.compute_terms(images, training=False)
+        reconstructions = terms["reconstructions"]
+        per_image = {
+            "mse": tf.reduce_mean(tf.math.squared_difference(images, reconstructions), [1, 2, 3]),
+            "psnr": tf.image.psnr(images, reconstructions, max_val=1.0),
+            "ssim": tf.image.ssim(images, reconstructions, max_val=1.0),
+        }
+        if "bits_per_dim" in terms:
+            per_image["bits_per_dim"] = terms["bits_per_dim"]
+        histogram = (
+            code_histogram(model.encode(images), model.num_embeddings) if discrete else tf.zeros([1])
+        )
+        return {k: tf.reduce_sum(v) for k, v in per_image.items()}, histogram
+
+    totals, histogram, count = {}, None, 0
+    for batch in dataset:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        sums, batch_histogram = step(images)
+        for name, value in sums.items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+        batch_histogram = batch_histogram.numpy()
+        histogram = batch_histogram if histogram is None else histogram + batch_histogram
+        count += int(images.shape[0])
+    if count == 0:
+        raise ValueError("The evaluation dataset is empty.")
+    results = {name: total / count for name, total in totals.items()}
+    results["num_images"] = count
+    if discrete:
+        probs = histogram / histogram.sum()
+        nonzero = probs[probs > 0]
+        results["perplexity"] = float(np.exp(-np.sum(nonzero * np.log(nonzero))))
+        results["codebook_usage"] = float(np.mean(histogram > 0))
+    return results
+
+
+def format_table(results: dict[str, float], title: str = "") -> str:
+    """A plain-text two-column table of metric values."""
+    width = max(len(k) for k in results)
+    lines = [title] if title else []
+    lines += [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+    for name, value in results.items():
+        shown = f"{value:d}" if isinstance(value, int) else f"{value:.6g}"
+        lines.append(f"{name:<{width}}  {shown}")
+    return "\n".join(lines)
