@@ -1,0 +1,65 @@
+r"""Reconstruct a folder of images: `python -m trainers.reconstruct --model_dir=runs/dvae \
+    --input_dir=my_images --output_dir=reconstructions`.
+
+Each image under `--input_dir` (PNG/JPEG/BMP/GIF, nested or flat) is
+converted to the model's input (channels, center crop, resize), passed
+through the model, and its reconstruction written as PNG to the same
+relative path under `--output_dir` (suffix `.png`). `--model` may name a
+zoo model or a `.keras` file instead of `--model_dir`.
+"""
+
+import pathlib
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "A training run's folder.")
+flags.DEFINE_string("model", None, "A zoo model name or a .keras file (instead of --model_dir).")
+flags.DEFINE_string("input_dir", None, "Folder of images (required).")
+flags.DEFINE_string("output_dir", None, "Where to write PNG reconstructions (required).")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+
+
+def reconstruct_folder(model, input_dir, output_dir, batch_size: int = 64) -> list[pathlib.Path]:
+    """Writes the reconstruction of every image under `input_dir` as PNG.
+
+    Returns:
+        The written paths.
+    """
+    import keras
+    import numpy as np
+
+    from trainers import data
+    from trainers import images as image_io
+
+    input_dir, output_dir = pathlib.Path(input_dir), pathlib.Path(output_dir)
+    files = data.image_files(input_dir)
+    written = []
+    progress = keras.utils.Progbar(len(files), unit_name="image")
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        batch = np.stack([data.read_image_file(p, model.image_shape) for p in chunk])
+        outputs = model.predict(batch.astype("float32") / 255.0, verbose=0)
+        for path, output in zip(chunk, outputs):
+            target = output_dir / path.relative_to(input_dir).with_suffix(".png")
+            written.append(image_io.save_png(np.round(np.clip(output, 0, 1) * 255), target))
+        progress.update(start + len(chunk))
+    return written
+
+
+def main(argv):
+    del argv
+    from trainers.runs import load_run_model
+    from trainers.training import load_initial_model
+
+    if not FLAGS.input_dir or not FLAGS.output_dir:
+        raise app.UsageError("--input_dir and --output_dir are required.")
+    if bool(FLAGS.model_dir) == bool(FLAGS.model):
+        raise app.UsageError("Give exactly one of --model_dir and --model.")
+    model = load_run_model(FLAGS.model_dir) if FLAGS.model_dir else load_initial_model(FLAGS.model)
+    written = reconstruct_folder(model, FLAGS.input_dir, FLAGS.output_dir, FLAGS.batch_size)
+    print(f"Wrote {len(written)} reconstructions under {FLAGS.output_dir}/")
+
+
+if __name__ == "__main__":
+    app.run(main)
