@@ -1,8 +1,12 @@
 """The training run behind `python -m trainers.train`, usable from Python too."""
 
+import json
 import math
+import os
 import pathlib
+import platform
 import sys
+import time
 
 import keras
 import numpy as np
@@ -78,6 +82,18 @@ def _schedule_callbacks(model, training: dict, total_steps: int) -> list:
     return result
 
 
+def _record_time(path: pathlib.Path, seconds: float, history) -> None:
+    """Adds this session's training wall time to `run_info.json` (resumes add up)."""
+    info = json.loads(path.read_text()) if path.exists() else {"train_seconds": 0.0, "sessions": []}
+    info["train_seconds"] += seconds
+    info["sessions"].append({
+        "seconds": round(seconds, 1),
+        "epochs_run": len(history.epoch),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.node()}",
+    })
+    path.write_text(json.dumps(info, indent=2) + "\n")
+
+
 def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.callbacks.History]:
     """Trains the model a resolved config describes, writing the run into `model_dir`.
 
@@ -147,6 +163,7 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
+    started = time.monotonic()
     history = model.fit(
         train_ds,
         epochs=training["epochs"],
@@ -156,6 +173,7 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
+    _record_time(write_dir / "run_info.json", time.monotonic() - started, history)
     distribute.remove_temporary(str(model_dir), strategy)
     if distribute.is_chief(strategy) and verbose:
         print(f"\nRun written to {model_dir}/: config.json, best.keras, last.keras, history.csv, "

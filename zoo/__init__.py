@@ -8,7 +8,8 @@ from zoo.models.ae import AE
 from zoo.models.dvae import DVAE
 from zoo.models.vae import VAE
 from zoo.models.vqvae import VQVAE
+from zoo.presets import list_models, load
 
 FAMILIES = {"ae": AE, "vae": VAE, "vqvae": VQVAE, "dvae": DVAE}
 
-__all__ = ["AE", "DVAE", "FAMILIES", "VAE", "VQVAE"]
+__all__ = ["AE", "DVAE", "FAMILIES", "VAE", "VQVAE", "list_models", "load"]
