@@ -174,20 +174,67 @@ class Autoencoder(keras.Model):
     def _logs_for_trainer(self, logs: dict) -> dict:
         """Gives step logs the shape Keras's TF trainer can reduce.
 
-        Under a multi-worker `MultiWorkerMirroredStrategy`, Keras 3.15 reduces
-        each replica's logs with `strategy.reduce("MEAN", value, axis=0)`,
-        which rejects scalars ("Invalid reduction dimension 0"). A rank-1 value
-        of shape (1,) reduces over that axis and the replicas to the same
-        scalar mean, so step logs are reshaped there and nowhere else. Epoch
-        logs are read from the (cross-replica) metric trackers, not from these.
+        Under a multi-worker `MultiWorkerMirroredStrategy`, Keras 3.15's
+        `reduce_per_replica` reduces each replica's step logs with
+        `strategy.reduce("MEAN", value, axis=0)`, which rejects scalars
+        ("Invalid reduction dimension 0"). For a value of shape (1,), that
+        reduce averages over the one element of axis 0 and over all replicas
+        of all workers, so it returns the scalar mean over replicas: exactly
+        what `reduce_per_replica` returns for scalars on one worker
+        (`tf.reduce_mean` of the local results). Logs are reshaped there and
+        nowhere else, so single-worker logs keep their scalar shape. Epoch
+        logs are read from the metric trackers (sync-on-read variables summed
+        over replicas), not from these.
         """
         if distribution.is_multi_worker(self.distribute_strategy):
             return {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Completes the build from the nominal input spec, not from data.
+
+        Keras 3.15's TF trainer (`fit`, `evaluate`, `train_on_batch`, ...)
+        fetches the first distributed batch and averages it over replicas with
+        `strategy.reduce("MEAN", batch, axis=None)` only to learn its shapes
+        and dtypes for a symbolic build. Under `MultiWorkerMirroredStrategy`
+        that reduce is a cross-worker all-reduce of a whole image batch, and
+        it fails outright for a structured batch such as `(images, labels)`
+        (which `train_step` accepts). A zoo model is built in `__init__` from
+        its config, so its input spec is known: (None, *image_shape) float32.
+        The symbolic build (optimizer variables, compiled metrics if any) is
+        run from that spec, inside the strategy scope, as Keras does.
+        """
+        if getattr(self, "_distribute_strategy", None) is None:
+            return  # Keras builds lazily when no strategy was set.
+        spec = keras.KerasTensor((None, *self.image_shape), "float32")
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=(spec,))
+
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs):
+        """Loads a pretrained zoo model by name, as `zoo.load(name)` does.
+
+        Checksums are verified; the model must be of this class.
+
+        Args:
+            name: str. One of `zoo.list_models()`.
+            **kwargs: passed to `zoo.load` (e.g. `learning_rate`).
+
+        Example:
+        >>> model = zoo.DVAE.from_preset("dvae_fashion_mnist")
+        """
+        from zoo import presets
+
+        model = presets.load(name, **kwargs)
+        if not isinstance(model, cls):
+            raise ValueError(
+                f"Zoo model {name!r} is a {type(model).__name__}, not a {cls.__name__}."
+            )
+        return model
 
     # Config -------------------------------------------------------------------
 

@@ -1,0 +1,207 @@
+"""Distribution strategies, worker roles and mixed precision for training.
+
+The train command calls `make_strategy(flags.strategy)` and builds and
+compiles the model inside `strategy.scope()`; the batch size the user sets is
+the *global* batch (Keras splits it over the replicas). Under
+`MultiWorkerMirroredStrategy` every worker runs the same program: only the
+chief may write checkpoints and exports to the real paths, the other workers
+write to a private temporary path (`write_path`) that is removed afterwards.
+
+Example:
+>>> from trainers import distribute
+>>> strategy = distribute.make_strategy("auto")
+>>> with strategy.scope():
+...     model = zoo.VQVAE()
+...     model.compile(optimizer="adam")
+>>> model.fit(images, batch_size=64 * strategy.num_replicas_in_sync)
+"""
+
+import json
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Creates the `tf.distribute` strategy named by the `--strategy` flag.
+
+    Must be called before any other TensorFlow op when `name` is
+    `"multi_worker"` (the collective runtime is configured at creation).
+
+    Args:
+        name: str. One of:
+            - `"auto"`: `MirroredStrategy` over all GPUs when there are
+              several, else `OneDeviceStrategy` on the GPU or the CPU.
+            - `"one_device"`: `OneDeviceStrategy` on the first GPU, else CPU.
+            - `"mirrored"`: `MirroredStrategy` over all local GPUs (over the
+              logical CPUs when there is no GPU, see `split_cpu`).
+            - `"multi_worker"`: `MultiWorkerMirroredStrategy` configured from
+              the `TF_CONFIG` environment variable (see docs/DISTRIBUTED.md).
+            Defaults to `"auto"`.
+
+    Returns:
+        A `tf.distribute.Strategy`.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}. Received: {name!r}")
+    if name == "multi_worker":
+        tf_config = os.environ.get("TF_CONFIG", "")
+        if not tf_config.strip():
+            raise ValueError(
+                "strategy='multi_worker' needs the TF_CONFIG environment variable, e.g. "
+                '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}. Received: TF_CONFIG unset or empty.'
+            )
+        try:
+            config = json.loads(tf_config)
+            workers = config["cluster"]["worker"]
+            task = config["task"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                "TF_CONFIG must be JSON with `cluster.worker` (a list of host:port) and "
+                f"`task` (type and index). Received: TF_CONFIG={tf_config!r} ({error})"
+            ) from None
+        if not isinstance(workers, list) or not workers or not isinstance(task, dict):
+            raise ValueError(f"TF_CONFIG has no worker list or task. Received: {tf_config!r}")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def split_cpu(num_devices: int) -> list[str]:
+    """Splits the physical CPU into `num_devices` logical devices.
+
+    For tests of `MirroredStrategy` on machines without GPUs. Must run in a
+    fresh process, before TensorFlow has initialised its devices.
+
+    Args:
+        num_devices: int. Number of logical CPU devices (>= 1).
+
+    Returns:
+        The names of the logical CPU devices.
+    """
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"`num_devices` must be an integer >= 1. Received: {num_devices!r}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices
+        )
+    except RuntimeError as error:
+        raise RuntimeError(
+            "split_cpu must be called before TensorFlow initialises its devices "
+            f"(in a fresh process, before any op). ({error})"
+        ) from None
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def set_precision(policy: str = "float32") -> None:
+    """Sets the global Keras dtype policy for the models built afterwards.
+
+    `"mixed_float16"` computes in float16 with float32 variables (GPUs with
+    tensor cores); Keras's optimizer then scales the loss dynamically, and the
+    zoo's losses, quantizer distances, softmaxes and statistics stay float32.
+    `"mixed_bfloat16"` is the TPU / recent-GPU variant and needs no loss
+    scaling. Call it before building the model (inside or outside the
+    strategy scope).
+
+    Args:
+        policy: str. `"float32"`, `"mixed_float16"` or `"mixed_bfloat16"`.
+            Defaults to `"float32"`.
+    """
+    if policy not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {list(PRECISIONS)}. Received: {policy!r}")
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process should write checkpoints, exports and summaries.
+
+    True outside multi-worker training; under `MultiWorkerMirroredStrategy`,
+    true only on the chief (worker 0 when the cluster has no `chief` task).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type is None:
+        return True
+    return task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def write_path(path: str, strategy: tf.distribute.Strategy | None = None) -> str:
+    """The path this worker writes `path` to: `path` itself on the chief.
+
+    Every worker must run the same saving code (saving can involve
+    collectives), so non-chief workers write into a private temporary
+    directory next to `path`, which they delete with `remove_temporary`.
+    This is the pattern of the TensorFlow multi-worker guide.
+
+    Args:
+        path: str. The real destination (file or directory).
+        strategy: The strategy; defaults to the current one.
+
+    Returns:
+        `path` on the chief, `<dirname>/workertemp_<task_id>/<basename>` elsewhere.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if is_chief(strategy):
+        return path
+    task_id = strategy.cluster_resolver.task_id
+    directory, base = os.path.split(os.path.normpath(path))
+    return os.path.join(directory, f"workertemp_{task_id}", base)
+
+
+def remove_temporary(path: str, strategy: tf.distribute.Strategy | None = None) -> None:
+    """Deletes what a non-chief worker wrote for `path` (no-op on the chief)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if not is_chief(strategy):
+        shutil.rmtree(os.path.dirname(write_path(path, strategy)), ignore_errors=True)
+
+
+class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` for any strategy, multi-worker included.
+
+    Keras 3's callback knows nothing of workers: every worker would write the
+    same files. Here every worker *restores* from the chief's backup in
+    `backup_dir` (so all workers resume from one state and the same epoch,
+    even if a worker died between the chief's save and its own), and *saves*
+    to `write_path(backup_dir)`: the chief to `backup_dir`, the others to a
+    private temporary directory. Across machines, `backup_dir` must be on a
+    file system every worker can read (the usual requirement for resuming).
+
+    Args:
+        backup_dir: str. Directory of the chief's backup.
+        strategy: The training strategy; defaults to the current one.
+        **kwargs: `save_freq`, `double_checkpoint`, `delete_checkpoint` of
+            `keras.callbacks.BackupAndRestore`.
+    """
+
+    def __init__(self, backup_dir: str, strategy: tf.distribute.Strategy | None = None, **kwargs):
+        strategy = strategy or tf.distribute.get_strategy()
+        self._read_dir = backup_dir
+        self._write_dir = write_path(backup_dir, strategy)
+        super().__init__(backup_dir, **kwargs)
+
+    def _use(self, directory: str) -> None:
+        self.backup_dir = directory
+        self._weights_path = os.path.join(directory, "latest.weights.h5")
+        self._training_metadata_path = os.path.join(directory, "training_metadata.json")
+        self._prev_weights_path = f"{self._weights_path}.bkp"
+        self._prev_training_metadata_path = f"{self._training_metadata_path}.bkp"
+
+    def on_train_begin(self, logs=None):
+        self._use(self._read_dir)
+        super().on_train_begin(logs)
+        self._use(self._write_dir)
