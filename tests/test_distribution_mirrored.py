@@ -57,7 +57,7 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
         return [np.asarray(v) for v in model.weights]
 
     def max_diff(a, b):
-        return max(float(np.max(np.abs(x.astype("float64") - y))) for x, y in zip(a, b))
+        return max(float(np.max(np.abs(x.astype("float64") - y))) for x, y in zip(a, b, strict=True))
 
     def fit(model, x, **kwargs):
         return model.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0, **kwargs).history
@@ -102,7 +102,7 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
         fit(half, images[4 * r : 4 * r + 4])
         halves.append(weights(half))
     distribution.replica_id = true_replica_id
-    expected = [(a + b) / 2 if a.dtype.kind == "f" else a for a, b in zip(*halves)]
+    expected = [(a + b) / 2 if a.dtype.kind == "f" else a for a, b in zip(*halves, strict=True)]
     model = make("vae", mirrored, initial)
     fit(model, images[:8])
     results["vae"] = {

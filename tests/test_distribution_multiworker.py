@@ -40,7 +40,8 @@ def start_workers(out: str, args: list[str], ports: list[int] | None = None):
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        task = {"type": "worker", "index": index}
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
         log = open(os.path.join(out, f"worker{index}.log"), "ab")
         procs.append(subprocess.Popen(
             [sys.executable, WORKER, "--out", out, *args],
@@ -97,7 +98,7 @@ def test_workers_end_with_identical_weights(trained, family):
     chief = load_weights(os.path.join(trained, f"weights_0_{family}.npz"))
     other = load_weights(os.path.join(trained, f"weights_1_{family}.npz"))
     assert len(chief) == len(other)
-    for a, b in zip(chief, other):
+    for a, b in zip(chief, other, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     with open(os.path.join(trained, f"logs_0_{family}.json")) as f:
         record = json.load(f)
@@ -153,7 +154,7 @@ def test_killed_worker_job_resumes_from_backup(tmp_path):
         assert [r["epoch"] for r in records[1:]] == list(range(saved_epoch, epochs))
     chief = load_weights(os.path.join(out, "weights_0_backup.npz"))
     other = load_weights(os.path.join(out, "weights_1_backup.npz"))
-    for a, b in zip(chief, other):
+    for a, b in zip(chief, other, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     # The backup is deleted at the end of a completed job, on every worker.
     assert not os.path.exists(os.path.join(out, "backup"))

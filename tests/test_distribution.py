@@ -1,0 +1,49 @@
+"""In-process checks of trainers.distribute (no device split, no subprocess)."""
+
+import keras
+import pytest
+import tensorflow as tf
+
+from trainers import distribute
+
+
+def test_unknown_strategy_is_refused():
+    with pytest.raises(ValueError, match="one_device"):
+        distribute.make_strategy("tpu")
+
+
+@pytest.mark.parametrize("tf_config", [None, "", "not json", '{"task": {}}'])
+def test_multi_worker_needs_a_valid_tf_config(monkeypatch, tf_config):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.make_strategy("multi_worker")
+
+
+def test_one_device_and_auto_on_a_single_device():
+    for name in ("one_device", "auto"):
+        strategy = distribute.make_strategy(name)
+        assert strategy.num_replicas_in_sync == 1
+        assert distribute.is_chief(strategy)
+        assert distribute.write_path("/tmp/x/model.keras", strategy) == "/tmp/x/model.keras"
+
+
+def test_set_precision_validates_and_sets_the_global_policy():
+    with pytest.raises(ValueError, match="mixed_float16"):
+        distribute.set_precision("float16")
+    try:
+        distribute.set_precision("mixed_bfloat16")
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        distribute.set_precision("float32")
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_split_cpu_after_startup_explains_itself():
+    tf.constant(1.0)  # devices are initialised in this process
+    with pytest.raises(RuntimeError, match="fresh process"):
+        distribute.split_cpu(2)
+    with pytest.raises(ValueError, match="num_devices"):
+        distribute.split_cpu(0)
