@@ -57,7 +57,8 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
         return [np.asarray(v) for v in model.weights]
 
     def max_diff(a, b):
-        return max(float(np.max(np.abs(x.astype("float64") - y))) for x, y in zip(a, b, strict=True))
+        pairs = zip(a, b, strict=True)
+        return max(float(np.max(np.abs(x.astype("float64") - y))) for x, y in pairs)
 
     def fit(model, x, **kwargs):
         return model.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0, **kwargs).history
