@@ -87,9 +87,7 @@ def variable_values(model) -> dict[str, np.ndarray]:
 def changed_variables(before: dict, after: dict, atol: float = 0.0) -> list[str]:
     """Paths of variables whose value differs between two `variable_values`."""
     return sorted(
-        path
-        for path in before
-        if not np.allclose(before[path], after[path], atol=atol, rtol=0.0)
+        path for path in before if not np.allclose(before[path], after[path], atol=atol, rtol=0.0)
     )
 
 

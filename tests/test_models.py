@@ -21,6 +21,7 @@ from tests.helpers import (
 
 SHAPES = [(28, 28, 1), (32, 32, 3)]
 
+
 def test_public_names():
     assert set(zoo.FAMILIES) == {"ae", "vae", "vqvae", "dvae"}
     assert (zoo.FAMILIES["ae"], zoo.FAMILIES["vae"]) == (zoo.AE, zoo.VAE)
@@ -109,7 +110,7 @@ def _loss_gradients(model, images, term):
         terms = model.compute_terms(tf.constant(images), training=True)
         loss = tf.reduce_mean(terms[term])
     variables = model.trainable_variables
-    return dict(zip([v.path for v in variables], tape.gradient(loss, variables)))
+    return dict(zip([v.path for v in variables], tape.gradient(loss, variables), strict=True))
 
 
 def _nonzero(gradient) -> bool:
@@ -145,10 +146,21 @@ def test_total_loss_gradient_reaches_every_trainable_weight(family):
 NON_DEFAULT_KWARGS = {
     "ae": {"latent_channels": 3, "num_downsamples": 1},
     "vae": {"latent_channels": 2, "kl_weight": 0.5, "seed": 7},
-    "vqvae": {"commitment_cost": 0.5, "use_ema": False, "decay": 0.9,
-              "dead_code_threshold": 0.0, "seed": 3},
-    "dvae": {"kl_weight": 0.1, "temperature": 0.5, "straight_through": True,
-             "likelihood": "logit_laplace", "logit_laplace_eps": 0.05, "seed": 5},
+    "vqvae": {
+        "commitment_cost": 0.5,
+        "use_ema": False,
+        "decay": 0.9,
+        "dead_code_threshold": 0.0,
+        "seed": 3,
+    },
+    "dvae": {
+        "kl_weight": 0.1,
+        "temperature": 0.5,
+        "straight_through": True,
+        "likelihood": "logit_laplace",
+        "logit_laplace_eps": 0.05,
+        "seed": 5,
+    },
 }
 
 

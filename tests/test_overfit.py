@@ -22,12 +22,23 @@ EXPECTED_METRICS = {
     "ae": {"loss", "reconstruction_loss", "mse", "psnr"},
     "vae": {"loss", "reconstruction_loss", "mse", "psnr", "kl_loss", "bits_per_dim"},
     "vqvae": {
-        "loss", "reconstruction_loss", "mse", "psnr",
-        "commitment_loss", "perplexity", "codebook_usage",
+        "loss",
+        "reconstruction_loss",
+        "mse",
+        "psnr",
+        "commitment_loss",
+        "perplexity",
+        "codebook_usage",
     },
     "dvae": {
-        "loss", "reconstruction_loss", "mse", "psnr",
-        "kl_loss", "perplexity", "codebook_usage", "temperature",
+        "loss",
+        "reconstruction_loss",
+        "mse",
+        "psnr",
+        "kl_loss",
+        "perplexity",
+        "codebook_usage",
+        "temperature",
     },
 }
 
