@@ -11,13 +11,39 @@ Examples:
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A trainers.train run folder (holds best.keras/last.keras).")
-flags.DEFINE_string("export_base", None, "TF Serving's --model_base_path, e.g. exports/dvae.")
-flags.DEFINE_integer("version", None, "Version to write; defaults to the next integer.")
-flags.DEFINE_bool("keras_file", True, "Also write <export_base>/<version>.keras.")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines this command's flags.
+
+    Called only when the command runs (not on import), so `trainers.train`,
+    which defines `--model_dir` too, can be imported in the same process.
+    """
+    flags.DEFINE_string(
+        "model_dir",
+        None,
+        "A trainers.train run folder (holds best.keras or last.keras).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "export_base",
+        None,
+        "TF Serving's --model_base_path, e.g. exports/dvae.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "version",
+        None,
+        "Version to write; defaults to the next integer.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "keras_file", True, "Also write <export_base>/<version>.keras.", flag_values=flag_values
+    )
+
 
 MODEL_FILES = ("best.keras", "last.keras")
 """The files `find_model_file` looks for, in order of preference."""
@@ -76,13 +102,23 @@ def export_run(
     return export_model(model, export_base, version=version, keras_file=keras_file)
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
-    if not FLAGS.model_dir or not FLAGS.export_base:
+    if not flag_values.model_dir or not flag_values.export_base:
         raise app.UsageError("--model_dir and --export_base are required.")
-    path = export_run(FLAGS.model_dir, FLAGS.export_base, FLAGS.version, FLAGS.keras_file)
+    logging.set_verbosity(logging.WARNING)
+    try:
+        path = export_run(
+            flag_values.model_dir,
+            flag_values.export_base,
+            flag_values.version,
+            flag_values.keras_file,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        raise SystemExit(f"Export failed: {error}") from error
     print(f"Exported {path}")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,0 +1,128 @@
+"""Versioned, atomic exports and the `trainers.export` command.
+
+The serving contract of what is exported is in test_export_contract.py.
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+import zoo.export
+from tests.helpers import random_images, tiny_model
+from trainers import export as export_cli
+from zoo.export import existing_versions, export_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("ae")
+
+
+def listing(base):
+    return sorted(os.listdir(base))
+
+
+def test_versions_count_up_and_keras_file_sits_beside(model, tmp_path):
+    base = tmp_path / "ae"
+    assert export_model(model, str(base), keras_file=False) == str(base / "1")
+    assert export_model(model, str(base)) == str(base / "2")
+    assert export_model(model, str(base), version=10, keras_file=False) == str(base / "10")
+    (base / ".tmp-12-leftover").mkdir()  # what a killed export leaves: not a version
+    assert export_model(model, str(base)) == str(base / "11")
+    assert listing(base) == [".tmp-12-leftover", "1", "10", "11", "11.keras", "2", "2.keras"]
+    assert existing_versions(str(base)) == [1, 2, 10, 11]
+    images = random_images(2, seed=5)
+    reloaded = keras.saving.load_model(base / "11.keras")
+    np.testing.assert_allclose(reloaded(images), model(images), atol=1e-6)
+    assert os.path.isfile(base / "11" / "assets.extra" / "tf_serving_warmup_requests")
+
+
+def test_existing_version_is_never_overwritten(model, tmp_path):
+    base = tmp_path / "ae"
+    export_model(model, str(base), version=3)
+    before = {name: os.path.getmtime(base / "3" / name) for name in os.listdir(base / "3")}
+    with pytest.raises(FileExistsError, match=r"Version 3 already exists.*existing: \[3\]"):
+        export_model(model, str(base), version=3)
+    # A leftover 4.keras also blocks version 4 (its SavedModel would not match it).
+    (base / "4.keras").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="Version 4 already exists"):
+        export_model(model, str(base), version=4)
+    assert listing(base) == ["3", "3.keras", "4.keras"]
+    assert {n: os.path.getmtime(base / "3" / n) for n in os.listdir(base / "3")} == before
+
+
+@pytest.mark.parametrize("version", [-1, "2", 1.0, True])
+def test_bad_version_is_refused(model, tmp_path, version):
+    with pytest.raises(ValueError, match="`version` must be an integer >= 0"):
+        export_model(model, str(tmp_path), version=version)
+
+
+def test_non_zoo_model_is_refused(tmp_path):
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="Expected a zoo model"):
+        export_model(plain, str(tmp_path))
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("disk full (simulated)")
+
+
+@pytest.mark.parametrize("where", ["warmup", "keras_save", "final_rename"])
+def test_interrupted_export_leaves_no_version(model, tmp_path, monkeypatch, where):
+    base = tmp_path / "ae"
+    if where == "warmup":  # after the SavedModel is written
+        monkeypatch.setattr(zoo.export, "write_warmup_file", _fail)
+    elif where == "keras_save":
+        monkeypatch.setattr(type(model), "save", _fail)
+    else:  # the .keras file is already in place when the folder rename fails
+        rename = os.rename
+
+        def fail_on_folder(src, dst):
+            if os.path.isdir(src):
+                _fail()
+            rename(src, dst)
+
+        monkeypatch.setattr(zoo.export.os, "rename", fail_on_folder)
+    with pytest.raises(RuntimeError, match="simulated"):
+        export_model(model, str(base))
+    assert listing(base) == []  # no version, no .keras, no temporary folder
+
+
+def test_find_model_file_prefers_best_then_last(tmp_path):
+    (tmp_path / "last.keras").write_bytes(b"")
+    assert export_cli.find_model_file(str(tmp_path)) == str(tmp_path / "last.keras")
+    (tmp_path / "best.keras").write_bytes(b"")
+    assert export_cli.find_model_file(str(tmp_path)) == str(tmp_path / "best.keras")
+
+
+def test_find_model_file_says_what_it_looked_for(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError) as error:
+        export_cli.find_model_file(str(tmp_path))
+    message = str(error.value)
+    for expected in ("best.keras", "last.keras", "config.json", "trainers.train"):
+        assert expected in message
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        export_cli.find_model_file(str(tmp_path / "missing"))
+
+
+def test_export_command(tmp_path, capsys):
+    trained = tiny_model("vqvae")
+    run_dir, base = tmp_path / "runs" / "vq", tmp_path / "exports" / "vq"
+    run_dir.mkdir(parents=True)
+    trained.save(run_dir / "last.keras")
+    flag_values = flags.FlagValues()
+    export_cli.define_flags(flag_values)
+    flag_values(["export", f"--model_dir={run_dir}", f"--export_base={base}", "--version=5"])
+    export_cli.main([], flag_values)
+    with pytest.raises(SystemExit, match="Export failed: Version 5 already exists"):
+        export_cli.main([], flag_values)
+    assert f"Exported {base / '5'}" in capsys.readouterr().out
+    assert listing(base) == ["5", "5.keras"]
+    images = random_images(3, seed=2)
+    codes = tf.saved_model.load(str(base / "5")).signatures["encode"](images=images)["codes"]
+    np.testing.assert_array_equal(codes, trained.encode(images))
