@@ -11,6 +11,7 @@ so any run can be reproduced with `--config=<model_dir>/config.json`.
 """
 
 import copy
+import inspect
 import json
 import os
 import pathlib
@@ -35,13 +36,28 @@ TRAINING_DEFAULTS = {
 }
 
 
+def constructor_defaults(cls) -> dict:
+    """The keyword defaults of a model class and its bases, read without building it.
+
+    (Building a model would start TensorFlow before a multi-worker strategy
+    can be configured.)
+    """
+    defaults = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" not in vars(klass) or klass.__module__.split(".")[0] != "zoo":
+            continue
+        for name, parameter in inspect.signature(klass.__init__).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                value = parameter.default
+                defaults[name] = list(value) if isinstance(value, tuple) else value
+    return defaults
+
+
 def default_config(model: str) -> dict:
     """The full default config of a family (`"ae"`, `"vae"`, `"vqvae"`, `"dvae"`)."""
     if model not in zoo.FAMILIES:
         raise ValueError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
-    model_config = zoo.FAMILIES[model]().get_config()
-    model_config.pop("name", None)
-    model_config.pop("trainable", None)
+    model_config = constructor_defaults(zoo.FAMILIES[model])
     return {"model": model, "model_config": model_config, "training": copy.deepcopy(TRAINING_DEFAULTS)}
 
 
@@ -119,7 +135,6 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
     config["training"] = merge(config["training"], training_overrides or {})
     for assignment in assignments:
         apply_override(config, assignment)
-    zoo.FAMILIES[config["model"]](**config["model_config"])  # fail early on a bad option
     return config
 
 

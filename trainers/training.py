@@ -115,11 +115,13 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     >>> cfg = config_lib.resolve("dvae", training_overrides={"epochs": 1})
     >>> model, history = train(cfg, "runs/dvae")
     """
+    # The strategy comes first: a multi-worker strategy must be created
+    # before any other TensorFlow op runs in the process.
+    strategy = distribute.make_strategy(config["training"]["strategy"])
     config = resolve_init(config)
     training = config["training"]
     keras.utils.set_random_seed(training["seed"])
     distribute.set_precision(training["precision"])
-    strategy = distribute.make_strategy(training["strategy"])
     model_dir = pathlib.Path(model_dir)
     write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
     write_dir.mkdir(parents=True, exist_ok=True)
@@ -147,13 +149,14 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
     monitor = MONITOR[config["model"]]
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(model_dir / "backup") if distribute.is_chief(strategy) else str(write_dir / "backup"),
-            delete_checkpoint=False,
+        # Kept after the run: re-running a finished command restores the last
+        # epoch and trains no more, instead of silently starting over.
+        distribute.WorkerBackupAndRestore(
+            str(model_dir / "backup"), strategy, delete_checkpoint=False
         ),
         StopOnNaN(),
         *_schedule_callbacks(model, training, steps_per_epoch * training["epochs"]),
-        keras.callbacks.ModelCheckpoint(str(write_dir / "last.keras")),
+        keras.callbacks.ModelCheckpoint(str(write_dir / "last.keras")),  # write_dir: chief only
         keras.callbacks.ModelCheckpoint(
             str(write_dir / "best.keras"), monitor=monitor, mode="min", save_best_only=True
         ),
