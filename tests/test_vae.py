@@ -1,0 +1,105 @@
+"""The VAE: analytic KL, reparameterised sampling, prior samples, bits/dim."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tests.helpers import random_images, tiny_model
+from zoo.models.vae import gaussian_kl
+
+
+def _monte_carlo_kl(mean: np.ndarray, log_variance: np.ndarray, n: int, seed: int = 0):
+    """Per-example mean and standard error of log q(z) - log p(z), z ~ q."""
+    rng = np.random.default_rng(seed)
+    std = np.exp(0.5 * log_variance)
+    eps = rng.standard_normal((n, *mean.shape))
+    z = mean + std * eps
+    log_q = -0.5 * (eps**2 + log_variance + math.log(2 * math.pi))
+    log_p = -0.5 * (z**2 + math.log(2 * math.pi))
+    axes = tuple(range(2, z.ndim))
+    per_sample = (log_q - log_p).sum(axis=axes)  # (n, batch)
+    return per_sample.mean(0), per_sample.std(0) / math.sqrt(n)
+
+
+def test_analytic_kl_matches_monte_carlo():
+    rng = np.random.default_rng(1)
+    mean = rng.normal(0.0, 1.0, size=(3, 2, 2, 2))
+    log_variance = rng.normal(0.0, 0.7, size=(3, 2, 2, 2))
+    analytic = gaussian_kl(tf.constant(mean), tf.constant(log_variance)).numpy()
+    estimate, stderr = _monte_carlo_kl(mean, log_variance, n=200_000)
+    assert analytic.shape == (3,)
+    assert np.all(np.abs(analytic - estimate) < 4 * stderr + 1e-3), (analytic, estimate, stderr)
+
+
+def test_kl_is_zero_only_at_the_prior():
+    zeros = tf.zeros((2, 3, 3, 4))
+    np.testing.assert_allclose(gaussian_kl(zeros, zeros).numpy(), 0.0, atol=1e-7)
+    assert np.all(gaussian_kl(zeros + 0.1, zeros).numpy() > 0.0)
+    assert np.all(gaussian_kl(zeros, zeros - 0.1).numpy() > 0.0)
+
+
+def test_encode_is_the_posterior_mean():
+    model = tiny_model("vae")
+    images = random_images(3)
+    mean, log_variance = model.encode_distribution(images)
+    assert mean.shape == log_variance.shape == (3, 7, 7, model.latent_channels)
+    np.testing.assert_array_equal(model.encode(images).numpy(), mean.numpy())
+
+
+def test_training_samples_z_and_inference_uses_the_mean():
+    model = tiny_model("vae")
+    images = random_images(3)
+    inference = model(images).numpy()
+    np.testing.assert_array_equal(inference, model(images, training=False).numpy())
+    first = model(images, training=True).numpy()
+    second = model(images, training=True).numpy()
+    assert not np.allclose(first, second)  # fresh noise at each step
+    assert not np.allclose(first, inference)
+
+
+def test_reparameterised_sample_has_the_posterior_statistics():
+    """In training the decoder sees z = mean + sigma * eps: over 1,000 copies
+    of one image, z has the posterior mean and variance."""
+    model = tiny_model("vae")
+    image = random_images(1)
+    mean, log_variance = model.encode_distribution(image)
+    draws = []
+    original_call = model.decoder.call
+
+    def capture(latents):
+        draws.append(latents)
+        return original_call(latents)
+
+    model.decoder.call = capture
+    try:
+        model.compute_terms(tf.constant(np.repeat(image, 1000, axis=0)), training=True)
+    finally:
+        model.decoder.call = original_call
+    z = draws[0].numpy()
+    std = np.exp(0.5 * log_variance.numpy()[0])
+    # Standard errors: std / sqrt(1000) for the mean, ~4.5% for the variance.
+    np.testing.assert_allclose(z.mean(0), mean.numpy()[0], atol=float(5 * std.max() / 31.6))
+    np.testing.assert_allclose(z.var(0), std**2, rtol=0.25)
+
+
+def test_sample_is_deterministic_per_seed():
+    model = tiny_model("vae")
+    first = model.sample(4, seed=3).numpy()
+    assert first.shape == (4, 28, 28, 1)
+    assert first.min() >= 0.0 and first.max() <= 1.0
+    np.testing.assert_array_equal(first, model.sample(4, seed=3).numpy())
+    assert not np.allclose(first, model.sample(4, seed=4).numpy())
+
+
+def test_bits_per_dim_is_the_negative_elbo_with_unit_kl_weight():
+    model = tiny_model("vae", kl_weight=0.25)
+    images = tf.constant(random_images(3))
+    terms = model.compute_terms(images, training=False)
+    nats_per_dim = terms["reconstruction_loss"] + terms["kl_loss"]
+    expected = nats_per_dim / math.log(2.0) + 8.0
+    np.testing.assert_allclose(terms["bits_per_dim"].numpy(), expected.numpy(), rtol=1e-6)
+    mean, log_variance = model.encode_distribution(images)
+    np.testing.assert_allclose(
+        terms["kl_loss"].numpy(), gaussian_kl(mean, log_variance).numpy() / (28 * 28), rtol=1e-5
+    )

@@ -1,0 +1,134 @@
+"""The VQ-VAE quantizer: nearest neighbour, straight-through, EMA and gradient updates, restarts."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import random_images, tiny_model
+from zoo.quantizers import VectorQuantizer, code_statistics
+
+K, D = 16, 4
+
+
+def _quantizer(**kwargs) -> VectorQuantizer:
+    quantizer = VectorQuantizer(num_embeddings=K, embedding_dim=D, **kwargs)
+    quantizer.build((None, 3, 3, D))
+    return quantizer
+
+
+def _inputs(shape=(2, 3, 3, D), seed=0) -> tf.Tensor:
+    return tf.constant(np.random.default_rng(seed).normal(size=shape).astype("float32"))
+
+
+def test_nearest_neighbour_codes_and_straight_through_gradient():
+    quantizer = _quantizer()
+    inputs = _inputs()
+    weights = _inputs(seed=1)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        out = quantizer(inputs, training=False)
+        loss = tf.reduce_sum(out["quantized"] * weights)
+    codebook = quantizer.embeddings.numpy()
+    flat = inputs.numpy().reshape(-1, D)
+    expected = np.argmin(((flat[:, None] - codebook[None]) ** 2).sum(-1), axis=1)
+    assert out["encoding_indices"].dtype == tf.int32
+    np.testing.assert_array_equal(out["encoding_indices"].numpy().reshape(-1), expected)
+    np.testing.assert_allclose(
+        out["quantized"].numpy().reshape(-1, D), codebook[expected], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        quantizer.lookup(out["encoding_indices"]).numpy().reshape(-1, D), codebook[expected]
+    )
+    # Straight-through: d quantized / d inputs is the identity.
+    np.testing.assert_allclose(tape.gradient(loss, inputs).numpy(), weights.numpy(), rtol=1e-6)
+
+
+def test_ema_with_zero_decay_moves_each_used_code_to_the_mean_of_its_inputs():
+    quantizer = _quantizer(use_ema=True, decay=0.0, dead_code_threshold=0.0)
+    assert quantizer.embeddings.path not in [v.path for v in quantizer.trainable_variables]
+    before = quantizer.embeddings.numpy()
+    inputs = _inputs((4, 3, 3, D))
+    indices = quantizer(inputs, training=True)["encoding_indices"].numpy().reshape(-1)
+    after = quantizer.embeddings.numpy()
+    flat = inputs.numpy().reshape(-1, D)
+    for code in np.unique(indices):
+        # Up to the Laplace smoothing (epsilon=1e-5) of the counts.
+        np.testing.assert_allclose(after[code], flat[indices == code].mean(0), atol=1e-3)
+    unused = np.setdiff1d(np.arange(K), indices)
+    assert len(unused) > 0
+    np.testing.assert_allclose(after[unused], 0.0, atol=1e-3)  # no assignments, decay 0
+    assert not np.allclose(before, after)
+
+
+def test_ema_moves_codes_towards_their_inputs():
+    quantizer = _quantizer(use_ema=True, decay=0.9, dead_code_threshold=0.0)
+    inputs = _inputs((4, 3, 3, D))
+    flat = inputs.numpy().reshape(-1, D)
+    before = quantizer.embeddings.numpy()
+    indices = quantizer(inputs, training=True)["encoding_indices"].numpy().reshape(-1)
+    after = quantizer.embeddings.numpy()
+    for code in np.unique(indices):
+        target = flat[indices == code].mean(0)
+        assert np.linalg.norm(after[code] - target) < np.linalg.norm(before[code] - target)
+
+
+@pytest.mark.parametrize("use_ema", [True, False], ids=["ema", "gradient"])
+def test_a_train_step_updates_the_codebook(use_ema):
+    """With EMA the codebook moves by moving averages (every used code; the
+    smoothing of the counts also rescales unused ones slightly); without EMA,
+    by the optimizer (codebook loss gradient), and only the codes used."""
+    model = tiny_model("vqvae", use_ema=use_ema, dead_code_threshold=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    images = tf.constant(random_images(4))
+    before = model.quantizer.embeddings.numpy()
+    used = np.unique(model.encode(images).numpy())
+    model.train_step(images)
+    after = model.quantizer.embeddings.numpy()
+    changed = np.flatnonzero(np.any(before != after, axis=1))
+    if use_ema:
+        assert set(used) <= set(changed)
+    else:
+        assert set(changed) == set(used)
+    trainable = [v.path for v in model.trainable_variables]
+    assert (model.quantizer.embeddings.path in trainable) is (not use_ema)
+
+
+def test_dead_codes_restart_from_encoder_outputs():
+    quantizer = _quantizer(use_ema=True, dead_code_threshold=1e9)  # every code is dead
+    inputs = _inputs((2, 3, 3, D))
+    quantizer(inputs, training=True)
+    codebook = quantizer.embeddings.numpy()
+    flat = inputs.numpy().reshape(-1, D)
+    distances = ((codebook[:, None] - flat[None]) ** 2).sum(-1)
+    assert distances.min(axis=1).max() < 1e-10  # every code is now an input vector
+
+
+def test_default_restarts_revive_unused_codes():
+    quantizer = _quantizer()  # defaults: EMA, dead_code_threshold=1.0
+    inputs = _inputs((1, 3, 3, D)) * 0.01 + 5.0  # all inputs far from the codebook
+    first = quantizer(inputs, training=True)
+    assert len(np.unique(first["encoding_indices"].numpy())) == 1
+    # After the restarts, the codebook sits among the inputs and more codes are used.
+    second = quantizer(inputs, training=True)
+    assert len(np.unique(second["encoding_indices"].numpy())) > 1
+
+
+def test_code_statistics():
+    uniform = tf.reshape(tf.range(K), (1, 4, 4))
+    stats = code_statistics(uniform, K)
+    assert float(stats["perplexity"]) == pytest.approx(K, rel=1e-5)
+    assert float(stats["codebook_usage"]) == pytest.approx(1.0)
+    single = tf.zeros((2, 4, 4), tf.int32)
+    stats = code_statistics(single, K)
+    assert float(stats["perplexity"]) == pytest.approx(1.0)
+    assert float(stats["codebook_usage"]) == pytest.approx(1.0 / K)
+
+
+def test_commitment_cost_weights_the_commitment_loss():
+    images = tf.constant(random_images(3))
+    model = tiny_model("vqvae", commitment_cost=0.25)
+    terms = model.compute_terms(images, training=False)
+    expected = terms["reconstruction_loss"] + 0.25 * terms["commitment_loss"]
+    np.testing.assert_allclose(terms["loss"].numpy(), expected.numpy(), rtol=1e-6)
+    assert float(tf.reduce_min(terms["commitment_loss"])) > 0.0
