@@ -23,6 +23,8 @@ TRAINING_DEFAULTS = {
     "epochs": 5,
     "batch_size": 128,
     "learning_rate": 1e-3,
+    # "cosine": decay to 5% of learning_rate over the run; "constant".
+    "lr_schedule": "cosine",
     "validation_fraction": 0.1,
     "steps_per_epoch": None,
     "seed": 0,

@@ -82,6 +82,16 @@ def _schedule_callbacks(model, training: dict, total_steps: int) -> list:
     return result
 
 
+def learning_rate_schedule(training: dict, total_steps: int):
+    """The learning rate (schedule) a run's optimizer uses."""
+    rate, kind = training["learning_rate"], training.get("lr_schedule", "constant")
+    if kind == "constant":
+        return rate
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(rate, max(total_steps, 1), alpha=0.05)
+    raise ValueError(f"`lr_schedule` must be 'cosine' or 'constant'. Received: {kind!r}")
+
+
 def _record_time(path: pathlib.Path, seconds: float, history) -> None:
     """Adds this session's training wall time to `run_info.json` (resumes add up)."""
     info = json.loads(path.read_text()) if path.exists() else {"train_seconds": 0.0, "sessions": []}
@@ -144,7 +154,9 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
             model = load_initial_model(training["init_from"])
         else:
             model = zoo.FAMILIES[config["model"]](**config["model_config"])
-        model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"]))
+        model.compile(optimizer=keras.optimizers.Adam(
+            learning_rate_schedule(training, steps_per_epoch * training["epochs"])
+        ))
 
     grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
     monitor = MONITOR[config["model"]]

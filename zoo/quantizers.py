@@ -290,7 +290,7 @@ class GumbelQuantizer(keras.layers.Layer):
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(
             shape=(self.num_embeddings, self.embedding_dim),
-            initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "uniform"),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
             autocast=False,
             name="embeddings",
         )
@@ -336,6 +336,7 @@ class GumbelQuantizer(keras.layers.Layer):
             "quantized": quantized,
             "encoding_indices": indices,
             "kl": tf.reduce_sum(kl, axis=[1, 2]),
+            "probs": tf.exp(log_probs),
         }
 
     def lookup(self, indices) -> tf.Tensor:
@@ -348,6 +349,7 @@ class GumbelQuantizer(keras.layers.Layer):
             "quantized": keras.KerasTensor((*shape[:-1], self.embedding_dim), "float32"),
             "encoding_indices": keras.KerasTensor(shape[:-1], "int32"),
             "kl": keras.KerasTensor(shape[:1], "float32"),
+            "probs": keras.KerasTensor(shape, "float32"),
         }
 
     def get_config(self):

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import validation
+from zoo import distribution, validation
 from zoo.models.base import BASE_METRICS, Autoencoder
 from zoo.quantizers import GumbelQuantizer, code_statistics
 
@@ -23,6 +23,23 @@ def logit_laplace_nll(images, mean_logits, log_scale, eps: float) -> tf.Tensor:
         + log_scale
         + tf.math.log(2.0 * x * (1.0 - x))
     )
+
+
+def diversity_loss(probs: tf.Tensor, num_embeddings: int) -> tf.Tensor:
+    """`log K - H(p)` of the posterior averaged over positions and the global batch.
+
+    Args:
+        probs: float32 (B, h, w, K) posterior probabilities.
+        num_embeddings: int. K.
+
+    Returns:
+        A scalar in [0, log K]; gradients flow through the all-reduce.
+    """
+    flat = tf.reshape(probs, [-1, num_embeddings])
+    totals = distribution.global_sum(tf.reduce_sum(flat, axis=0))
+    mean = totals / tf.maximum(tf.reduce_sum(totals), 1e-12)
+    entropy = -tf.reduce_sum(mean * tf.math.log(mean + 1e-12))
+    return tf.math.log(float(num_embeddings)) - entropy
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -52,7 +69,7 @@ class DVAE(Autoencoder):
     Args:
         num_embeddings: int. Codebook size K. Defaults to `512`.
         embedding_dim: int. Code vector size. Defaults to `64`.
-        kl_weight: float. Weight of the per-pixel KL term. Defaults to `1e-3`
+        kl_weight: float. Weight of the per-pixel KL term. Defaults to `1e-2`
             (for the MSE likelihood; DALL-E's 6.6 belongs to its
             logit-Laplace likelihood on 256x256 images).
         temperature: float. Initial temperature. Defaults to `1.0`.
@@ -61,6 +78,12 @@ class DVAE(Autoencoder):
         likelihood: str. `"mse"` or `"logit_laplace"`. Defaults to `"mse"`.
         logit_laplace_eps: float. The eps of the logit-Laplace pixel map.
             Defaults to `0.1`.
+        diversity_weight: float. Weight of an optional codebook-diversity
+            term, `log K - H(mean posterior over the global batch)` (the
+            diversity loss of wav2vec 2.0): 0 when the batch uses all codes
+            equally. Not part of DALL-E's objective (set `0` for it); without
+            it a small dVAE uses a few percent of its codebook. Defaults to
+            `1e-2`.
         seed: int. Seed of the Gumbel noise. Defaults to `0`.
         **kwargs: Arguments of the shared architecture (`image_shape`,
             `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
@@ -86,17 +109,19 @@ class DVAE(Autoencoder):
         self,
         num_embeddings: int = 512,
         embedding_dim: int = 64,
-        kl_weight: float = 1e-3,
+        kl_weight: float = 1e-2,
         temperature: float = 1.0,
         straight_through: bool = False,
         likelihood: str = "mse",
         logit_laplace_eps: float = 0.1,
+        diversity_weight: float = 1e-2,
         seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.kl_weight = validation.non_negative_float("kl_weight", kl_weight)
         self.likelihood = validation.one_of("likelihood", likelihood, LIKELIHOODS)
+        self.diversity_weight = validation.non_negative_float("diversity_weight", diversity_weight)
         self.logit_laplace_eps = validation.positive_float("logit_laplace_eps", logit_laplace_eps)
         if self.logit_laplace_eps >= 0.5:
             raise ValueError(
@@ -192,11 +217,15 @@ class DVAE(Autoencoder):
         dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
         kl_loss = quantized["kl"] / dims
         weight = self.kl_weight * tf.convert_to_tensor(self.kl_warmup)
+        loss = reconstruction_loss + weight * kl_loss
+        if self.diversity_weight > 0:
+            diversity = diversity_loss(quantized["probs"], self.num_embeddings)
+            loss = loss + self.diversity_weight * diversity
         return {
             "reconstructions": reconstructions,
             "reconstruction_loss": reconstruction_loss,
             "kl_loss": kl_loss,
-            "loss": reconstruction_loss + weight * kl_loss,
+            "loss": loss,
             "temperature": tf.convert_to_tensor(self.temperature),
             **code_statistics(quantized["encoding_indices"], self.num_embeddings),
         }
@@ -212,5 +241,6 @@ class DVAE(Autoencoder):
             "straight_through": q.straight_through,
             "likelihood": self.likelihood,
             "logit_laplace_eps": self.logit_laplace_eps,
+            "diversity_weight": self.diversity_weight,
             "seed": q.seed,
         }
