@@ -357,8 +357,13 @@ def test_bad_images_are_refused(loaded):
 
 def test_bad_sample_and_latent_inputs_are_refused(loaded):
     signatures = loaded["dvae"].signatures
-    with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be >= 0"):
-        signatures["sample"](num_samples=tf.constant(-1), seed=tf.constant(0))
+    for count in (0, -1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be >= 1"):
+            signatures["sample"](num_samples=tf.constant(count), seed=tf.constant(0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`codes` holds no examples"):
+        signatures["decode"](codes=tf.zeros([0, 7, 7], tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`image_bytes` holds no examples"):
+        signatures["reconstruct_image_bytes"](image_bytes=tf.constant([], tf.string))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[\?,7,7\]"):
         signatures["decode"](codes=tf.zeros([1, 7, 8], tf.int32))
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a int32 tensor"):

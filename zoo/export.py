@@ -50,9 +50,18 @@ def _ensure(tensor: tf.Tensor, spec: tf.TensorSpec) -> tf.Tensor:
     channel count fails deep inside a convolution. The error reads
     "Shape of tensor images [1,28,28,3] is not compatible with expected
     shape [?,28,28,1]." (`InvalidArgumentError`, TF Serving's
-    INVALID_ARGUMENT).
+    INVALID_ARGUMENT). An empty batch is refused too: TensorFlow's CPU
+    convolutions fail on it with an unrelated message.
     """
-    return tf.ensure_shape(tensor, spec.shape, name=spec.name)
+    tensor = tf.ensure_shape(tensor, spec.shape, name=spec.name)
+    if spec.shape.rank:
+        check = tf.debugging.assert_positive(
+            tf.shape(tensor)[0],
+            message=f"`{spec.name}` holds no examples (batch size 0); send at least one.",
+        )
+        with tf.control_dependencies([check]):
+            tensor = tf.identity(tensor)
+    return tensor
 
 
 def build_signatures(model) -> dict:
@@ -109,7 +118,7 @@ def build_signatures(model) -> dict:
 
     def check_sample_inputs(num_samples, seed):
         num_samples = _ensure(num_samples, scalar[0])
-        check = tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0.")
+        check = tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1.")
         with tf.control_dependencies([check]):
             return tf.identity(num_samples), _ensure(seed, scalar[1])
 
