@@ -1,0 +1,135 @@
+"""Bad input gets a clear ValueError/TypeError that names what was expected."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.helpers import DISCRETE_FAMILIES, FAMILY_NAMES, random_images, tiny_model
+
+BAD_IMAGES = [
+    # (id, images, error type, text the message must contain)
+    ("rank3", np.zeros((28, 28, 1), np.float32), ValueError, "rank 4"),
+    ("rank5", np.zeros((1, 2, 28, 28, 1), np.float32), ValueError, "rank 4"),
+    ("channels", np.zeros((2, 28, 28, 3), np.float32), ValueError, "1 channel"),
+    ("height", np.zeros((2, 30, 28, 1), np.float32), ValueError, "divisible by 4"),
+    ("width", np.zeros((2, 28, 26, 1), np.float32), ValueError, "divisible by 4"),
+    ("uint8", np.zeros((2, 28, 28, 1), np.uint8), TypeError, "255"),
+    ("int32", np.zeros((2, 28, 28, 1), np.int32), TypeError, "floating point"),
+]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {family: tiny_model(family) for family in FAMILY_NAMES}
+
+
+@pytest.mark.parametrize("method", ["call", "encode"])
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize(
+    "images,error,expected", [case[1:] for case in BAD_IMAGES], ids=[c[0] for c in BAD_IMAGES]
+)
+def test_bad_images_raise_clear_errors(models, family, method, images, error, expected):
+    model = models[family]
+    function = model if method == "call" else model.encode
+    with pytest.raises(error, match=expected) as raised:
+        function(images)
+    # The message also names what was received.
+    assert str(tuple(images.shape)) in str(raised.value) or images.dtype.name in str(raised.value)
+
+
+def test_uint8_message_says_how_to_convert(models):
+    with pytest.raises(TypeError) as raised:
+        models["ae"](np.zeros((1, 28, 28, 1), np.uint8))
+    message = str(raised.value)
+    assert "uint8" in message and "/ 255" in message and "[0, 1]" in message
+
+
+@pytest.mark.parametrize("family", ["ae", "vqvae"])
+def test_fit_on_uint8_images_raises_the_same_error(family):
+    model = tiny_model(family)
+    model.compile(optimizer="adam")
+    with pytest.raises(TypeError, match="255"):
+        model.fit(np.zeros((4, 28, 28, 1), np.uint8), epochs=1, batch_size=2, verbose=0)
+
+
+@pytest.mark.parametrize("family", DISCRETE_FAMILIES)
+@pytest.mark.parametrize("bad", [-1, 16, 1000])
+def test_codes_outside_the_codebook_raise(models, family, bad):
+    codes = np.zeros((2, 7, 7), np.int32)
+    codes[1, 3, 4] = bad
+    with pytest.raises(ValueError, match=r"\[0, 16\)") as raised:
+        models[family].decode(codes)
+    assert str(bad) in str(raised.value)
+
+
+@pytest.mark.parametrize("family", DISCRETE_FAMILIES)
+def test_codes_outside_the_codebook_raise_in_a_graph(models, family):
+    decode = tf.function(models[family].decode)
+    codes = tf.fill([1, 7, 7], 16)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_embeddings=16"):
+        decode(codes)
+
+
+@pytest.mark.parametrize("family", DISCRETE_FAMILIES)
+@pytest.mark.parametrize(
+    "codes,error,expected",
+    [
+        (np.zeros((2, 7, 7, 1), np.int32), ValueError, "batch, height, width"),
+        (np.zeros((7, 7), np.int32), ValueError, "batch, height, width"),
+        (np.zeros((2, 7, 7), np.float32), TypeError, "integers"),
+    ],
+    ids=["rank4", "rank2", "float"],
+)
+def test_bad_code_grids_raise(models, family, codes, error, expected):
+    with pytest.raises(error, match=expected):
+        models[family].decode(codes)
+
+
+@pytest.mark.parametrize("family", ["ae", "vae"])
+@pytest.mark.parametrize(
+    "shape", [(2, 7, 7, 3), (2, 7, 7), (2, 7, 7, 4, 1)], ids=["channels", "rank3", "rank5"]
+)
+def test_bad_latents_raise(models, family, shape):
+    with pytest.raises(ValueError, match=r"\(batch, h, w, 4\)") as raised:
+        models[family].decode(np.zeros(shape, np.float32))
+    assert str(shape) in str(raised.value)
+
+
+INVALID_ARGUMENTS = [
+    ("ae", {"filters": -8}, "filters"),
+    ("ae", {"filters": 0}, "filters"),
+    ("vae", {"latent_channels": 0}, "latent_channels"),
+    ("ae", {"num_downsamples": -1}, "num_downsamples"),
+    ("ae", {"num_res_blocks": 1.5}, "num_res_blocks"),
+    ("ae", {"image_shape": (28, 28)}, "image_shape"),
+    ("ae", {"image_shape": (30, 30, 1)}, "divisible"),
+    ("vae", {"kl_weight": -1.0}, "kl_weight"),
+    ("vqvae", {"num_embeddings": 0}, "num_embeddings"),
+    ("vqvae", {"embedding_dim": -4}, "embedding_dim"),
+    ("vqvae", {"decay": 1.0}, "decay"),
+    ("vqvae", {"commitment_cost": -0.25}, "commitment_cost"),
+    ("vqvae", {"dead_code_threshold": -1.0}, "dead_code_threshold"),
+    ("dvae", {"likelihood": "bernoulli"}, "likelihood"),
+    ("dvae", {"temperature": 0.0}, "temperature"),
+    ("dvae", {"logit_laplace_eps": 0.5}, "logit_laplace_eps"),
+    ("dvae", {"num_embeddings": -1}, "num_embeddings"),
+]
+
+
+@pytest.mark.parametrize(
+    "family,kwargs,name", INVALID_ARGUMENTS, ids=[f"{f}-{n}" for f, _, n in INVALID_ARGUMENTS]
+)
+def test_invalid_constructor_arguments_raise_value_error(family, kwargs, name):
+    with pytest.raises(ValueError, match=name) as raised:
+        zoo.FAMILIES[family](**{**{"filters": 8, "num_res_blocks": 1}, **kwargs})
+    assert str(next(iter(kwargs.values()))) in str(raised.value)
+
+
+def test_good_images_of_other_float_dtypes_are_accepted(models):
+    images = random_images(2)
+    for dtype in ("float16", "float64"):
+        out = models["ae"](images.astype(dtype))
+        assert tuple(out.shape) == (2, 28, 28, 1)
+        assert np.isfinite(keras.ops.convert_to_numpy(out)).all()
