@@ -69,7 +69,7 @@ class DVAE(Autoencoder):
     Args:
         num_embeddings: int. Codebook size K. Defaults to `512`.
         embedding_dim: int. Code vector size. Defaults to `64`.
-        kl_weight: float. Weight of the per-pixel KL term. Defaults to `1e-2`
+        kl_weight: float. Weight of the per-pixel KL term. Defaults to `1e-3`
             (for the MSE likelihood; DALL-E's 6.6 belongs to its
             logit-Laplace likelihood on 256x256 images).
         temperature: float. Initial temperature. Defaults to `1.0`.
@@ -81,9 +81,12 @@ class DVAE(Autoencoder):
         diversity_weight: float. Weight of an optional codebook-diversity
             term, `log K - H(mean posterior over the global batch)` (the
             diversity loss of wav2vec 2.0): 0 when the batch uses all codes
-            equally. Not part of DALL-E's objective (set `0` for it); without
-            it a small dVAE uses a few percent of its codebook. Defaults to
-            `1e-2`.
+            equally. Not part of DALL-E's objective. Without it a small
+            dVAE may use only a few percent of its codebook; with too large a
+            weight (or at a high temperature) it can instead make every
+            posterior uniform, which also maximises this entropy, so it is
+            opt-in: the Fashion-MNIST recipe uses `1e-2` with
+            `kl_weight=1e-2`. Defaults to `0.0`.
         seed: int. Seed of the Gumbel noise. Defaults to `0`.
         **kwargs: Arguments of the shared architecture (`image_shape`,
             `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
@@ -109,12 +112,12 @@ class DVAE(Autoencoder):
         self,
         num_embeddings: int = 512,
         embedding_dim: int = 64,
-        kl_weight: float = 1e-2,
+        kl_weight: float = 1e-3,
         temperature: float = 1.0,
         straight_through: bool = False,
         likelihood: str = "mse",
         logit_laplace_eps: float = 0.1,
-        diversity_weight: float = 1e-2,
+        diversity_weight: float = 0.0,
         seed: int = 0,
         **kwargs,
     ):
