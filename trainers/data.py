@@ -29,6 +29,7 @@ import dataclasses
 import gzip
 import os
 import pathlib
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -68,8 +69,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = pathlib.Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # a cut or damaged .gz
+        raise ValueError(f"{path} is truncated or corrupt: {error}") from error
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
     ndim = data[3]
@@ -162,7 +166,9 @@ def fit_to_shape(images: np.ndarray, image_shape, source: str = "the data") -> n
     if images.shape[-1] != channels:
         tensor = tf.convert_to_tensor(images)
         converted = (
-            tf.image.rgb_to_grayscale(tensor) if channels == 1 else tf.image.grayscale_to_rgb(tensor)
+            tf.image.rgb_to_grayscale(tensor)
+            if channels == 1
+            else tf.image.grayscale_to_rgb(tensor)
         )
         images = converted.numpy().astype(np.uint8)
     return images
@@ -262,7 +268,7 @@ def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -
     except Exception as error:  # tfds raises its own DatasetNotFoundError
         raise ValueError(
             f"Unknown dataset {name!r}: not 'fashion_mnist', not an existing file or folder, "
-            f"and not a tensorflow-datasets name ({error})."
+            f"and not a tensorflow-datasets name ({str(error).splitlines()[0]})."
         ) from error
     available = set(builder.info.splits.keys()) if builder.info.splits else set()
     percent = int(round(100 * (1.0 - validation_fraction)))
@@ -284,7 +290,11 @@ def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -
             image = tf.image.rgb_to_grayscale(image) if channels == 1 else (
                 tf.image.grayscale_to_rgb(image)
             )
-        image = tf.image.resize_with_crop_or_pad(image, tf.shape(image)[0], tf.shape(image)[1])
+        # Center crop to the model's aspect ratio (height / width), then resize.
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        crop_h = tf.minimum(h, tf.cast(tf.round(tf.cast(w, tf.float32) * height / width), tf.int32))
+        crop_w = tf.minimum(w, tf.cast(tf.round(tf.cast(h, tf.float32) * width / height), tf.int32))
+        image = tf.image.resize_with_crop_or_pad(image, crop_h, crop_w)
         image = tf.image.resize(image, (height, width), antialias=True)
         return tf.clip_by_value(image / 255.0, 0.0, 1.0)
 
@@ -332,7 +342,8 @@ def load_split(
         else:
             images = _split_held_out(load_fashion_mnist("train"), split, validation_fraction)
     elif path.is_dir():
-        images = _split_held_out(load_folder(path, image_shape, verbose), split, validation_fraction)
+        images = load_folder(path, image_shape, verbose)
+        images = _split_held_out(images, split, validation_fraction)
     elif path.suffix in (".npy", ".npz"):
         images = _split_held_out(load_array(path), split, validation_fraction)
     elif os.sep in name or path.suffix:

@@ -1,0 +1,277 @@
+"""trainers.data: IDX files, Fashion-MNIST, tensorflow-datasets (mocked), folders, arrays.
+
+Nothing here touches the network: tfds goes through `tfds.testing.mock_data`,
+and the unknown-name test fails if a socket is opened.
+"""
+
+import gzip
+import socket
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from trainers import data
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """Writes `array` as an IDX file (gzipped when `path` ends in .gz)."""
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
+    header = bytes([0, 0, codes[array.dtype], array.ndim])
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+
+
+def save_image(path, array: np.ndarray, mode: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8), mode=None).convert(mode).save(path)
+
+
+def first_batch(split: data.Split, batch_size: int = 64) -> np.ndarray:
+    return next(iter(data.make_dataset(split, batch_size, shuffle=False))).numpy()
+
+
+# --- IDX -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, dtype",
+    [
+        ("x-idx3-ubyte", np.uint8),
+        ("x-idx3-ubyte.gz", np.uint8),
+        ("f.idx.gz", np.dtype(">f4")),
+        ("i.idx", np.dtype(">i4")),
+    ],
+)
+def test_read_idx_round_trips_shape_dtype_and_values(tmp_path, name, dtype):
+    array = (np.arange(2 * 3 * 5) * 7 % 256).reshape(2, 3, 5).astype(dtype)
+    write_idx(tmp_path / name, array)
+    parsed = data.read_idx(tmp_path / name)
+    assert parsed.shape == (2, 3, 5)
+    assert parsed.dtype == array.dtype
+    np.testing.assert_array_equal(parsed, array)
+
+
+def test_read_idx_refuses_bad_magic(tmp_path):
+    path = tmp_path / "bad-idx3-ubyte"
+    path.write_bytes(b"\x89PNG" + bytes(100))
+    with pytest.raises(ValueError, match="not an IDX file") as info:
+        data.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["t-idx3-ubyte", "t-idx3-ubyte.gz"])
+def test_read_idx_refuses_truncated_file_naming_it(tmp_path, name):
+    path = tmp_path / name
+    write_idx(path, np.zeros((4, 28, 28), np.uint8))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt") as info:
+        data.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_fashion_mnist_reads_idx_files_and_holds_out_validation(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    test = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", train)  # gzipped
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)  # plain
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path))
+
+    splits = {s: data.load_split("fashion_mnist", s, (28, 28, 1), 0.1) for s in data.SPLITS}
+    assert [splits[s].num_examples for s in data.SPLITS] == [18, 2, 5]
+    np.testing.assert_array_equal(splits["train"].images[..., 0], train[:18])
+    np.testing.assert_array_equal(splits["validation"].images[..., 0], train[18:])
+    batch = first_batch(splits["test"])
+    assert batch.shape == (5, 28, 28, 1) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[..., 0], test / 255.0, atol=1e-6)
+
+
+def test_fashion_mnist_missing_names_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist") as info:
+        data.load_split("fashion_mnist", "train")
+    assert "nowhere" in str(info.value)
+
+
+# --- tensorflow-datasets (mocked) ---------------------------------------------------------------
+
+
+def test_tfds_name_gives_float_batches_in_unit_range():
+    with tfds.testing.mock_data(num_examples=8):
+        split = data.load_split("mnist", "train", (28, 28, 1))
+        batch = first_batch(split, 4)
+    assert split.num_examples == 8
+    assert batch.shape == (4, 28, 28, 1) and batch.dtype == np.float32
+    assert 0.0 <= batch.min() and batch.max() <= 1.0 and batch.max() > 0.0
+
+
+@pytest.mark.parametrize("image_shape", [(32, 32, 3), (28, 28, 1)])
+def test_tfds_rgb_dataset_converts_to_model_input(image_shape):
+    with tfds.testing.mock_data(num_examples=6):
+        batch = first_batch(data.load_split("cifar10", "test", image_shape), 6)
+    assert batch.shape == (6, *image_shape) and batch.dtype == np.float32
+    assert 0.0 <= batch.min() and batch.max() <= 1.0
+
+
+def test_tfds_images_are_center_cropped_not_squashed():
+    # 40 high x 20 wide: black top and bottom quarters, white middle. A center
+    # crop to a square keeps only white; squashing would keep the black.
+    tall = np.zeros((3, 40, 20, 1), np.uint8)
+    tall[:, 10:30] = 255
+
+    def as_dataset(self, *args, **kwargs):
+        return tf.data.Dataset.from_tensor_slices({"image": tall})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        batch = first_batch(data.load_split("mnist", "test", (10, 10, 1)), 3)
+    assert batch.shape == (3, 10, 10, 1)
+    assert batch.min() > 0.95
+
+
+def test_unknown_dataset_name_is_a_clear_error_without_network(monkeypatch):
+    attempts = []
+
+    def no_connect(self, address, *args):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_connect)
+    with pytest.raises(ValueError, match="Unknown dataset 'no_such_dataset_xyz'") as info:
+        data.load_split("no_such_dataset_xyz", "train")
+    assert attempts == []
+    assert len(str(info.value)) < 500  # not tfds's list of every dataset
+
+
+# --- folders of images ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Four images, nested, PNG and JPEG, RGB and grayscale, different sizes, plus a text file."""
+    root = tmp_path / "pictures"
+    gray = np.full((30, 28), 200, np.uint8)
+    save_image(root / "a" / "b" / "gray.jpg", gray, "L")  # first in sorted order
+    red = np.zeros((40, 30, 3), np.uint8)
+    red[..., 0] = 255
+    save_image(root / "a" / "red.png", red, "RGB")
+    wide = np.zeros((40, 80, 3), np.uint8)  # black sides, white middle half
+    wide[:, 20:60] = 255
+    save_image(root / "wide.jpeg", wide, "RGB")
+    save_image(root / "z.png", np.full((64, 64), 50, np.uint8), "L")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_folder_images_are_converted_to_model_input(image_folder):
+    gray = data.load_split(image_folder, "train", (28, 28, 1), validation_fraction=0.25)
+    assert gray.images.shape == (3, 28, 28, 1) and gray.images.dtype == np.uint8
+    assert abs(int(gray.images[0].mean()) - 200) <= 2  # gray.jpg
+    assert abs(int(gray.images[1].mean()) - 76) <= 2  # red -> luma 0.299 * 255
+    assert gray.images[2].min() >= 250  # wide.jpeg: center crop keeps the white middle
+    held_out = data.load_split(image_folder, "validation", (28, 28, 1), validation_fraction=0.25)
+    assert held_out.num_examples == 1 and abs(int(held_out.images.mean()) - 50) <= 1  # z.png
+
+    rgb = data.load_split(image_folder, "train", (24, 24, 3), validation_fraction=0.25)
+    assert rgb.images.shape == (3, 24, 24, 3)
+    np.testing.assert_allclose(rgb.images[0].mean(axis=(0, 1)), [200, 200, 200], atol=2)
+    np.testing.assert_allclose(rgb.images[1].mean(axis=(0, 1)), [255, 0, 0], atol=2)
+    batch = first_batch(rgb)
+    assert batch.dtype == np.float32 and 0.0 <= batch.min() and batch.max() <= 1.0
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated_png"])
+def test_corrupt_image_is_reported_with_its_path(image_folder, content):
+    bad = image_folder / "a" / "b" / "broken.png"
+    if content == "garbage":
+        bad.write_bytes(b"this is not a png")
+    else:
+        save_image(bad, np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8), "L")
+        bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(ValueError, match="Cannot read image") as info:
+        data.load_split(image_folder, "train", (28, 28, 1))
+    assert str(bad) in str(info.value)
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "readme.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="No images"):
+        data.load_split(tmp_path, "train")
+
+
+def test_images_smaller_than_the_model_input_are_refused(image_folder):
+    with pytest.raises(ValueError, match="smaller than the model input 32x32") as info:
+        data.load_split(image_folder, "train", (32, 32, 1))
+    assert "gray.jpg" in str(info.value)
+
+
+# --- numpy arrays and files ----------------------------------------------------------------------
+
+
+def test_npy_and_npz_files_and_arrays(tmp_path):
+    uint8 = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", uint8)
+    np.savez(tmp_path / "images.npz", images=uint8.astype(np.float32) / 255.0)
+    for source in (tmp_path / "images.npy", str(tmp_path / "images.npz"), uint8):
+        split = data.load_split(source, "train", (28, 28, 1), validation_fraction=0.2)
+        assert split.images.shape == (8, 28, 28, 1)
+        np.testing.assert_array_equal(split.images[..., 0], uint8[:8])
+        test = data.load_split(source, "test", (28, 28, 1), validation_fraction=0.2)
+        np.testing.assert_array_equal(test.images[..., 0], uint8[8:])
+
+
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (np.nan, ValueError, "NaN or Inf"),
+        (np.inf, ValueError, "NaN or Inf"),
+        (1.5, ValueError, r"\[0, 1\]"),
+        (-0.1, ValueError, r"\[0, 1\]"),
+    ],
+)
+def test_bad_float_values_are_refused(tmp_path, value, error, message):
+    images = np.full((6, 28, 28, 1), 0.5, np.float32)
+    images[3, 4, 5, 0] = value
+    np.save(tmp_path / "bad.npy", images)
+    for source in (images, tmp_path / "bad.npy"):
+        with pytest.raises(error, match=message):
+            data.load_split(source, "train")
+
+
+def test_integer_arrays_other_than_uint8_are_refused():
+    with pytest.raises(TypeError, match="int64"):
+        data.load_split(np.zeros((6, 28, 28), np.int64), "train")
+
+
+def test_missing_path_and_bad_split_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        data.load_split(tmp_path / "missing.npy", "train")
+    with pytest.raises(ValueError, match="'valid'"):
+        data.load_split(np.zeros((6, 28, 28), np.uint8), "valid")
+
+
+def test_make_dataset_batches_shuffles_and_checks_batch_size():
+    split = data.load_split(
+        np.arange(10, dtype=np.uint8).repeat(4).reshape(10, 2, 2),
+        "train",
+        (2, 2, 1),
+        validation_fraction=0.1,
+    )
+    ordered = [b.numpy() for b in data.make_dataset(split, 4, shuffle=False)]
+    assert [len(b) for b in ordered] == [4, 4, 1]
+    np.testing.assert_allclose(np.concatenate(ordered)[:, 0, 0, 0], np.arange(9) / 255.0)
+    shuffled = np.concatenate(list(data.make_dataset(split, 4, seed=1)))[:, 0, 0, 0]
+    shuffled = np.round(shuffled * 255).astype(int)
+    assert sorted(shuffled) == list(range(9))
+    assert list(shuffled) != list(range(9))
+    dropped = list(data.make_dataset(split, 4, drop_remainder=True))
+    assert [len(b) for b in dropped] == [4, 4]
+    with pytest.raises(ValueError, match="batch_size"):
+        data.make_dataset(split, 0)
