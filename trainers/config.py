@@ -60,11 +60,21 @@ def default_config(model: str) -> dict:
     if model not in zoo.FAMILIES:
         raise ValueError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
     model_config = constructor_defaults(zoo.FAMILIES[model])
-    return {"model": model, "model_config": model_config, "training": copy.deepcopy(TRAINING_DEFAULTS)}
+    training = copy.deepcopy(TRAINING_DEFAULTS)
+    return {"model": model, "model_config": model_config, "training": training}
+
+
+_LITERALS = {"true": True, "false": False, "none": None, "null": None}
 
 
 def parse_value(text: str):
-    """Parses a `--set` value as JSON when it is JSON (numbers, lists, true), else a string."""
+    """Parses a `--set` value as JSON when it is JSON (numbers, lists, true), else a string.
+
+    `True`/`False`/`None` (any case) are booleans and None too: as a string,
+    `"False"` would be truthy.
+    """
+    if text.strip().lower() in _LITERALS:
+        return _LITERALS[text.strip().lower()]
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -99,10 +109,8 @@ def merge(base: dict, update: dict) -> dict:
     for key, value in update.items():
         if key not in merged:
             raise ValueError(f"Unknown config key {key!r}. Known keys: {sorted(merged)}")
-        if isinstance(merged[key], dict) and isinstance(value, dict) and key != "model_config":
+        if isinstance(merged[key], dict) and isinstance(value, dict):
             merged[key] = merge(merged[key], value)
-        elif key == "model_config":
-            merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
     return merged
@@ -131,7 +139,9 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
     from_file = load(config_file) if config_file else {}
     name = model or from_file.get("model")
     if from_file.get("model") and model and from_file["model"] != model:
-        raise ValueError(f"--model={model} contradicts the config file's model {from_file['model']!r}.")
+        raise ValueError(
+            f"--model={model} contradicts the config file's model {from_file['model']!r}."
+        )
     config = default_config(name or "dvae")
     config = merge(config, {k: v for k, v in from_file.items() if k != "model"})
     config["training"] = merge(config["training"], training_overrides or {})
