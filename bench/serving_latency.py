@@ -1,0 +1,159 @@
+"""Serving: latency at batch 1 and throughput at batch 256 of the exports.
+
+Each family (default config, untrained weights: speed does not depend on
+them) is exported with `zoo.export.export_model`. A fresh process that
+imports only TensorFlow (`bench/serving_worker.py`) loads every SavedModel
+and times each signature: p50/p99 latency over many batch-1 calls, and
+images/second over several batch-256 calls. For comparison, the same model
+in this process is timed through `model.predict(x)` and a direct `model(x)`
+call (eager). Repetitions are interleaved; each figure is the median over
+repetitions (min-max).
+
+Run alone: `python -m bench.serving_latency --families ae`.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import zoo
+from bench import common
+from zoo.export import export_model
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serving_worker.py")
+TARGET_P50_MS = 2.0
+TARGET_IMAGES_PER_S = 5000.0
+
+
+def _in_process(model, latency_calls: int, throughput_calls: int, batch: int, repeats: int):
+    """Times `model.predict` and `model(x)`: name -> (p50s, p99s, rates)."""
+    shape = model.image_shape
+    rng = np.random.default_rng(0)
+    one = rng.random((1, *shape), dtype=np.float32)
+    many = rng.random((batch, *shape), dtype=np.float32)
+    callers = {
+        "model.predict": lambda x: model.predict(x, batch_size=len(x), verbose=0),
+        "model(x)": lambda x: np.asarray(model(x, training=False)),
+    }
+    for call in callers.values():  # warm up
+        call(one), call(many)
+
+    def measure(call):
+        def run():
+            latencies = [1000.0 * common.timed(lambda: call(one)) for _ in range(latency_calls)]
+            seconds = common.timed(lambda: [call(many) for _ in range(throughput_calls)])
+            return (common.percentile(latencies, 50), common.percentile(latencies, 99),
+                    batch * throughput_calls / seconds)
+        return run
+
+    results = common.interleaved({n: measure(c) for n, c in callers.items()}, repeats)
+    out = {}
+    for name, samples in results.items():
+        if isinstance(samples, Exception):
+            out[name] = samples
+        else:
+            out[name] = tuple(list(column) for column in zip(*samples, strict=True))
+    return out
+
+
+def run_worker(exports: dict, latency_calls: int, throughput_calls: int, batch: int,
+               repeats: int) -> dict:
+    """Runs `serving_worker.py` in a fresh process that cannot import the project."""
+    with tempfile.TemporaryDirectory() as tmp:
+        request_path = os.path.join(tmp, "request.json")
+        answer_path = os.path.join(tmp, "answer.json")
+        with open(request_path, "w") as f:
+            json.dump({"exports": exports, "latency_calls": latency_calls,
+                       "throughput_calls": throughput_calls, "throughput_batch": batch,
+                       "repeats": repeats}, f)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        done = subprocess.run(
+            [sys.executable, WORKER, request_path, answer_path],
+            cwd=tmp, env=env, capture_output=True, text=True, timeout=1800,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"Serving worker failed:\n{done.stderr[-3000:]}")
+        with open(answer_path) as f:
+            return json.load(f)
+
+
+def run(
+    families=tuple(zoo.FAMILIES),
+    latency_calls: int = 100,
+    throughput_calls: int = 4,
+    batch: int = 256,
+    repeats: int = 3,
+    model_kwargs: dict | None = None,
+) -> common.Table:
+    """Exports each family and times every signature; returns a `common.Table`."""
+    model_kwargs = model_kwargs or {}
+    table = common.Table(
+        "Serving latency (batch 1) and throughput (batch 256), median (min-max)",
+        ["family", "endpoint", "p50 ms (batch 1)", "p99 ms (batch 1)",
+         f"images/s (batch {batch})", "targets"],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        models, exports = {}, {}
+        for family in families:
+            models[family] = zoo.FAMILIES[family](**model_kwargs.get(family, {}))
+            exports[family] = export_model(
+                models[family], os.path.join(tmp, family), version=1, keras_file=False
+            )
+        start = time.perf_counter()
+        served = run_worker(exports, latency_calls, throughput_calls, batch, repeats)
+        worker_seconds = time.perf_counter() - start
+        for family in families:
+            local = _in_process(models[family], latency_calls, throughput_calls, batch, repeats)
+            rows = [(f"SavedModel `{n}`", r) for n, r in sorted(served[family].items())]
+            rows += [(name, r) for name, r in local.items()]
+            for endpoint, result in rows:
+                if isinstance(result, Exception) or "error" in result:
+                    message = result if isinstance(result, Exception) else result["error"]
+                    table.add(family, endpoint, f"failed: {str(message)[:80]}", "", "", "")
+                    continue
+                if isinstance(result, dict):
+                    p50, p99, rate = result["p50_ms"], result["p99_ms"], result["images_per_s"]
+                else:
+                    p50, p99, rate = result
+                p50, p99, rate = (common.summarize(v) for v in (p50, p99, rate))
+                target = ""
+                if endpoint in ("SavedModel `serving_default`",):
+                    ok_latency = "met" if p50.median <= TARGET_P50_MS else "missed"
+                    ok_rate = "met" if rate.median >= TARGET_IMAGES_PER_S else "missed"
+                    target = f"p50 <= {TARGET_P50_MS:g} ms: {ok_latency}; >= 5,000/s: {ok_rate}"
+                table.add(family, endpoint, p50.format(2), p99.format(2), rate.format(), target)
+    table.notes.append(
+        f"SavedModel rows: `tf.saved_model.load` in a fresh process that imports only "
+        f"TensorFlow (worker wall time {worker_seconds:.0f} s); each call converts its outputs "
+        "to numpy. `sample` draws `num_samples` images (1 or the batch); "
+        "`reconstruct_image_bytes` decodes and re-encodes PNGs. `model.predict` and "
+        "`model(x)` are the same model in the benchmark process."
+    )
+    table.notes.append(
+        f"{latency_calls} batch-1 calls and {throughput_calls} batch-{batch} calls "
+        "per repetition; targets (serving_default, i.e. reconstruct): "
+        f"p50 <= {TARGET_P50_MS:g} ms at batch 1, >= {TARGET_IMAGES_PER_S:,.0f} images/s at "
+        f"batch {batch}."
+    )
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=list(zoo.FAMILIES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency_calls", type=int, default=100)
+    args = parser.parse_args(argv)
+    table = run(args.families, args.latency_calls, repeats=args.repeats)
+    print(table.markdown())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Smoke test of the benchmark suite: every benchmark runs at a tiny size and
+`bench.run_all` writes BENCHMARKS.md with the expected tables. No timing
+assertions: speed claims live in BENCHMARKS.md, not in tests."""
+
+import pytest
+
+from bench import common, run_all
+
+
+def test_summaries_and_tables():
+    stat = common.summarize([3.0, 1.0, 2.0])
+    assert (stat.median, stat.min, stat.max, stat.count) == (2.0, 1.0, 3.0, 3)
+    assert common.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert common.percentile([0, 10], 99) == pytest.approx(9.9)
+    results = common.interleaved({"ok": lambda: 1.0, "bad": lambda: 1 / 0}, repeats=2)
+    assert results["ok"] == [1.0, 1.0] and isinstance(results["bad"], ZeroDivisionError)
+    table = common.Table("t", ["a", "b"])
+    table.add(1, 2)
+    with pytest.raises(ValueError, match="expected 2"):
+        table.add(1)
+    assert "| 1 | 2 |" in table.markdown()
+
+
+def test_run_all_tiny_writes_every_table(tmp_path):
+    output = tmp_path / "BENCHMARKS.md"
+    tables = run_all.run("tiny", str(output))
+    text = output.read_text()
+    for heading in ("## Machine", "## Training throughput", "## Input pipeline",
+                    "## Serving", "## Scaling", "fp32 matmul peak", "Load average"):
+        assert heading in text
+
+    training = tables["training"]
+    assert training.headers[:4] == ["family", "batch", "mode", "images/s"]
+    assert "% of fp32 peak" in training.headers
+    assert [(r[0], r[2]) for r in training.rows] == [
+        ("ae", "graph"), ("ae", "spe8"), ("vqvae", "graph"), ("vqvae", "spe8")
+    ]
+    for row in training.rows:
+        assert not str(row[3]).startswith("failed"), row
+        assert row[-1].endswith("%")
+
+    pipeline = tables["input_pipeline"]
+    assert len(pipeline.rows) == 3  # fashion_mnist and two PNG folders, one batch size
+    assert all(row[-1].endswith("x") for row in pipeline.rows)
+
+    serving = tables["serving"]
+    endpoints = {(r[0], r[1]) for r in serving.rows}
+    for family in ("ae", "vqvae"):
+        for name in ("serving_default", "encode", "decode", "reconstruct_image_bytes"):
+            assert (family, f"SavedModel `{name}`") in endpoints
+        assert (family, "model.predict") in endpoints and (family, "model(x)") in endpoints
+    assert not any(str(r[2]).startswith("failed") for r in serving.rows)
+
+    scaling = tables["scaling"]
+    assert [(r[0], r[1]) for r in scaling.rows] == [("ae", "1"), ("ae", "2")]
+    assert not any(str(r[2]).startswith("failed") for r in scaling.rows)
