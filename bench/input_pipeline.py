@@ -69,8 +69,14 @@ def run(
     training_rates = training_rates or {}
     table = common.Table(
         "Input pipeline (images/s, median (min-max))",
-        ["source", "batch", "load_split images/s (once)", "delivered images/s",
-         "fastest training images/s", "delivered / training"],
+        [
+            "source",
+            "batch",
+            "load_split images/s (once)",
+            "delivered images/s",
+            "fastest training images/s",
+            "delivered / training",
+        ],
     )
     with tempfile.TemporaryDirectory() as tmp:
         gray = pathlib.Path(tmp) / "png_28x28_gray"
@@ -97,13 +103,22 @@ def run(
             for label in sources:
                 samples = results[label]
                 if isinstance(samples, Exception):
-                    table.add(label, batch_size, f"{load_rates[label]:,.0f}",
-                              common.error_cell(samples), "", "")
+                    table.add(
+                        label,
+                        batch_size,
+                        f"{load_rates[label]:,.0f}",
+                        common.error_cell(samples),
+                        "",
+                        "",
+                    )
                     continue
                 stat = common.summarize(samples)
                 train = training_rates.get(batch_size)
                 table.add(
-                    label, batch_size, f"{load_rates[label]:,.0f}", stat.format(),
+                    label,
+                    batch_size,
+                    f"{load_rates[label]:,.0f}",
+                    stat.format(),
                     f"{train:,.0f}" if train else "",
                     f"{stat.median / train:.0f}x" if train else "",
                 )

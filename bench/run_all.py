@@ -17,8 +17,12 @@ import time
 PROFILES = {
     "full": {
         "families": ("ae", "vae", "vqvae", "dvae"),
-        "train": {"batch_sizes": (64, 128, 256), "modes": ("graph", "xla", "spe8", "bf16"),
-                  "images_per_repeat": 512, "repeats": 3},
+        "train": {
+            "batch_sizes": (64, 128, 256),
+            "modes": ("graph", "xla", "spe8", "bf16"),
+            "images_per_repeat": 512,
+            "repeats": 3,
+        },
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 2000, "repeats": 3},
         "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3},
         "scaling": {"families": ("ae", "vqvae"), "steps": 6, "repeats": 3},
@@ -27,8 +31,12 @@ PROFILES = {
     },
     "quick": {
         "families": ("ae", "vqvae"),
-        "train": {"batch_sizes": (64, 256), "modes": ("graph", "xla", "bf16"),
-                  "images_per_repeat": 256, "repeats": 2},
+        "train": {
+            "batch_sizes": (64, 256),
+            "modes": ("graph", "xla", "bf16"),
+            "images_per_repeat": 256,
+            "repeats": 2,
+        },
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 500, "repeats": 2},
         "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2},
         "scaling": {"families": ("ae",), "steps": 4, "repeats": 2},
@@ -43,10 +51,18 @@ def _tiny_profile() -> dict:
 
     return {
         "families": ("ae", "vqvae"),
-        "train": {"batch_sizes": (8,), "modes": ("graph", "spe8"),
-                  "images_per_repeat": 16, "repeats": 2},
-        "pipeline": {"batch_sizes": (8,), "folder_images": 24, "repeats": 2,
-                     "images_per_repeat": 64},
+        "train": {
+            "batch_sizes": (8,),
+            "modes": ("graph", "spe8"),
+            "images_per_repeat": 16,
+            "repeats": 2,
+        },
+        "pipeline": {
+            "batch_sizes": (8,),
+            "folder_images": 24,
+            "repeats": 2,
+            "images_per_repeat": 64,
+        },
         "serving": {"latency_calls": 3, "throughput_calls": 1, "batch": 8, "repeats": 2},
         "scaling": {"families": ("ae",), "batch_size": 8, "steps": 2, "repeats": 2},
         "peak": {"size": 128, "iterations": 2, "repeats": 2},

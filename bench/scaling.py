@@ -29,7 +29,8 @@ def _worker(request: dict) -> dict:
     gpus = tf.config.list_physical_devices("GPU")
     devices = (
         [d.name for d in tf.config.list_logical_devices("GPU")]
-        if len(gpus) >= 2 else distribute.split_cpu(2)
+        if len(gpus) >= 2
+        else distribute.split_cpu(2)
     )
     import keras
 
@@ -58,8 +59,7 @@ def _worker(request: dict) -> dict:
             measures[replicas] = measure
         results = common.interleaved(measures, request["repeats"])
         answer[family] = {
-            str(r): (s if isinstance(s, list) else common.error_cell(s))
-            for r, s in results.items()
+            str(r): (s if isinstance(s, list) else common.error_cell(s)) for r, s in results.items()
         }
     return answer
 
@@ -72,8 +72,13 @@ def run(
     model_kwargs: dict | None = None,
 ) -> common.Table:
     """Measures steps/second with 1 and 2 replicas in a subprocess; returns a table."""
-    request = {"families": list(families), "batch_size": batch_size, "steps": steps,
-               "repeats": repeats, "model_kwargs": model_kwargs or {}}
+    request = {
+        "families": list(families),
+        "batch_size": batch_size,
+        "steps": steps,
+        "repeats": repeats,
+        "model_kwargs": model_kwargs or {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         request_path = os.path.join(tmp, "request.json")
         answer_path = os.path.join(tmp, "answer.json")
@@ -84,7 +89,11 @@ def run(
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         done = subprocess.run(
             [sys.executable, "-m", "bench.scaling", "--worker", request_path, answer_path],
-            cwd=root, env=env, capture_output=True, text=True, timeout=1800,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
         )
         if done.returncode != 0:
             raise RuntimeError(f"Scaling worker failed:\n{done.stderr[-3000:]}")
@@ -104,7 +113,8 @@ def run(
             stat = common.summarize(samples)
             ratio = (
                 f"{stat.median / common.summarize(one).median:.2f}x"
-                if isinstance(one, list) else ""
+                if isinstance(one, list)
+                else ""
             )
             table.add(family, replicas, stat.format(2), f"{stat.median * batch_size:,.0f}", ratio)
     table.notes.append(f"Devices: {', '.join(answer['devices'])}.")

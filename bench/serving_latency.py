@@ -48,8 +48,12 @@ def _in_process(model, latency_calls: int, throughput_calls: int, batch: int, re
         def run():
             latencies = [1000.0 * common.timed(lambda: call(one)) for _ in range(latency_calls)]
             seconds = common.timed(lambda: [call(many) for _ in range(throughput_calls)])
-            return (common.percentile(latencies, 50), common.percentile(latencies, 99),
-                    batch * throughput_calls / seconds)
+            return (
+                common.percentile(latencies, 50),
+                common.percentile(latencies, 99),
+                batch * throughput_calls / seconds,
+            )
+
         return run
 
     results = common.interleaved({n: measure(c) for n, c in callers.items()}, repeats)
@@ -62,21 +66,33 @@ def _in_process(model, latency_calls: int, throughput_calls: int, batch: int, re
     return out
 
 
-def run_worker(exports: dict, latency_calls: int, throughput_calls: int, batch: int,
-               repeats: int) -> dict:
+def run_worker(
+    exports: dict, latency_calls: int, throughput_calls: int, batch: int, repeats: int
+) -> dict:
     """Runs `serving_worker.py` in a fresh process that cannot import the project."""
     with tempfile.TemporaryDirectory() as tmp:
         request_path = os.path.join(tmp, "request.json")
         answer_path = os.path.join(tmp, "answer.json")
         with open(request_path, "w") as f:
-            json.dump({"exports": exports, "latency_calls": latency_calls,
-                       "throughput_calls": throughput_calls, "throughput_batch": batch,
-                       "repeats": repeats}, f)
+            json.dump(
+                {
+                    "exports": exports,
+                    "latency_calls": latency_calls,
+                    "throughput_calls": throughput_calls,
+                    "throughput_batch": batch,
+                    "repeats": repeats,
+                },
+                f,
+            )
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         done = subprocess.run(
             [sys.executable, WORKER, request_path, answer_path],
-            cwd=tmp, env=env, capture_output=True, text=True, timeout=1800,
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
         )
         if done.returncode != 0:
             raise RuntimeError(f"Serving worker failed:\n{done.stderr[-3000:]}")
@@ -96,8 +112,14 @@ def run(
     model_kwargs = model_kwargs or {}
     table = common.Table(
         "Serving latency (batch 1) and throughput (batch 256), median (min-max)",
-        ["family", "endpoint", "p50 ms (batch 1)", "p99 ms (batch 1)",
-         f"images/s (batch {batch})", "targets"],
+        [
+            "family",
+            "endpoint",
+            "p50 ms (batch 1)",
+            "p99 ms (batch 1)",
+            f"images/s (batch {batch})",
+            "targets",
+        ],
     )
     with tempfile.TemporaryDirectory() as tmp:
         models, exports = {}, {}

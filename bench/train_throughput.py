@@ -81,8 +81,16 @@ def run(
     model_kwargs = model_kwargs or {}
     table = common.Table(
         "Training throughput (images/s, median (min-max))",
-        ["family", "batch", "mode", "images/s", "vs graph", "train GFLOP/image",
-         "GFLOP/s", "% of fp32 peak"],
+        [
+            "family",
+            "batch",
+            "mode",
+            "images/s",
+            "vs graph",
+            "train GFLOP/image",
+            "GFLOP/s",
+            "% of fp32 peak",
+        ],
     )
     rng = np.random.default_rng(0)
     for family in families:
@@ -106,8 +114,8 @@ def run(
                 except Exception as error:  # noqa: BLE001 - reported in the table
                     errors[mode] = error
                     continue
-                measures[mode] = (
-                    lambda m=model, s=steps, d=dataset, b=batch_size: _fit_rate(m, d, s, b)
+                measures[mode] = lambda m=model, s=steps, d=dataset, b=batch_size: _fit_rate(
+                    m, d, s, b
                 )
             results = common.interleaved(measures, repeats)
             results.update(errors)
@@ -120,13 +128,20 @@ def run(
                 stat = common.summarize(samples)
                 ratio = (
                     f"{stat.median / common.summarize(base).median:.2f}x"
-                    if isinstance(base, list) and base else ""
+                    if isinstance(base, list) and base
+                    else ""
                 )
                 gflops = stat.median * train_flops / 1e9
                 share = f"{100 * gflops / peak_gflops:.0f} %" if peak_gflops else ""
                 table.add(
-                    family, batch_size, mode, stat.format(), ratio,
-                    f"{train_flops / 1e9:.3f}", f"{gflops:.0f}", share,
+                    family,
+                    batch_size,
+                    mode,
+                    stat.format(),
+                    ratio,
+                    f"{train_flops / 1e9:.3f}",
+                    f"{gflops:.0f}",
+                    share,
                 )
     table.notes.append(
         "FLOPs per image: TF profiler count of the forward + backward graph "
@@ -151,8 +166,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     peak = common.matmul_peak()
     print(f"fp32 matmul peak: {peak.format(1)} GFLOP/s\n")
-    table = run(args.families, args.batch_sizes, args.modes, args.images_per_repeat,
-                args.repeats, peak.max)
+    table = run(
+        args.families, args.batch_sizes, args.modes, args.images_per_repeat, args.repeats, peak.max
+    )
     print(table.markdown())
 
 

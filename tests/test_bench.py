@@ -25,15 +25,25 @@ def test_run_all_tiny_writes_every_table(tmp_path):
     output = tmp_path / "BENCHMARKS.md"
     tables = run_all.run("tiny", str(output))
     text = output.read_text()
-    for heading in ("## Machine", "## Training throughput", "## Input pipeline",
-                    "## Serving", "## Scaling", "fp32 matmul peak", "Load average"):
+    for heading in (
+        "## Machine",
+        "## Training throughput",
+        "## Input pipeline",
+        "## Serving",
+        "## Scaling",
+        "fp32 matmul peak",
+        "Load average",
+    ):
         assert heading in text
 
     training = tables["training"]
     assert training.headers[:4] == ["family", "batch", "mode", "images/s"]
     assert "% of fp32 peak" in training.headers
     assert [(r[0], r[2]) for r in training.rows] == [
-        ("ae", "graph"), ("ae", "spe8"), ("vqvae", "graph"), ("vqvae", "spe8")
+        ("ae", "graph"),
+        ("ae", "spe8"),
+        ("vqvae", "graph"),
+        ("vqvae", "spe8"),
     ]
     for row in training.rows:
         assert not str(row[3]).startswith("failed"), row
