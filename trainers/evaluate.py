@@ -12,12 +12,23 @@ import pathlib
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A training run's folder (required).")
-flags.DEFINE_string("dataset", None, "Dataset; defaults to the run's.")
-flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.")
-flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.")
-flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
-flags.DEFINE_string("output_dir", None, "Where to write results; defaults to <model_dir>/eval.")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines this command's flags.
+
+    Called only when the command runs (not on import), so `run_evaluation`
+    can be imported in a process that defines `--model_dir` elsewhere
+    (`trainers.publish`, `trainers.train`).
+    """
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("model_dir", None, "A training run's folder (required).", **fv)
+    flags.DEFINE_string("dataset", None, "Dataset; defaults to the run's.", **fv)
+    flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.", **fv)
+    flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", **fv)
+    flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.", **fv)
+    flags.DEFINE_string("output_dir", None, "Where to write results; defaults to <model_dir>/eval.",
+                        **fv)
 
 
 def run_evaluation(model_dir, dataset=None, split="test", batch_size=256, max_images=None,
@@ -52,7 +63,9 @@ def run_evaluation(model_dir, dataset=None, split="test", batch_size=256, max_im
               "latent_bits_per_image": latent_bits(model), **results}
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     first = next(iter(batches)).numpy()[:12]
-    image_io.save_comparison(first, model.predict(first, verbose=0), output_dir / "reconstructions.png")
+    image_io.save_comparison(
+        first, model.predict(first, verbose=0), output_dir / "reconstructions.png"
+    )
     if hasattr(model, "sample"):
         image_io.save_samples(np.asarray(model.sample(24, seed=0)), output_dir / "samples.png")
     print(format_table(results, f"{type(model).__name__} on {source} [{split}]"))
@@ -83,4 +96,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

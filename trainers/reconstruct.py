@@ -13,11 +13,19 @@ import pathlib
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A training run's folder.")
-flags.DEFINE_string("model", None, "A zoo model name or a .keras file (instead of --model_dir).")
-flags.DEFINE_string("input_dir", None, "Folder of images (required).")
-flags.DEFINE_string("output_dir", None, "Where to write PNG reconstructions (required).")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines this command's flags, only when it runs (not on import), so
+    `reconstruct_folder` can be imported next to other commands' flags."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("model_dir", None, "A training run's folder.", **fv)
+    flags.DEFINE_string(
+        "model", None, "A zoo model name or a .keras file (instead of --model_dir).", **fv
+    )
+    flags.DEFINE_string("input_dir", None, "Folder of images (required).", **fv)
+    flags.DEFINE_string("output_dir", None, "Where to write PNG reconstructions (required).", **fv)
+    flags.DEFINE_integer("batch_size", 64, "Batch size.", **fv)
 
 
 def reconstruct_folder(model, input_dir, output_dir, batch_size: int = 64) -> list[pathlib.Path]:
@@ -40,7 +48,7 @@ def reconstruct_folder(model, input_dir, output_dir, batch_size: int = 64) -> li
         chunk = files[start : start + batch_size]
         batch = np.stack([data.read_image_file(p, model.image_shape) for p in chunk])
         outputs = model.predict(batch.astype("float32") / 255.0, verbose=0)
-        for path, output in zip(chunk, outputs):
+        for path, output in zip(chunk, outputs, strict=True):
             target = output_dir / path.relative_to(input_dir).with_suffix(".png")
             written.append(image_io.save_png(np.round(np.clip(output, 0, 1) * 255), target))
         progress.update(start + len(chunk))
@@ -62,4 +70,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -23,7 +23,9 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", None, ["ae", "vae", "vqvae", "dvae"], "Model family.")
 flags.DEFINE_string("model_dir", None, "Where the run's files go (required).")
-flags.DEFINE_string("dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz.")
+flags.DEFINE_string(
+    "dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz."
+)
 flags.DEFINE_integer("epochs", None, "Number of epochs.")
 flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate for the global batch size.")
@@ -46,11 +48,35 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
     saved = model_dir / "config.json"
     if saved.exists():
         previous = json.loads(saved.read_text())
-        if previous != json.loads(json.dumps(config)):
+        current = json.loads(json.dumps(config))
+        if current["training"].get("init_from"):
+            # train() saved what the initial model dictates (family, architecture,
+            # no KL warm-up, temperature from the model): compare the rest only.
+            previous, current = _without_init_values(previous), _without_init_values(current)
+        differ = _differing(previous, current)
+        if differ:
             raise ValueError(
-                f"{model_dir} already holds a run with a different config ({saved}). "
-                "Use a new --model_dir, or --config={saved} to resume it."
+                f"{model_dir} already holds a run with a different config ({saved}; differing: "
+                f"{', '.join(differ)}). Use a new --model_dir, or --config={saved} to resume it."
             )
+
+
+def _without_init_values(config: dict) -> dict:
+    training = {k: v for k, v in config.get("training", {}).items()
+                if k not in ("kl_warmup_steps", "temperature_schedule")}
+    return {"training": training}
+
+
+def _differing(previous: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    keys = []
+    for key in sorted(set(previous) | set(current)):
+        old, new = previous.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            keys += _differing(old, new, f"{prefix}{key}.")
+        elif old != new:
+            keys.append(prefix + key)
+    return keys
 
 
 def main(argv):
@@ -63,11 +89,17 @@ def main(argv):
     if not FLAGS.model and not FLAGS.config:
         raise app.UsageError("Give --model (ae, vae, vqvae, dvae) or --config.")
     overrides = {name: FLAGS[name].value for name in TRAINING_FLAGS if FLAGS[name].present}
-    config = config_lib.resolve(FLAGS.model, FLAGS.config, overrides, FLAGS.set)
-    model_dir = pathlib.Path(FLAGS.model_dir)
-    _check_model_dir(model_dir, config)
+    try:
+        config = config_lib.resolve(FLAGS.model, FLAGS.config, overrides, FLAGS.set)
+        model_dir = pathlib.Path(FLAGS.model_dir)
+        _check_model_dir(model_dir, config)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"Training refused: {error}") from error
     logging.set_verbosity(logging.WARNING)
-    train(config, model_dir)
+    try:
+        train(config, model_dir)
+    except FloatingPointError as error:  # StopOnNaN: a clear line, not a traceback
+        raise SystemExit(f"Training stopped: {error}") from error
 
 
 if __name__ == "__main__":

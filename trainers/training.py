@@ -135,7 +135,6 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     model_dir = pathlib.Path(model_dir)
     write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
     write_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save(config, write_dir / "config.json")
 
     image_shape = tuple(config["model_config"]["image_shape"])
     fraction = training["validation_fraction"]
@@ -158,6 +157,9 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
             learning_rate_schedule(training, steps_per_epoch * training["epochs"])
         ))
 
+    # Saved once the data and the model are known to work: a config that
+    # fails (a dataset typo) must not claim model_dir for itself.
+    config_lib.save(config, write_dir / "config.json")
     grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
     monitor = MONITOR[config["model"]]
     callbacks = [
