@@ -1,0 +1,112 @@
+"""trainers.evaluate / reconstruct / training in-process: per-family metrics, pictures, errors.
+
+The command-line runs are in test_train_cli.py (a trained dVAE); here tiny
+untrained models of the other families are saved as a run folder and
+evaluated directly, which costs no subprocess.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from tests.helpers import random_images, tiny_model
+from trainers import config as config_lib
+from trainers import evaluate, reconstruct, runs, training
+
+
+def make_run(tmp_path, family: str, **kwargs):
+    """A run folder holding a tiny model as best.keras and a config naming a .npy dataset."""
+    model = tiny_model(family, **kwargs)
+    dataset = tmp_path / "images.npy"
+    np.save(dataset, random_images(20, model.image_shape))
+    model_dir = tmp_path / family
+    model_dir.mkdir()
+    model.save(model_dir / "best.keras")
+    config = config_lib.resolve(family, training_overrides={"dataset": str(dataset)})
+    config_lib.save(config, model_dir / "config.json")
+    return model_dir
+
+
+@pytest.mark.parametrize(
+    "family, extra, pictures",
+    [
+        ("ae", set(), {"reconstructions.png"}),
+        ("vae", {"bits_per_dim"}, {"reconstructions.png", "samples.png"}),
+        ("vqvae", {"perplexity", "codebook_usage"}, {"reconstructions.png"}),
+    ],
+)
+def test_run_evaluation_metrics_and_pictures_per_family(tmp_path, family, extra, pictures):
+    model_dir = make_run(tmp_path, family)
+    report = evaluate.run_evaluation(model_dir, split="test", batch_size=2)
+    written = json.loads((model_dir / "eval" / "metrics.json").read_text())
+    assert written == report
+    metric_names = {"mse", "psnr", "ssim", "bits_per_dim", "perplexity", "codebook_usage"}
+    assert metric_names & set(report) == {"mse", "psnr", "ssim"} | extra
+    assert report["num_images"] == 2  # the held-out 10% of 20 (batch 2: partial sums add up)
+    assert report["dataset"].endswith("images.npy") and report["split"] == "test"
+    assert 0.0 < report["mse"] < 1.0 and np.isfinite(report["psnr"])
+    if "bits_per_dim" in extra:
+        assert report["bits_per_dim"] > 0.0
+    if "perplexity" in extra:
+        assert 1.0 <= report["perplexity"] <= 16.0 and 0.0 < report["codebook_usage"] <= 1.0
+    assert {p.name for p in (model_dir / "eval").glob("*.png")} == pictures
+
+
+def test_evaluation_mse_matches_a_direct_computation(tmp_path):
+    model_dir = make_run(tmp_path, "ae")
+    images = random_images(7, seed=3)
+    np.save(tmp_path / "other.npy", images)
+    report = evaluate.run_evaluation(
+        model_dir,
+        dataset=str(tmp_path / "other.npy"),
+        split="train",
+        batch_size=4,
+        max_images=5,
+        output_dir=tmp_path / "out",
+    )
+    model = runs.load_run_model(model_dir)
+    kept = np.round(images[:6] * 255) / 255  # train split = first 6; arrays are stored as uint8
+    direct = np.mean((kept[:5] - model.predict(kept[:5], verbose=0)) ** 2)
+    assert report["num_images"] == 5
+    np.testing.assert_allclose(report["mse"], direct, rtol=1e-4)
+    assert (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="best.keras, last.keras"):
+        evaluate.run_evaluation(tmp_path)
+
+
+def test_reconstruct_folder_keeps_relative_paths_rgb(tmp_path):
+    model = tiny_model("ae", image_shape=(16, 16, 3))
+    inputs = tmp_path / "in"
+    (inputs / "x" / "y").mkdir(parents=True)
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(inputs / "x" / "a.jpg")
+    Image.fromarray(np.full((16, 16), 9, np.uint8)).save(inputs / "x" / "y" / "b.png")
+    written = reconstruct.reconstruct_folder(model, inputs, tmp_path / "out", batch_size=1)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
+        "x/a.png",
+        "x/y/b.png",
+    ]
+    with Image.open(written[0]) as picture:
+        assert picture.size == (16, 16) and picture.mode == "RGB"
+
+
+def test_command_modules_define_no_flags_on_import():
+    # trainers.publish defines --model_dir and imports run_evaluation: the
+    # evaluate and reconstruct modules must not define flags at import.
+    for name in ("max_images", "input_dir", "output_dir"):
+        assert name not in flags.FLAGS
+    defined = flags.FlagValues()
+    evaluate.define_flags(defined)
+    assert {"model_dir", "dataset", "split", "batch_size", "max_images"} <= set(defined)
+
+
+def test_failed_start_does_not_claim_model_dir(tmp_path):
+    config = config_lib.resolve("ae", training_overrides={"dataset": str(tmp_path / "typo.npy")})
+    with pytest.raises(FileNotFoundError, match="typo.npy"):
+        training.train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "config.json").exists()
