@@ -63,7 +63,13 @@ def _tiny_profile() -> dict:
             "repeats": 2,
             "images_per_repeat": 64,
         },
-        "serving": {"latency_calls": 3, "throughput_calls": 1, "batch": 8, "repeats": 2},
+        "serving": {
+            "families": ("ae",),
+            "latency_calls": 3,
+            "throughput_calls": 1,
+            "batch": 8,
+            "repeats": 2,
+        },
         "scaling": {"families": ("ae",), "batch_size": 8, "steps": 2, "repeats": 2},
         "peak": {"size": 128, "iterations": 2, "repeats": 2},
         "model_kwargs": TINY_MODEL_KWARGS,
@@ -91,9 +97,8 @@ def run(profile_name: str, output: str) -> dict:
         rate = float(str(row[3]).split(" ")[0].replace(",", ""))
         fastest[row[1]] = max(fastest.get(row[1], 0.0), rate)
     tables["input_pipeline"] = input_pipeline.run(training_rates=fastest, **profile["pipeline"])
-    tables["serving"] = serving_latency.run(
-        profile["families"], model_kwargs=kwargs, **profile["serving"]
-    )
+    serving = {"families": profile["families"], **profile["serving"]}
+    tables["serving"] = serving_latency.run(model_kwargs=kwargs, **serving)
     tables["scaling"] = scaling.run(model_kwargs=kwargs, **profile["scaling"])
     peak_end = common.matmul_peak(**profile["peak"])
     load_after = common.loadavg()
