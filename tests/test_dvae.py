@@ -154,8 +154,7 @@ def test_sample_is_deterministic_per_seed():
     assert not np.allclose(first, model.sample(3, seed=2).numpy())
 
 
-def test_default_kl_weight_and_temperature():
+def test_defaults_mse_likelihood_and_unit_temperature():
     model = zoo.DVAE(filters=8, num_res_blocks=1, num_embeddings=16, embedding_dim=8)
-    assert model.kl_weight == pytest.approx(1e-3)
     assert float(model.temperature.numpy()) == 1.0
     assert model.likelihood == "mse"

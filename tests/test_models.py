@@ -159,6 +159,7 @@ NON_DEFAULT_KWARGS = {
         "straight_through": True,
         "likelihood": "logit_laplace",
         "logit_laplace_eps": 0.05,
+        "diversity_weight": 0.01,
         "seed": 5,
     },
 }
