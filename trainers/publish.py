@@ -15,9 +15,15 @@ import shutil
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("name", None, "Zoo name, e.g. dvae_fashion_mnist (required).")
-flags.DEFINE_string("model_dir", None, "The training run to publish (required).")
-flags.DEFINE_string("output_root", None, "Defaults to the repo's saved_models/.")
+CHECK_IMAGES = 1000  # the subset the default test suite re-evaluates
+
+
+
+def define_flags() -> None:
+    """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
+    flags.DEFINE_string("name", None, "Zoo name, e.g. dvae_fashion_mnist (required).")
+    flags.DEFINE_string("model_dir", None, "The training run to publish (required).")
+    flags.DEFINE_string("output_root", None, "Defaults to the repo's saved_models/.")
 
 FAMILY_TEXT = {
     "AE": "Deterministic convolutional autoencoder (continuous latent grid).",
@@ -31,10 +37,17 @@ def _card(name: str, report: dict, config: dict, run_info: dict, params: int, fa
     metric_rows = "\n".join(
         f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"
         for key, value in report.items()
-        if key not in ("model_file", "dataset", "split")
+        if key not in ("model_file", "dataset", "split") and not isinstance(value, dict)
     )
-    minutes = run_info.get("train_seconds", 0.0) / 60.0
+    seconds = run_info.get("train_seconds")
     machines = sorted({s["machine"] for s in run_info.get("sessions", [])})
+    timing = (
+        f"{seconds / 60.0:.1f} minutes of wall time (`run_info.json` of the run) on "
+        f"{', '.join(machines)}\n  (CPU only; the machine was shared with other work, so this "
+        "is an upper bound)"
+        if seconds
+        else "not recorded"
+    )
     samples = "\n![samples from the prior](samples.png)\n" if family in ("VAE", "DVAE") else ""
     return f"""# {name}
 
@@ -44,8 +57,7 @@ def _card(name: str, report: dict, config: dict, run_info: dict, params: int, fa
 - Parameters: {params:,}
 - Latent size: {report['latent_bits_per_image']:.0f} bits per image
   ({_latent_text(config)})
-- Training time: {minutes:.1f} minutes of wall time on {', '.join(machines) or 'this machine'}
-  (CPU only; the machine was shared with other work, so this is an upper bound)
+- Training time: {timing}
 
 ## Reproduce
 
@@ -93,6 +105,8 @@ def _latent_text(config: dict) -> str:
 def publish(name: str, model_dir, output_root=None) -> pathlib.Path:
     """Evaluates a run and writes it as `saved_models/<name>/` with card and manifest."""
     from trainers.evaluate import run_evaluation
+    import keras
+
     from trainers.runs import find_model_file, load_run_model
     from zoo import presets
 
@@ -101,13 +115,21 @@ def publish(name: str, model_dir, output_root=None) -> pathlib.Path:
     eval_dir = model_dir / "eval"
     report = run_evaluation(model_dir, output_dir=eval_dir)
     model = load_run_model(model_dir)
+    check = run_evaluation(model_dir, max_images=CHECK_IMAGES, output_dir=eval_dir / "check")
+    report["first_1000_test_images"] = {
+        key: check[key] for key in check if key not in ("model_file", "dataset", "split")
+    }
     config = json.loads((model_dir / "config.json").read_text())
     info_path = model_dir / "run_info.json"
     run_info = json.loads(info_path.read_text()) if info_path.exists() else {}
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    shutil.copy(find_model_file(model_dir), target / presets.MODEL_FILE)
+    # Shipped without optimizer state (a third of the size); `zoo.load`
+    # compiles a fresh optimizer for fine-tuning.
+    keras.saving.load_model(find_model_file(model_dir), compile=False).save(
+        target / presets.MODEL_FILE
+    )
     shutil.copy(model_dir / "config.json", target / "config.json")
     report["model_file"] = presets.MODEL_FILE
     (target / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -131,4 +153,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
