@@ -33,9 +33,10 @@ def evaluate_model(model, dataset: tf.data.Dataset) -> dict[str, float]:
         }
         if "bits_per_dim" in terms:
             per_image["bits_per_dim"] = terms["bits_per_dim"]
-        histogram = (
-            code_histogram(model.encode(images), model.num_embeddings) if discrete else tf.zeros([1])
-        )
+        if discrete:
+            histogram = code_histogram(model.encode(images), model.num_embeddings)
+        else:
+            histogram = tf.zeros([1])
         return {k: tf.reduce_sum(v) for k, v in per_image.items()}, histogram
 
     totals, histogram, count = {}, None, 0

@@ -104,9 +104,9 @@ def _latent_text(config: dict) -> str:
 
 def publish(name: str, model_dir, output_root=None) -> pathlib.Path:
     """Evaluates a run and writes it as `saved_models/<name>/` with card and manifest."""
-    from trainers.evaluate import run_evaluation
     import keras
 
+    from trainers.evaluate import run_evaluation
     from trainers.runs import find_model_file, load_run_model
     from zoo import presets
 

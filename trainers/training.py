@@ -141,7 +141,8 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     train_split = data.load_split(training["dataset"], "train", image_shape, fraction, verbose=True)
     val_split = data.load_split(training["dataset"], "validation", image_shape, fraction)
     batch_size = training["batch_size"]
-    steps_per_epoch = training["steps_per_epoch"] or math.ceil(train_split.num_examples / batch_size)
+    full_epoch = math.ceil(train_split.num_examples / batch_size)
+    steps_per_epoch = training["steps_per_epoch"] or full_epoch
     train_ds = data.make_dataset(
         train_split, batch_size, repeat=training["steps_per_epoch"] is not None,
         seed=training["seed"],

@@ -79,7 +79,9 @@ def verify(name: str) -> pathlib.Path:
     for relative, expected in manifest["files"].items():
         path = folder / relative
         if not path.is_file():
-            raise FileNotFoundError(f"Zoo model {name!r} is missing {path} (listed in its manifest).")
+            raise FileNotFoundError(
+                f"Zoo model {name!r} is missing {path} (listed in its manifest)."
+            )
         actual = sha256(path)
         if actual != expected:
             raise ValueError(

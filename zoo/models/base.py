@@ -147,7 +147,7 @@ class Autoencoder(keras.Model):
             loss = distribution.mean_over_global_batch(terms["loss"])
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         return self._update_metrics(images, terms)
 
     def test_step(self, data):

@@ -140,7 +140,8 @@ class DVAE(Autoencoder):
         )
         channels = self.image_shape[-1]
         self.encoder = self._make_encoder(num_embeddings)
-        self.decoder = self._make_decoder(2 * channels if likelihood == "logit_laplace" else channels)
+        decoder_channels = 2 * channels if likelihood == "logit_laplace" else channels
+        self.decoder = self._make_decoder(decoder_channels)
         self.kl_warmup = self.add_weight(
             shape=(), initializer="ones", trainable=False, autocast=False, name="kl_warmup"
         )
