@@ -20,7 +20,7 @@ PROFILES = {
         "train": {
             "batch_sizes": (64, 128, 256),
             "modes": ("graph", "xla", "spe8", "bf16"),
-            "images_per_repeat": 512,
+            "images_per_repeat": 384,
             "repeats": 3,
         },
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 2000, "repeats": 3},
@@ -99,7 +99,11 @@ def run(profile_name: str, output: str) -> dict:
     tables["input_pipeline"] = input_pipeline.run(training_rates=fastest, **profile["pipeline"])
     serving = {"families": profile["families"], **profile["serving"]}
     tables["serving"] = serving_latency.run(model_kwargs=kwargs, **serving)
-    tables["scaling"] = scaling.run(model_kwargs=kwargs, **profile["scaling"])
+    try:
+        tables["scaling"] = scaling.run(model_kwargs=kwargs, **profile["scaling"])
+    except RuntimeError as error:  # keep the other tables when the subprocess fails
+        tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
+        tables["scaling"].add(common.error_cell(error))
     peak_end = common.matmul_peak(**profile["peak"])
     load_after = common.loadavg()
     minutes = (time.perf_counter() - started) / 60
