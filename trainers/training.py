@@ -192,6 +192,9 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         shuffle=False,  # the dataset shuffles itself
     )
     _record_time(write_dir / "run_info.json", time.monotonic() - started, history)
+    # A non-chief's backup sits in model_dir/workertemp_<id>/ (write_path of
+    # model_dir/backup); it is never read back (workers restore from the chief's).
+    distribute.remove_temporary(str(model_dir / "backup"), strategy)
     distribute.remove_temporary(str(model_dir), strategy)
     if distribute.is_chief(strategy) and verbose:
         print(f"\nRun written to {model_dir}/: config.json, best.keras, last.keras, history.csv, "
