@@ -15,8 +15,9 @@ STEPS=${STEPS-150}
 steps_flag=()
 [ -n "$STEPS" ] && steps_flag=(--steps_per_epoch="$STEPS")
 start=$(date +%s)
-$PY -m trainers.train --model=dvae --dataset=fashion_mnist --model_dir="$RUN" \
-    --epochs="$EPOCHS" "${steps_flag[@]}"
+# The zoo's dVAE recipe (configs/dvae_fashion_mnist.json), shortened.
+$PY -m trainers.train --config=configs/dvae_fashion_mnist.json --dataset=fashion_mnist \
+    --model_dir="$RUN" --epochs="$EPOCHS" "${steps_flag[@]}"
 $PY -m trainers.evaluate --model_dir="$RUN"
 mkdir -p "$RUN/sample_inputs"
 $PY - "$RUN/sample_inputs" <<'PYEOF'
