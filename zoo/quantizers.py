@@ -21,8 +21,10 @@ from zoo import distribution, validation
 def code_histogram(indices: tf.Tensor, num_embeddings: int) -> tf.Tensor:
     """Counts of each code over the global batch (float32, shape (K,))."""
     flat = tf.reshape(indices, [-1])
-    counts = tf.math.bincount(flat, minlength=num_embeddings, maxlength=num_embeddings)
-    return distribution.global_sum(tf.cast(counts, tf.float32))
+    # A segment sum rather than `tf.math.bincount`, whose output size XLA
+    # cannot know at compile time (it made `jit_compile=True` fail).
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(flat, tf.float32), flat, num_embeddings)
+    return distribution.global_sum(counts)
 
 
 def code_statistics(indices: tf.Tensor, num_embeddings: int) -> dict[str, tf.Tensor]:
