@@ -64,8 +64,46 @@ def _stage_filters(filters: int, stage: int, max_filters: int) -> int:
     return min(filters * 2**stage, max_filters)
 
 
+class _ConvStack(keras.layers.Layer):
+    """What `Encoder` and `Decoder` share: arguments, their checks and config."""
+
+    def __init__(
+        self,
+        output_channels: int,
+        filters: int = 32,
+        num_downsamples: int = 2,
+        num_res_blocks: int = 2,
+        max_filters: int = 256,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.output_channels = validation.positive_int("output_channels", output_channels)
+        self.filters = validation.positive_int("filters", filters)
+        self.num_downsamples = validation.non_negative_int("num_downsamples", num_downsamples)
+        self.num_res_blocks = validation.non_negative_int("num_res_blocks", num_res_blocks)
+        self.max_filters = validation.positive_int("max_filters", max_filters)
+
+    def _scale(self, size: int | None) -> int | None:
+        """Output spatial size for an input size."""
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width = input_shape[:3]
+        return (batch, self._scale(height), self._scale(width), self.output_channels)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "output_channels": self.output_channels,
+            "filters": self.filters,
+            "num_downsamples": self.num_downsamples,
+            "num_res_blocks": self.num_res_blocks,
+            "max_filters": self.max_filters,
+        }
+
+
 @keras.saving.register_keras_serializable(package="zoo")
-class Encoder(keras.layers.Layer):
+class Encoder(_ConvStack):
     """Residual convolutional encoder: images -> feature grid.
 
     Layout: a 3x3 stem convolution, `num_downsamples` strided 4x4 convolutions
@@ -97,12 +135,9 @@ class Encoder(keras.layers.Layer):
         max_filters: int = 256,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.output_channels = validation.positive_int("output_channels", output_channels)
-        self.filters = validation.positive_int("filters", filters)
-        self.num_downsamples = validation.non_negative_int("num_downsamples", num_downsamples)
-        self.num_res_blocks = validation.non_negative_int("num_res_blocks", num_res_blocks)
-        self.max_filters = validation.positive_int("max_filters", max_filters)
+        super().__init__(
+            output_channels, filters, num_downsamples, num_res_blocks, max_filters, **kwargs
+        )
         width = _stage_filters(filters, 0, max_filters)
         self.stem = keras.layers.Conv2D(width, 3, padding="same", name="stem")
         self.downsamples = []
@@ -134,25 +169,12 @@ class Encoder(keras.layers.Layer):
             x = block(x)
         return self.head(keras.ops.relu(x))
 
-    def compute_output_shape(self, input_shape):
-        factor = 2**self.num_downsamples
-        batch, height, width = input_shape[:3]
-        scale = lambda n: None if n is None else n // factor  # noqa: E731
-        return (batch, scale(height), scale(width), self.output_channels)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_channels": self.output_channels,
-            "filters": self.filters,
-            "num_downsamples": self.num_downsamples,
-            "num_res_blocks": self.num_res_blocks,
-            "max_filters": self.max_filters,
-        }
+    def _scale(self, size):
+        return None if size is None else size // 2**self.num_downsamples
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class Decoder(keras.layers.Layer):
+class Decoder(_ConvStack):
     """Residual convolutional decoder: latent grid -> image logits.
 
     The mirror of `Encoder`: a 3x3 stem at the widest stage, residual blocks,
@@ -185,12 +207,9 @@ class Decoder(keras.layers.Layer):
         max_filters: int = 256,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.output_channels = validation.positive_int("output_channels", output_channels)
-        self.filters = validation.positive_int("filters", filters)
-        self.num_downsamples = validation.non_negative_int("num_downsamples", num_downsamples)
-        self.num_res_blocks = validation.non_negative_int("num_res_blocks", num_res_blocks)
-        self.max_filters = validation.positive_int("max_filters", max_filters)
+        super().__init__(
+            output_channels, filters, num_downsamples, num_res_blocks, max_filters, **kwargs
+        )
         width = _stage_filters(filters, num_downsamples, max_filters)
         self.stem = keras.layers.Conv2D(width, 3, padding="same", name="stem")
         self.res_blocks = [ResidualBlock(width, name=f"res_{i}") for i in range(num_res_blocks)]
@@ -228,18 +247,5 @@ class Decoder(keras.layers.Layer):
             x = layer(x)
         return self.head(x)
 
-    def compute_output_shape(self, input_shape):
-        factor = 2**self.num_downsamples
-        batch, height, width = input_shape[:3]
-        scale = lambda n: None if n is None else n * factor  # noqa: E731
-        return (batch, scale(height), scale(width), self.output_channels)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_channels": self.output_channels,
-            "filters": self.filters,
-            "num_downsamples": self.num_downsamples,
-            "num_res_blocks": self.num_res_blocks,
-            "max_filters": self.max_filters,
-        }
+    def _scale(self, size):
+        return None if size is None else size * 2**self.num_downsamples

@@ -4,11 +4,11 @@ import keras
 import tensorflow as tf
 
 from zoo import validation
-from zoo.models.base import Autoencoder
+from zoo.models.base import ContinuousAutoencoder
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class AE(Autoencoder):
+class AE(ContinuousAutoencoder):
     """Deterministic convolutional autoencoder.
 
     The encoder maps images to a continuous latent grid of shape
@@ -39,26 +39,12 @@ class AE(Autoencoder):
         self.decoder = self._make_decoder(self.image_shape[-1])
         self.build()
 
-    @property
-    def decoder_input_channels(self) -> int:
-        return self.latent_channels
-
     def encode(self, images) -> tf.Tensor:
         """Returns the float32 latent grid (B, h, w, latent_channels)."""
         return tf.cast(self.encoder(self.check_images(images)), tf.float32)
 
-    def decode(self, latents) -> tf.Tensor:
-        """Maps a latent grid (B, h, w, latent_channels) to images in [0, 1]."""
-        latents = tf.convert_to_tensor(latents)
-        if latents.shape.rank != 4 or latents.shape[-1] != self.latent_channels:
-            raise ValueError(
-                f"Latents must have shape (batch, h, w, {self.latent_channels}). "
-                f"Received shape {tuple(latents.shape)}."
-            )
-        return tf.sigmoid(tf.cast(self.decoder(latents), tf.float32))
-
     def compute_terms(self, images, training):
-        reconstructions = tf.sigmoid(tf.cast(self.decoder(self.encoder(images)), tf.float32))
+        reconstructions = self._to_images(self.decoder(self.encoder(images)))
         loss = tf.reduce_mean(
             tf.math.squared_difference(tf.cast(images, tf.float32), reconstructions),
             axis=[1, 2, 3],

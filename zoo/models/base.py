@@ -112,6 +112,10 @@ class Autoencoder(keras.Model):
     def decoder_input_channels(self) -> int:
         raise NotImplementedError
 
+    def _to_images(self, decoder_output) -> tf.Tensor:
+        """Decoder logits -> float32 images in [0, 1]."""
+        return tf.sigmoid(tf.cast(decoder_output, tf.float32))
+
     def check_images(self, images) -> tf.Tensor:
         """Validates a batch of images (see `zoo.validation.check_images`)."""
         return validation.check_images(images, self.image_shape[-1], self.downsampling_factor)
@@ -249,3 +253,42 @@ class Autoencoder(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class ContinuousAutoencoder(Autoencoder):
+    """Base of the families with a float latent grid of `latent_channels` (AE, VAE)."""
+
+    @property
+    def decoder_input_channels(self) -> int:
+        return self.latent_channels
+
+    def decode(self, latents) -> tf.Tensor:
+        """Maps latents (B, h, w, latent_channels) to images in [0, 1]."""
+        latents = tf.convert_to_tensor(latents)
+        if latents.shape.rank != 4 or latents.shape[-1] != self.latent_channels:
+            raise ValueError(
+                f"Latents must have shape (batch, h, w, {self.latent_channels}). "
+                f"Received shape {tuple(latents.shape)}."
+            )
+        return self._to_images(self.decoder(latents))
+
+
+class DiscreteAutoencoder(Autoencoder):
+    """Base of the families with a codebook `quantizer` and int32 codes (VQ-VAE, dVAE)."""
+
+    @property
+    def num_embeddings(self) -> int:
+        """The codebook size K."""
+        return self.quantizer.num_embeddings
+
+    @property
+    def decoder_input_channels(self) -> int:
+        return self.quantizer.embedding_dim
+
+    def build_latent(self, encoder_output_shape):
+        self.quantizer.build(encoder_output_shape)
+
+    def decode(self, codes) -> tf.Tensor:
+        """Maps an int32 code grid (B, h, w) with values in [0, K) to images in [0, 1]."""
+        codes = validation.check_codes(codes, self.num_embeddings)
+        return self._to_images(self.decoder(self.quantizer.lookup(codes)))

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from zoo import distribution, validation
-from zoo.models.base import BASE_METRICS, Autoencoder
+from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
 from zoo.quantizers import GumbelQuantizer, code_statistics
 
 LIKELIHOODS = ("mse", "logit_laplace")
@@ -43,7 +43,7 @@ def diversity_loss(probs: tf.Tensor, num_embeddings: int) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class DVAE(Autoencoder):
+class DVAE(DiscreteAutoencoder):
     """The DALL-E discrete VAE: Gumbel-softmax relaxation of a categorical code.
 
     The encoder outputs logits over `num_embeddings` codebook entries at each
@@ -148,20 +148,9 @@ class DVAE(Autoencoder):
         self.build()
 
     @property
-    def num_embeddings(self) -> int:
-        return self.quantizer.num_embeddings
-
-    @property
     def temperature(self) -> keras.Variable:
         """The relaxation temperature (a non-trainable scalar variable)."""
         return self.quantizer.temperature
-
-    @property
-    def decoder_input_channels(self) -> int:
-        return self.quantizer.embedding_dim
-
-    def build_latent(self, encoder_output_shape):
-        self.quantizer.build(encoder_output_shape)
 
     def _reconstruct(self, decoder_output):
         """Decoder output -> (reconstructions in [0, 1], location, log-scale)."""
@@ -182,10 +171,8 @@ class DVAE(Autoencoder):
         """Returns the float32 logits (B, h, w, K) of the categorical posterior."""
         return tf.cast(self.encoder(self.check_images(images)), tf.float32)
 
-    def decode(self, codes) -> tf.Tensor:
-        """Maps an int32 code grid (B, h, w) with values in [0, K) to images."""
-        codes = validation.check_codes(codes, self.num_embeddings)
-        return self._reconstruct(self.decoder(self.quantizer.lookup(codes)))[0]
+    def _to_images(self, decoder_output) -> tf.Tensor:
+        return self._reconstruct(decoder_output)[0]
 
     def sample(self, num_samples: int, seed: int = 0) -> tf.Tensor:
         """Decodes codes drawn from the uniform prior at the nominal image size.

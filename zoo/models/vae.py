@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from zoo import distribution, validation
-from zoo.models.base import BASE_METRICS, Autoencoder
+from zoo.models.base import BASE_METRICS, ContinuousAutoencoder
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -18,7 +18,7 @@ def gaussian_kl(mean: tf.Tensor, log_variance: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class VAE(Autoencoder):
+class VAE(ContinuousAutoencoder):
     """Variational autoencoder with a diagonal Gaussian posterior.
 
     The encoder outputs a mean and a log-variance per latent element;
@@ -77,10 +77,6 @@ class VAE(Autoencoder):
         )
         self.build()
 
-    @property
-    def decoder_input_channels(self) -> int:
-        return self.latent_channels
-
     def encode_distribution(self, images) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns the posterior `(mean, log_variance)`, each (B, h, w, c)."""
         return self._posterior(self.check_images(images))
@@ -93,16 +89,6 @@ class VAE(Autoencoder):
     def encode(self, images) -> tf.Tensor:
         """Returns the posterior mean (B, h, w, latent_channels)."""
         return self.encode_distribution(images)[0]
-
-    def decode(self, latents) -> tf.Tensor:
-        """Maps latents (B, h, w, latent_channels) to the likelihood mean in [0, 1]."""
-        latents = tf.convert_to_tensor(latents)
-        if latents.shape.rank != 4 or latents.shape[-1] != self.latent_channels:
-            raise ValueError(
-                f"Latents must have shape (batch, h, w, {self.latent_channels}). "
-                f"Received shape {tuple(latents.shape)}."
-            )
-        return tf.sigmoid(tf.cast(self.decoder(latents), tf.float32))
 
     def sample(self, num_samples: int, seed: int = 0) -> tf.Tensor:
         """Draws `num_samples` images from the prior at the nominal `image_shape`.
@@ -137,11 +123,11 @@ class VAE(Autoencoder):
         # `bits_per_dim` is a deterministic single-sample estimate.
         seed = distribution.replica_seed(self.seed_generator) if training else [self.seed, 1]
         z_sample = mean + std * tf.random.stateless_normal(tf.shape(mean), seed=seed)
-        sample_means = tf.sigmoid(tf.cast(self.decoder(z_sample), tf.float32))
+        sample_means = self._to_images(self.decoder(z_sample))
         if training:
             reconstructions = sample_means
         else:
-            reconstructions = tf.sigmoid(tf.cast(self.decoder(mean), tf.float32))
+            reconstructions = self._to_images(self.decoder(mean))
         nll = self._gaussian_nll(images, sample_means)
         kl = gaussian_kl(mean, log_variance)
         dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)

@@ -4,12 +4,12 @@ import keras
 import tensorflow as tf
 
 from zoo import validation
-from zoo.models.base import BASE_METRICS, Autoencoder
+from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
 from zoo.quantizers import VectorQuantizer, code_statistics
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class VQVAE(Autoencoder):
+class VQVAE(DiscreteAutoencoder):
     """VQ-VAE: a convolutional autoencoder with a nearest-neighbour codebook.
 
     The encoder output (B, h, w, embedding_dim) is quantised by a
@@ -76,31 +76,15 @@ class VQVAE(Autoencoder):
         self.decoder = self._make_decoder(self.image_shape[-1])
         self.build()
 
-    @property
-    def num_embeddings(self) -> int:
-        return self.quantizer.num_embeddings
-
-    @property
-    def decoder_input_channels(self) -> int:
-        return self.quantizer.embedding_dim
-
-    def build_latent(self, encoder_output_shape):
-        self.quantizer.build(encoder_output_shape)
-
     def encode(self, images) -> tf.Tensor:
         """Returns the int32 code grid (B, h, w) of the nearest codebook entries."""
         z = self.encoder(self.check_images(images))
         return self.quantizer(z, training=False)["encoding_indices"]
 
-    def decode(self, codes) -> tf.Tensor:
-        """Maps an int32 code grid (B, h, w) with values in [0, K) to images."""
-        codes = validation.check_codes(codes, self.num_embeddings)
-        return tf.sigmoid(tf.cast(self.decoder(self.quantizer.lookup(codes)), tf.float32))
-
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
         quantized = self.quantizer(self.encoder(images), training=training)
-        reconstructions = tf.sigmoid(tf.cast(self.decoder(quantized["quantized"]), tf.float32))
+        reconstructions = self._to_images(self.decoder(quantized["quantized"]))
         reconstruction_loss = tf.reduce_mean(
             tf.math.squared_difference(images, reconstructions), axis=[1, 2, 3]
         )
