@@ -22,7 +22,9 @@ TRAINING_DEFAULTS = {
     "dataset": "fashion_mnist",
     "epochs": 5,
     "batch_size": 128,
-    "learning_rate": 1e-3,
+    # Adam learning rate for the global batch. None: 1e-3, or 1e-4 when fine-tuning
+    # (`init_from`), where a fresh Adam's first full-size steps undo what was learned.
+    "learning_rate": None,
     # "cosine": decay to 5% of learning_rate over the run; "constant".
     "lr_schedule": "cosine",
     "validation_fraction": 0.1,

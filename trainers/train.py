@@ -28,7 +28,8 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("epochs", None, "Number of epochs.")
 flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
-flags.DEFINE_float("learning_rate", None, "Adam learning rate for the global batch size.")
+flags.DEFINE_float("learning_rate", None,
+                  "Adam learning rate for the global batch (default 1e-3; 1e-4 with --init_from).")
 flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.")
 flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and noise.")
 flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json).")
@@ -86,8 +87,8 @@ def main(argv):
 
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required.")
-    if not FLAGS.model and not FLAGS.config:
-        raise app.UsageError("Give --model (ae, vae, vqvae, dvae) or --config.")
+    if not (FLAGS.model or FLAGS.config or FLAGS.init_from):
+        raise app.UsageError("Give --model (ae, vae, vqvae, dvae), --config or --init_from.")
     overrides = {name: FLAGS[name].value for name in TRAINING_FLAGS if FLAGS[name].present}
     try:
         config = config_lib.resolve(FLAGS.model, FLAGS.config, overrides, FLAGS.set)

@@ -21,6 +21,8 @@ from trainers.train_callbacks import ReconstructionGrid, StopOnNaN
 # warm-up; for the others the pixel MSE is the quantity users compare.
 MONITOR = {"ae": "val_mse", "vae": "val_bits_per_dim", "vqvae": "val_mse", "dvae": "val_mse"}
 GRID_IMAGES = 12
+LEARNING_RATE = 1e-3
+FINE_TUNING_LEARNING_RATE = 1e-4
 
 
 def load_initial_model(init_from: str) -> keras.Model:
@@ -85,6 +87,8 @@ def _schedule_callbacks(model, training: dict, total_steps: int) -> list:
 def learning_rate_schedule(training: dict, total_steps: int):
     """The learning rate (schedule) a run's optimizer uses."""
     rate, kind = training["learning_rate"], training.get("lr_schedule", "constant")
+    if rate is None:
+        rate = FINE_TUNING_LEARNING_RATE if training.get("init_from") else LEARNING_RATE
     if kind == "constant":
         return rate
     if kind == "cosine":
