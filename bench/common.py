@@ -7,9 +7,13 @@ variant alike. A figure is the median of the repetitions, with min and max.
 """
 
 import dataclasses
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -228,3 +232,35 @@ def training_flops(model, batch_size: int = 8) -> tuple[float, float]:
         profile = tf.compat.v1.profiler.profile(graph, options=options)
         counts.append(profile.total_float_ops / batch_size)
     return counts[0], counts[1]
+
+
+def run_json_worker(args: list[str], request: dict, env: dict, cwd: str | None, label: str) -> dict:
+    """Runs `python <args> request.json answer.json` in a fresh process.
+
+    Args:
+        args: interpreter arguments before the two paths (a script or `-m module`).
+        request: JSON-serialisable request written for the worker.
+        env: the worker's environment.
+        cwd: its working directory; `None` for a new temporary one.
+        label: names the worker in the error raised when it fails.
+
+    Returns:
+        The JSON answer the worker wrote.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        request_path = os.path.join(tmp, "request.json")
+        answer_path = os.path.join(tmp, "answer.json")
+        with open(request_path, "w") as f:
+            json.dump(request, f)
+        done = subprocess.run(
+            [sys.executable, *args, request_path, answer_path],
+            cwd=cwd or tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{label} failed:\n{done.stderr[-3000:]}")
+        with open(answer_path) as f:
+            return json.load(f)

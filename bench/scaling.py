@@ -13,9 +13,6 @@ because the CPU must be split before TensorFlow initialises.
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 
 from bench import common
 
@@ -65,26 +62,12 @@ def _worker(request: dict) -> dict:
 
 
 def _run_worker(request: dict) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        request_path = os.path.join(tmp, "request.json")
-        answer_path = os.path.join(tmp, "answer.json")
-        with open(request_path, "w") as f:
-            json.dump(request, f)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "PYTHONPATH": root}
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.scaling", "--worker", request_path, answer_path],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"Scaling worker failed:\n{done.stderr[-3000:]}")
-        with open(answer_path) as f:
-            return json.load(f)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return common.run_json_worker(
+        ["-m", "bench.scaling", "--worker"], request, env, root, "Scaling worker"
+    )
 
 
 def run(

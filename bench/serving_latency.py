@@ -13,10 +13,7 @@ Run alone: `python -m bench.serving_latency --families ae`.
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -70,34 +67,17 @@ def run_worker(
     exports: dict, latency_calls: int, throughput_calls: int, batch: int, repeats: int
 ) -> dict:
     """Runs `serving_worker.py` in a fresh process that cannot import the project."""
-    with tempfile.TemporaryDirectory() as tmp:
-        request_path = os.path.join(tmp, "request.json")
-        answer_path = os.path.join(tmp, "answer.json")
-        with open(request_path, "w") as f:
-            json.dump(
-                {
-                    "exports": exports,
-                    "latency_calls": latency_calls,
-                    "throughput_calls": throughput_calls,
-                    "throughput_batch": batch,
-                    "repeats": repeats,
-                },
-                f,
-            )
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        done = subprocess.run(
-            [sys.executable, WORKER, request_path, answer_path],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"Serving worker failed:\n{done.stderr[-3000:]}")
-        with open(answer_path) as f:
-            return json.load(f)
+    request = {
+        "exports": exports,
+        "latency_calls": latency_calls,
+        "throughput_calls": throughput_calls,
+        "throughput_batch": batch,
+        "repeats": repeats,
+    }
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # cwd=None: a fresh temporary folder, so the project cannot be imported.
+    return common.run_json_worker([WORKER], request, env, None, "Serving worker")
 
 
 def run(
