@@ -92,6 +92,14 @@ class VAE(ContinuousAutoencoder):
         mean, log_variance = tf.split(stats, 2, axis=-1)
         return mean, tf.clip_by_value(log_variance, -30.0, 20.0)
 
+    def call(self, images, training=False):
+        if training:
+            return super().call(images, training=True)
+        # Inference needs only the decoded posterior mean, not the ELBO terms
+        # (whose posterior sample costs a second decoder pass).
+        mean, _ = self._posterior(self.check_images(images))
+        return self._to_images(self.decoder(mean))
+
     def encode(self, images) -> tf.Tensor:
         """Returns the posterior mean (B, h, w, latent_channels)."""
         return self.encode_distribution(images)[0]
