@@ -327,14 +327,20 @@ def save_preset(
             f"Preset folder {folder} already exists; choose a new folder or pass overwrite=True."
         )
     if config is None:
-        model_config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable")}
+        model_config = {
+            k: v for k, v in model.get_config().items() if k not in ("name", "trainable")
+        }
         config = {"model": model_type_name(model), "model_config": model_config}
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent))
+    staging = pathlib.Path(
+        tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent)
+    )
     try:
         _save_without_optimizer(model, staging / MODEL_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (staging / CARD_FILE).write_text(card if card is not None else _card_stub(folder.name, model))
+        if card is None:
+            card = _card_stub(folder.name, model)
+        (staging / CARD_FILE).write_text(card)
         for name, source in (extra_files or {}).items():
             shutil.copy(source, staging / name)
         write_manifest(staging)
