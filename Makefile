@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test test-slow lint bench zoo-train zoo-evaluate clean
+.PHONY: setup demo test test-slow test-pythons lint bench zoo-train zoo-publish zoo-cards clean
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,20 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# The supported Pythons, each in its own environment (.venv for 3.11, .venv-3.12,
+# .venv-3.13; created by scripts/setup.sh from pyenv or PATH), run PYTHONS_TESTS:
+# models, saving, presets, the resolver, config, export and the installed package.
+PYTHONS := 3.11 3.12 3.13
+PYTHONS_TESTS ?= tests/test_models.py tests/test_saving.py tests/test_presets.py \
+	tests/test_runs.py tests/test_config.py tests/test_export.py tests/test_install.py
+test-pythons:
+	@for v in $(PYTHONS); do \
+	  venv=.venv-$$v; [ $$v = 3.11 ] && venv=.venv; \
+	  echo "== Python $$v ($$venv)"; \
+	  PYTHON_VERSION=$$v VENV=$$venv bash scripts/setup.sh && \
+	  $$venv/bin/python -m pytest -q $(PYTHONS_TESTS) || exit 1; \
+	done
 
 lint: setup
 	$(PY) -m ruff check zoo trainers tests bench

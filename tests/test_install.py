@@ -31,6 +31,7 @@ TIMEOUT = 600
 
 
 def _copy_sources(target):
+    target.mkdir(parents=True, exist_ok=True)
     for name in SOURCES:
         source = REPO_ROOT / name
         if source.is_dir():
