@@ -36,11 +36,20 @@ lint: setup
 bench: setup
 	$(PY) -m bench.run_all
 
-# Retrain one pretrained model from its recipe and re-evaluate it:
+# Retrain one pretrained model from its recipe into runs/zoo/NAME (saved_models/ is
+# not touched) and compare its test metrics with the card's:
 #   make zoo-train NAME=dvae_fashion_mnist
 zoo-train: setup
 	$(PY) -m trainers.train --config=configs/$(NAME).json --model_dir=runs/zoo/$(NAME)
-	$(PY) -m trainers.publish --name=$(NAME) --model_dir=runs/zoo/$(NAME)
+	$(PY) -m trainers.reproduce --name=$(NAME) --model_dir=runs/zoo/$(NAME)
+
+# Replace the shipped model by that run (refused if worse, unless FORCE=1).
+zoo-publish: setup
+	$(PY) -m trainers.publish --name=$(NAME) --model_dir=runs/zoo/$(NAME) $(if $(FORCE),--force)
+
+# Re-render every card and manifest of saved_models/ from its files (no training).
+zoo-cards: setup
+	$(PY) -m trainers.publish --rerender_cards
 
 clean:
 	rm -rf runs exports .pytest_cache
