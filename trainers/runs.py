@@ -11,14 +11,10 @@ import warnings
 
 import keras
 
+from trainers.cli import MODEL_HELP  # noqa: F401  (the --model flag's help, without TF)
 from zoo import presets
 
 MODEL_FILES = ("best.keras", "last.keras")
-MODEL_HELP = (
-    "The model: a zoo name (e.g. dvae_fashion_mnist), a preset folder, a trainers.train run "
-    "folder or a .keras file."
-)
-"""Help text of the `--model` flag of every command that reads a model."""
 
 
 def find_model_file(model_dir: str | os.PathLike) -> pathlib.Path:
