@@ -74,6 +74,9 @@ def locate_model(spec: str | os.PathLike) -> pathlib.Path:
             "Received: an empty string."
         )
     path = pathlib.Path(text).expanduser()
+    is_path = any(sep in text for sep in "/\\")
+    if not is_path and path.suffix != ".keras" and presets.lookup(text) is not None:
+        return presets.lookup(text)  # a zoo name wins over a folder of that name here
     if path.suffix == ".keras":
         if not path.exists():
             raise FileNotFoundError(f"No such .keras file: {path}")
@@ -89,7 +92,7 @@ def locate_model(spec: str | os.PathLike) -> pathlib.Path:
             f"{sorted(p.name for p in path.iterdir()) or 'nothing'}). Train one with "
             "`python -m trainers.train --model_dir=...`."
         )
-    if any(sep in text for sep in "/\\"):
+    if is_path:
         raise FileNotFoundError(f"No such model folder or file: {path}")
     return presets.find(text)
 

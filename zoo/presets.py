@@ -97,6 +97,14 @@ def _broken_message(folder: pathlib.Path) -> str:
     )
 
 
+def lookup(name: str) -> pathlib.Path | None:
+    """The folder of the preset called `name` in the search path (the first one), or None."""
+    for root in search_path():
+        if name in {p.name for p in _preset_folders(root)}:
+            return root / name
+    return None
+
+
 def find(preset: str | os.PathLike) -> pathlib.Path:
     """The folder of a preset given by name (searched in `search_path()`) or by path.
 
@@ -106,10 +114,8 @@ def find(preset: str | os.PathLike) -> pathlib.Path:
     """
     path = pathlib.Path(preset).expanduser()
     is_path = isinstance(preset, os.PathLike) or any(sep in str(preset) for sep in "/\\")
-    if not is_path:
-        for root in search_path():
-            if path.name in {p.name for p in _preset_folders(root)}:
-                return root / path.name
+    if not is_path and lookup(str(preset)) is not None:
+        return lookup(str(preset))
     if path.is_dir():
         return path
     if is_path:
