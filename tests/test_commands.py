@@ -25,7 +25,7 @@ from PIL import Image
 
 from tests.helpers import REPO_ROOT, random_images, tiny_model
 from trainers import evaluate, export, images, publish, reconstruct, reproduce, runs, train
-from zoo import presets
+from zoo import keras_file, presets
 
 COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "reconstruct": reconstruct,
             "publish": publish, "reproduce": reproduce}
@@ -236,7 +236,7 @@ def test_a_full_disk_mid_run_leaves_only_complete_files(places, tmp_path, monkey
     run = tmp_path / "run"
     assert not [p for p in run.rglob("*") if p.name.startswith(presets.TMP_PREFIX)]
     for checkpoint in ("best.keras", "last.keras"):
-        presets.check_keras_file(run / checkpoint)
+        keras_file.check_keras_file(run / checkpoint)
     with open(run / "history.csv") as f:
         rows = list(csv.reader(f))
     assert len(rows) >= 2 and all(len(row) == len(rows[0]) for row in rows)
