@@ -11,9 +11,8 @@ it runs in a subprocess with `--torch_python`, a Python that has `torch` and
 without torch, builds a `zoo.DalleDVAE` from the arrays' shapes, converts
 every weight (`zoo.dalle_weights`) and writes the preset folder:
 `model.keras`, `config.json` (the model config and where it came from),
-a model card stub `README.md` and `manifest.json` (sha256 of each file).
-Load it with `zoo.load("presets/dalle_dvae")` or
-`keras.saving.load_model("presets/dalle_dvae/model.keras")` after `import zoo`.
+a model card stub `README.md` and `manifest.json` (sha256 of each file),
+with `model.save_to_preset`. Load it with `zoo.load("presets/dalle_dvae")`.
 
 If the PyTorch step ran elsewhere, pass its `.npz` with `--state` instead of
 `--encoder`/`--decoder`.
@@ -22,7 +21,6 @@ The converted model's temperature is set to `--temperature` (default 1/16,
 the end of DALL-E's annealing schedule), so fine-tuning continues from there.
 """
 
-import json
 import os
 import pathlib
 import resource
@@ -104,37 +102,33 @@ def dump_state(encoder_pkl: str, decoder_pkl: str, npz_path: str, torch_python: 
 
 
 def write_preset(model, folder: str | os.PathLike, source: dict) -> pathlib.Path:
-    """Writes a preset folder: model.keras, config.json, README.md, manifest.json.
+    """Writes the converted model as a preset folder (`model.save_to_preset`).
 
-    Refuses to write into an existing, non-empty folder.
+    The folder holds model.keras, config.json (the model config and
+    `source`), a card stub README.md and manifest.json; an existing folder
+    is never overwritten.
     """
-    from zoo.presets import MODEL_FILE, write_manifest
+    from zoo.presets import model_type_name
 
-    folder = pathlib.Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} exists and is not empty; presets are never overwritten.")
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / MODEL_FILE)
-    config = {"model": "dalle_dvae", "model_config": model.get_config(), "source": source}
-    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    model_config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable")}
+    config = {"model": model_type_name(model), "model_config": model_config, "source": source}
     h, w = model.latent_grid
-    card = f"""# {folder.name}
+    height, width, channels = model.image_shape
+    card = f"""# {pathlib.Path(folder).name}
 
-OpenAI's DALL-E dVAE (`dall-e` 0.1 architecture) converted to a `zoo.DalleDVAE`
-by `python -m trainers.convert_dalle`. Source files and their sha256 are in
+OpenAI's DALL-E dVAE (the `dall-e` 0.1 architecture) converted to a `zoo.DalleDVAE`
+by `python -m trainers.convert_dalle`. The source files and their sha256 are in
 `config.json` (`source`).
 
 - Parameters: {model.count_params():,}
-- Images {model.image_shape[0]}x{model.image_shape[1]}x{model.image_shape[2]} in [0, 1] ->
-  a {h}x{w} grid of codes from a codebook of {model.vocab_size}
+- Images {height}x{width}x{channels} in [0, 1] -> a {h}x{w} grid of codes from a
+  codebook of {model.vocab_size}
 - Stored temperature: {float(model.temperature.numpy()):g}
 
-Equality with the PyTorch reference is tested by `make test-dalle-torch`
-(see BUILD_NOTES.md for the measured errors). Weights: OpenAI's terms apply.
+Equality with the PyTorch reference is tested by `make test-dalle-torch` (measured
+errors in the project's BUILD_NOTES.md). OpenAI's terms apply to the weights.
 """
-    (folder / "README.md").write_text(card)
-    write_manifest(folder)
-    return folder
+    return model.save_to_preset(folder, config=config, card=card)
 
 
 def convert(
