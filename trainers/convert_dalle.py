@@ -3,7 +3,7 @@ r"""OpenAI's DALL-E dVAE weights -> a zoo preset folder: `python -m trainers.con
     python -m trainers.convert_dalle --encoder=encoder.pkl --decoder=decoder.pkl \
         --output=presets/dalle_dvae
 
-Two steps. The PyTorch step (`scripts/dump_dalle_state.py`) loads the
+Two steps. The PyTorch step (`trainers/dump_dalle_state.py`) loads the
 `.pkl` files and writes their state dicts as numpy arrays into one `.npz`;
 it runs in a subprocess with `--torch_python`, a Python that has `torch` and
 `dall-e` (default: the project's `.venv-torch/bin/python`, made by
@@ -32,7 +32,7 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DUMP_SCRIPT = REPO_ROOT / "scripts" / "dump_dalle_state.py"
+DUMP_SCRIPT = pathlib.Path(__file__).resolve().parent / "dump_dalle_state.py"
 TORCH_VENV_PYTHON = REPO_ROOT / ".venv-torch" / "bin" / "python"
 RELEASED_TEMPERATURE = 1.0 / 16.0
 
@@ -44,7 +44,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_string(
         "state",
         None,
-        "An .npz of scripts/dump_dalle_state.py (instead of the .pkl files).",
+        "An .npz of trainers/dump_dalle_state.py (instead of the .pkl files).",
         flag_values=flag_values,
     )
     flags.DEFINE_string("output", None, "The preset folder to write.", flag_values=flag_values)
@@ -71,8 +71,11 @@ def default_torch_python() -> str:
     return str(TORCH_VENV_PYTHON) if TORCH_VENV_PYTHON.exists() else sys.executable
 
 
-def dump_state(encoder_pkl: str, decoder_pkl: str, npz_path: str, torch_python: str) -> None:
-    """Runs the PyTorch step (`scripts/dump_dalle_state.py`) in a subprocess.
+def dump_state(encoder_pkl: str, decoder_pkl: str, npz_path: str, torch_python: str) -> str:
+    """Runs the PyTorch step (`trainers/dump_dalle_state.py`) in a subprocess.
+
+    Returns:
+        The step's summary line (arrays written, its own peak RSS).
 
     Raises:
         FileNotFoundError: a `.pkl` file or `torch_python` does not exist.
@@ -99,6 +102,8 @@ def dump_state(encoder_pkl: str, decoder_pkl: str, npz_path: str, torch_python: 
             f"The PyTorch step failed ({' '.join(command)}):\n{done.stderr[-3000:]}\n"
             "It needs torch and dall-e in --torch_python (`make torch-env` makes .venv-torch)."
         )
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def write_preset(model, folder: str | os.PathLike, source: dict) -> pathlib.Path:
@@ -174,7 +179,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
                 state, source = flag_values.state, {"state": os.path.abspath(flag_values.state)}
             else:
                 state = os.path.join(tmp, "state.npz")
-                dump_state(*pkls, state, flag_values.torch_python or default_torch_python())
+                torch_python = flag_values.torch_python or default_torch_python()
+                print("PyTorch step:", dump_state(*pkls, state, torch_python))
                 source = {
                     name: {"path": os.path.abspath(path), "sha256": sha256(path)}
                     for name, path in zip(("encoder", "decoder"), pkls, strict=True)
@@ -188,12 +194,10 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             )
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         raise SystemExit(f"Conversion failed: {error}") from error
-    mb = 1024.0  # ru_maxrss is in KiB on Linux
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     print(
         f"Wrote {flag_values.output}: {type(model).__name__} with {model.count_params():,} "
-        f"parameters. Peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / mb:.0f} MB "
-        f"(this process), {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / mb:.0f} MB "
-        "(the PyTorch step)"
+        f"parameters; peak RSS of the zoo step {peak_mb:,.0f} MB."
     )
 
 
