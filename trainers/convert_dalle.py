@@ -23,7 +23,6 @@ the end of DALL-E's annealing schedule), so fine-tuning continues from there.
 
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -64,6 +63,22 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "Stored Gumbel-softmax temperature.",
         flag_values=flag_values,
     )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set since it started, in MB (Linux; else 0).
+
+    Read from `VmHWM` of /proc/self/status: `getrusage().ru_maxrss` would also
+    count the RSS of the process this one was forked from.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
 
 
 def default_torch_python() -> str:
@@ -194,10 +209,9 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             )
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         raise SystemExit(f"Conversion failed: {error}") from error
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     print(
         f"Wrote {flag_values.output}: {type(model).__name__} with {model.count_params():,} "
-        f"parameters; peak RSS of the zoo step {peak_mb:,.0f} MB."
+        f"parameters; peak RSS of the zoo step {peak_rss_mb():,.0f} MB."
     )
 
 

@@ -15,7 +15,6 @@ float32 array named `encoder/<key>` or `decoder/<key>`, the format
 """
 
 import argparse
-import resource
 import sys
 
 import numpy as np
@@ -38,6 +37,22 @@ def state_dict(path: str) -> dict:
     return obj
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set since it started, in MB (Linux; else 0).
+
+    Read from `VmHWM` of /proc/self/status: `getrusage().ru_maxrss` would also
+    count the RSS of the process this one was forked from.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
 def to_arrays(prefix: str, state: dict) -> dict:
     return {prefix + key: value.detach().cpu().float().numpy() for key, value in state.items()}
 
@@ -52,11 +67,10 @@ def main(argv=None) -> None:
     arrays.update(to_arrays(DECODER_PREFIX, state_dict(args.decoder)))
     with open(args.output, "wb") as f:
         np.savez(f, **arrays)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     count = sum(a.size for a in arrays.values())
     print(
         f"Wrote {len(arrays)} arrays ({count:,} values) to {args.output}; "
-        f"peak RSS {peak_mb:.0f} MB",
+        f"peak RSS {peak_rss_mb():,.0f} MB",
         file=sys.stderr,
     )
 
