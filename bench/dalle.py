@@ -9,7 +9,7 @@
 - Conversion memory: the peak resident set (RSS) of each process of
   `python -m trainers.convert_dalle` on full-size weights: the zoo step
   (`--state=<npz>` -> preset folder) and, when `.venv-torch` exists, the
-  PyTorch step (`trainers/dump_dalle_state.py`, `.pkl` -> `.npz`, on
+  PyTorch step (`scripts/dump_dalle_state.py`, `.pkl` -> `.npz`, on
   `dall_e` modules pickled as OpenAI's files are). Each is read from
   `getrusage(RUSAGE_CHILDREN)` of a wrapper process that runs only it.
 

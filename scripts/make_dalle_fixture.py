@@ -17,7 +17,7 @@ writes:
 
 - `config.json`: the architecture, image size and seed;
 - the weights: for `small`, `state_int8.npz` (every tensor as int8 in the
-  `.npz` format of `trainers/dump_dalle_state.py`) and `scales.json` (one
+  `.npz` format of `scripts/dump_dalle_state.py`) and `scales.json` (one
   power-of-two scale per tensor; int8 x scale is the exact float32 weight
   the reference used), to keep the committed fixture a few MB; for `full`,
   `encoder.pkl` and `decoder.pkl`, pickled modules like OpenAI's files, for

@@ -78,7 +78,7 @@ def test_usage_errors(args):
         _run(*args)
 
 
-def test_torch_step_errors_name_the_fix(tmp_path):
+def test_torch_step_errors_name_the_fix(tmp_path, monkeypatch):
     pkl = tmp_path / "encoder.pkl"
     pkl.write_bytes(b"not a pickle")
     npz = str(tmp_path / "state.npz")
@@ -88,4 +88,8 @@ def test_torch_step_errors_name_the_fix(tmp_path):
         convert_dalle.dump_state(str(tmp_path / "missing.pkl"), str(pkl), npz, sys.executable)
     # This suite's Python has no torch: the step fails and says what it needs.
     with pytest.raises(RuntimeError, match="needs torch and dall-e"):
+        convert_dalle.dump_state(str(pkl), str(pkl), npz, sys.executable)
+    # An installed package has no scripts/: the message says to use --state.
+    monkeypatch.setattr(convert_dalle, "DUMP_SCRIPT", tmp_path / "scripts" / "missing.py")
+    with pytest.raises(FileNotFoundError, match="pass its .npz with --state"):
         convert_dalle.dump_state(str(pkl), str(pkl), npz, sys.executable)

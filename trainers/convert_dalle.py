@@ -3,7 +3,7 @@ r"""OpenAI's DALL-E dVAE weights -> a zoo preset folder: `python -m trainers.con
     python -m trainers.convert_dalle --encoder=encoder.pkl --decoder=decoder.pkl \
         --output=presets/dalle_dvae
 
-Two steps. The PyTorch step (`trainers/dump_dalle_state.py`) loads the
+Two steps. The PyTorch step (`scripts/dump_dalle_state.py`) loads the
 `.pkl` files and writes their state dicts as numpy arrays into one `.npz`;
 it runs in a subprocess with `--torch_python`, a Python that has `torch` and
 `dall-e` (default: the project's `.venv-torch/bin/python`, made by
@@ -31,7 +31,7 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DUMP_SCRIPT = pathlib.Path(__file__).resolve().parent / "dump_dalle_state.py"
+DUMP_SCRIPT = REPO_ROOT / "scripts" / "dump_dalle_state.py"
 TORCH_VENV_PYTHON = REPO_ROOT / ".venv-torch" / "bin" / "python"
 RELEASED_TEMPERATURE = 1.0 / 16.0
 
@@ -43,7 +43,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_string(
         "state",
         None,
-        "An .npz of trainers/dump_dalle_state.py (instead of the .pkl files).",
+        "An .npz of scripts/dump_dalle_state.py (instead of the .pkl files).",
         flag_values=flag_values,
     )
     flags.DEFINE_string("output", None, "The preset folder to write.", flag_values=flag_values)
@@ -87,7 +87,7 @@ def default_torch_python() -> str:
 
 
 def dump_state(encoder_pkl: str, decoder_pkl: str, npz_path: str, torch_python: str) -> str:
-    """Runs the PyTorch step (`trainers/dump_dalle_state.py`) in a subprocess.
+    """Runs the PyTorch step (`scripts/dump_dalle_state.py`) in a subprocess.
 
     Returns:
         The step's summary line (arrays written, its own peak RSS).
@@ -99,6 +99,12 @@ def dump_state(encoder_pkl: str, decoder_pkl: str, npz_path: str, torch_python: 
     for path in (encoder_pkl, decoder_pkl):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No such file: {path}")
+    if not DUMP_SCRIPT.is_file():
+        raise FileNotFoundError(
+            f"The PyTorch step {DUMP_SCRIPT} is not here (an installed package has no "
+            "scripts/). Run scripts/dump_dalle_state.py of the source checkout with a Python "
+            "that has torch and dall-e, then pass its .npz with --state."
+        )
     if not os.path.exists(torch_python):
         raise FileNotFoundError(
             f"--torch_python {torch_python!r} does not exist. Run `make torch-env` "

@@ -1,6 +1,6 @@
 """PyTorch state dicts of `dall_e.Encoder`/`Decoder` <-> a `zoo.DalleDVAE`, in numpy.
 
-No torch here: the torch side (`trainers/dump_dalle_state.py`, run where
+No torch here: the torch side (`scripts/dump_dalle_state.py`, run where
 `torch` and `dall-e` are installed) writes both modules' state dicts into one
 `.npz` (keys `encoder/<key>` and `decoder/<key>`), and this module maps those
 arrays onto the Keras model. The mapping, key by key:

@@ -3,15 +3,15 @@
 Run with a Python that has `torch` and `dall-e` (the project's `.venv-torch`,
 made by `make torch-env`); `python -m trainers.convert_dalle` runs it for you:
 
-    .venv-torch/bin/python trainers/dump_dalle_state.py \
+    .venv-torch/bin/python scripts/dump_dalle_state.py \
         --encoder=encoder.pkl --decoder=decoder.pkl --output=state.npz
 
 `encoder.pkl`/`decoder.pkl` are the files OpenAI distributes (whole pickled
 `dall_e.Encoder`/`dall_e.Decoder` modules, loaded as `dall_e.load_model`
 does); a pickled state dict works too. The `.npz` holds every tensor as a
 float32 array named `encoder/<key>` or `decoder/<key>`, the format
-`zoo.dalle_weights.read_npz` reads. Nothing here imports TensorFlow or the zoo; it sits in
-`trainers/` to ship with the package, and is run as a file, never imported.
+`zoo.dalle_weights.read_npz` reads. Nothing here imports TensorFlow or the zoo, and nothing
+in `zoo/` or `trainers/` imports torch (so torch is no dependency of the package).
 """
 
 import argparse
