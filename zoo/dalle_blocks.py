@@ -195,8 +195,8 @@ class DalleEncoder(_DalleStack):
     `n_blk_per_group` blocks of widths `n_hid * (1, 2, 4, 8)` with a 2x max
     pool after the first three, a ReLU and a 1x1 convolution to
     `output_channels` logits. That last convolution runs in float32 under
-    any dtype policy (as in `dall_e`), so logits and argmax codes keep full
-    precision under mixed precision.
+    any dtype policy (as in `dall_e`): under mixed precision the features
+    are bfloat16/float16 but the 8192 logits are not rounded to them.
 
     Args:
         output_channels: int. Codebook size K (DALL-E's `vocab_size`).
