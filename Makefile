@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test test-slow test-pythons lint bench zoo-train zoo-publish zoo-cards clean
+.PHONY: setup demo test test-slow test-pythons lint bench zoo-train zoo-publish zoo-cards clean torch-env test-dalle-torch
 
 setup:
 	bash scripts/setup.sh
@@ -50,6 +50,27 @@ zoo-publish: setup
 # Re-render every card and manifest of saved_models/ from its files (no training).
 zoo-cards: setup
 	$(PY) -m trainers.publish --rerender_cards
+
+# PyTorch + OpenAI's dall-e 0.1 in their own environment (the zoo never imports torch).
+# torch is pinned: an unpinned one pulls gigabytes of CUDA libraries; dall-e's own
+# requirements (torchvision) are skipped with --no-deps.
+TORCH_PY := .venv-torch/bin/python
+torch-env:
+	test -x $(TORCH_PY) || python3.11 -m venv .venv-torch
+	$(TORCH_PY) -c "import torch, dall_e" 2>/dev/null || ( \
+		$(TORCH_PY) -m pip install torch==2.13.0 numpy attrs requests && \
+		$(TORCH_PY) -m pip install --no-deps dall-e==0.1 )
+
+# Full-size equality with the PyTorch reference (random weights, the released
+# configuration): reference outputs and .pkl files from dall_e, the documented
+# converter command on them, then the comparison (errors in runs/dalle_full/errors.json).
+test-dalle-torch: setup torch-env
+	rm -rf runs/dalle_full
+	$(TORCH_PY) scripts/make_dalle_fixture.py --size=full --output=runs/dalle_full
+	$(PY) -m trainers.convert_dalle --encoder=runs/dalle_full/encoder.pkl \
+		--decoder=runs/dalle_full/decoder.pkl --output=runs/dalle_full/preset
+	DALLE_FULL_REFERENCE=runs/dalle_full $(PY) -m pytest -q -s -m slow \
+		tests/test_dalle_reference.py tests/test_dalle_dvae.py
 
 clean:
 	rm -rf runs exports .pytest_cache

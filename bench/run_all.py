@@ -27,6 +27,7 @@ PROFILES = {
         "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3},
         "scaling": {"families": ("ae", "vqvae"), "steps": 6, "repeats": 3},
         "peak": {"size": 2048, "repeats": 5},
+        "dalle": {"calls": 5, "repeats": 3},
         "model_kwargs": {},
     },
     "quick": {
@@ -41,12 +42,14 @@ PROFILES = {
         "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2},
         "scaling": {"families": ("ae",), "steps": 4, "repeats": 2},
         "peak": {"size": 1024, "repeats": 3},
+        "dalle": {"calls": 3, "repeats": 2},
         "model_kwargs": {},
     },
 }
 
 
 def _tiny_profile() -> dict:
+    from bench import dalle
     from bench.common import TINY_MODEL_KWARGS
 
     return {
@@ -72,13 +75,14 @@ def _tiny_profile() -> dict:
         },
         "scaling": {"families": ("ae",), "batch_size": 8, "steps": 2, "repeats": 2},
         "peak": {"size": 128, "iterations": 2, "repeats": 2},
+        "dalle": {"model_kwargs": dalle.TINY, "calls": 1, "repeats": 1, "conversion": False},
         "model_kwargs": TINY_MODEL_KWARGS,
     }
 
 
 def run(profile_name: str, output: str) -> dict:
     """Runs the profile's benchmarks, writes `output` and returns the tables by section."""
-    from bench import common, input_pipeline, scaling, serving_latency, train_throughput
+    from bench import common, dalle, input_pipeline, scaling, serving_latency, train_throughput
 
     profile = _tiny_profile() if profile_name == "tiny" else PROFILES[profile_name]
     started = time.perf_counter()
@@ -104,6 +108,11 @@ def run(profile_name: str, output: str) -> dict:
     except RuntimeError as error:  # keep the other tables when the subprocess fails
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
+    try:
+        tables["dalle"] = dalle.run(**profile["dalle"])
+    except RuntimeError as error:  # keep the other tables when a conversion step fails
+        tables["dalle"] = common.Table("DALL-E dVAE, full size", ["error"])
+        tables["dalle"].add(common.error_cell(error))
     peak_end = common.matmul_peak(**profile["peak"])
     # The peak is measured twice because a burst of other load can depress
     # one measurement; the best of both is the denominator of "% of peak".
@@ -149,6 +158,7 @@ def run(profile_name: str, output: str) -> dict:
         "input_pipeline": "## Input pipeline",
         "serving": "## Serving",
         "scaling": "## Scaling",
+        "dalle": "## DALL-E dVAE",
     }
     for key, heading in sections.items():
         lines += [heading, "", tables[key].markdown()]

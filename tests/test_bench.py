@@ -63,3 +63,13 @@ def test_run_all_tiny_writes_every_table(tmp_path):
     scaling = tables["scaling"]
     assert [(r[0], r[1]) for r in scaling.rows] == [("ae", "1"), ("ae", "2")]
     assert not any(str(r[2]).startswith("failed") for r in scaling.rows)
+
+    dalle = tables["dalle"]
+    assert "## DALL-E dVAE" in text
+    assert [(r[0].split(",")[0], r[1]) for r in dalle.rows] == [
+        ("`encode`", "float32"),
+        ("`decode`", "float32"),
+        ("`encode`", "mixed_bfloat16"),
+        ("`decode`", "mixed_bfloat16"),
+    ]
+    assert all(row[2].endswith(" ms") for row in dalle.rows), dalle.rows
