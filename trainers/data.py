@@ -324,6 +324,7 @@ def load_split(
         A `Split`.
 
     Example:
+    >>> from trainers.data import load_split
     >>> split = load_split("fashion_mnist", "test")
     >>> split.num_examples
     10000

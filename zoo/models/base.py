@@ -229,7 +229,10 @@ class Autoencoder(keras.Model):
             **kwargs: passed to `zoo.load` (e.g. `learning_rate`).
 
         Example:
+        >>> import zoo
         >>> model = zoo.DVAE.from_preset("dvae_fashion_mnist")
+        >>> model.num_embeddings
+        512
         """
         from zoo import presets
 

@@ -93,14 +93,17 @@ class DVAE(DiscreteAutoencoder):
             standard `keras.Model` arguments.
 
     Example:
+    >>> import numpy as np
+    >>> import zoo
     >>> from trainers.callbacks import TemperatureAnnealing
-    >>> model = DVAE()
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
+    >>> model = zoo.DVAE()
     >>> model.compile(optimizer="adam")
-    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
     >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0,
     ...                     callbacks=[TemperatureAnnealing(steps=1000)])
-    >>> model.encode(images[:2]).shape  # int32 codes
-    TensorShape([2, 7, 7])
+    >>> codes = model.encode(images[:2])
+    >>> print(codes.dtype.name, codes.shape)
+    int32 (2, 7, 7)
 
     References:
         - [Ramesh et al., 2021](https://arxiv.org/abs/2102.12092)

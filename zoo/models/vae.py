@@ -44,13 +44,17 @@ class VAE(ContinuousAutoencoder):
             standard `keras.Model` arguments.
 
     Example:
-    >>> model = VAE()
+    >>> import numpy as np
+    >>> import zoo
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
+    >>> model = zoo.VAE()
     >>> model.compile(optimizer="adam")
-    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
     >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0)
     >>> mean, log_variance = model.encode_distribution(images[:2])
-    >>> model.sample(4, seed=1).shape
-    TensorShape([4, 28, 28, 1])
+    >>> print(mean.shape, log_variance.shape)
+    (2, 7, 7, 4) (2, 7, 7, 4)
+    >>> print(model.sample(4, seed=1).shape)
+    (4, 28, 28, 1)
 
     References:
         - [Kingma and Welling, 2014](https://arxiv.org/abs/1312.6114)
