@@ -43,7 +43,11 @@ class AE(ContinuousAutoencoder):
 
     def encode(self, images) -> tf.Tensor:
         """Returns the float32 latent grid (B, h, w, latent_channels)."""
-        return tf.cast(self.encoder(self.check_images(images)), tf.float32)
+        return self._in_passes(
+            lambda batch: tf.cast(self.encoder(batch), tf.float32),
+            self.check_images(images),
+            "images",
+        )
 
     def compute_terms(self, images, training):
         reconstructions = self._to_images(self.decoder(self.encoder(images)))

@@ -89,7 +89,7 @@ class VAE(ContinuousAutoencoder):
 
     def encode_distribution(self, images) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns the posterior `(mean, log_variance)`, each (B, h, w, c)."""
-        return self._posterior(self.check_images(images))
+        return self._in_passes(self._posterior, self.check_images(images), "images")
 
     def _posterior(self, images):
         stats = tf.cast(self.encoder(images), tf.float32)
@@ -101,8 +101,11 @@ class VAE(ContinuousAutoencoder):
             return super().call(images, training=True)
         # Inference needs only the decoded posterior mean, not the ELBO terms
         # (whose posterior sample costs a second decoder pass).
-        mean, _ = self._posterior(self.check_images(images))
-        return self._to_images(self.decoder(mean))
+        return self._in_passes(
+            lambda batch: self._to_images(self.decoder(self._posterior(batch)[0])),
+            self.check_images(images),
+            "images",
+        )
 
     def encode(self, images) -> tf.Tensor:
         """Returns the posterior mean (B, h, w, latent_channels)."""
@@ -118,10 +121,11 @@ class VAE(ContinuousAutoencoder):
         Returns:
             float32 images (num_samples, H, W, C) in [0, 1].
         """
-        return self._draw_images(num_samples, int(seed))
+        return self._draw_images(num_samples, validation.check_seed(seed))
 
     def _draw_images(self, num_samples, seed) -> tf.Tensor:
         """Decodes N(0, I) latents; `sample` and the exported `sample` signature share it."""
+        num_samples = self._checked_num_samples(num_samples)
         h, w = self.latent_grid
         z = tf.random.stateless_normal(
             tf.stack([num_samples, h, w, self.latent_channels]), seed=tf.stack([seed, 0])

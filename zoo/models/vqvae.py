@@ -82,8 +82,11 @@ class VQVAE(DiscreteAutoencoder):
 
     def encode(self, images) -> tf.Tensor:
         """Returns the int32 code grid (B, h, w) of the nearest codebook entries."""
-        z = self.encoder(self.check_images(images))
-        return self.quantizer(z, training=False)["encoding_indices"]
+        return self._in_passes(
+            lambda batch: self.quantizer(self.encoder(batch), training=False)["encoding_indices"],
+            self.check_images(images),
+            "images",
+        )
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
