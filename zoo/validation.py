@@ -88,19 +88,28 @@ def _value_summary(values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     return low, high, non_finite
 
 
-def _check_batch_not_empty(tensor: tf.Tensor, what: str) -> tf.Tensor:
+def _check_batch(tensor: tf.Tensor, what: str, max_batch: int | None) -> tf.Tensor:
+    """Refuses an empty batch, and one over `max_batch` (when given).
+
+    In a graph the checks run before anything reads the values, so a batch
+    too big for the model is refused before the value checks touch it.
+    """
     message = f"{what} hold no examples (batch size 0); pass at least one."
     size = tensor.shape[0]
     if size == 0:
         raise ValueError(f"{message} Received shape {tuple(tensor.shape)}.")
-    if size is None and not tf.executing_eagerly():
-        check = tf.debugging.assert_positive(tf.shape(tensor)[0], message=message)
-        with tf.control_dependencies([check]):
-            tensor = tf.identity(tensor)
-    return tensor
+    if tf.executing_eagerly():
+        if max_batch is not None:
+            check_batch_size(size, max_batch, what.lower())
+        return tensor
+    checks = [tf.debugging.assert_positive(tf.shape(tensor)[0], message=message)]
+    if max_batch is not None:
+        checks.append(check_batch_size(tf.shape(tensor)[0], max_batch, what.lower()))
+    with tf.control_dependencies(checks):
+        return tf.identity(tensor)
 
 
-def check_images(images, channels: int, factor: int) -> tf.Tensor:
+def check_images(images, channels: int, factor: int, max_batch: int | None = None) -> tf.Tensor:
     """Checks a batch of images against what a model accepts and returns it.
 
     Images must be floating point, NHWC, with `channels` channels, a height
@@ -120,6 +129,8 @@ def check_images(images, channels: int, factor: int) -> tf.Tensor:
         images: array-like. The batch to check.
         channels: int. Channels the model was built for.
         factor: int. The model's total downsampling factor.
+        max_batch: int or `None`. The largest batch allowed (checked before
+            the values); `None` for no limit.
 
     Returns:
         The images as a `tf.Tensor` (dtype kept).
@@ -149,7 +160,7 @@ def check_images(images, channels: int, factor: int) -> tf.Tensor:
                 f"Image {label} must be divisible by {factor} (the model's "
                 f"downsampling factor). Received shape {tuple(shape)}."
             )
-    images = _check_batch_not_empty(images, "Images")
+    images = _check_batch(images, "Images", max_batch)
     # NaN fails both comparisons, so one pass finds NaN, Inf and out-of-range values.
     in_range = tf.reduce_all(tf.logical_and(images >= 0, images <= 1))
     if tf.executing_eagerly():
@@ -192,12 +203,13 @@ def check_has_examples(data, argument: str) -> None:
         )
 
 
-def check_latents(latents, channels: int) -> tf.Tensor:
+def check_latents(latents, channels: int, max_batch: int | None = None) -> tf.Tensor:
     """Checks a float latent grid of shape (B, h, w, `channels`) with finite values.
 
     Args:
         latents: array-like of floats.
         channels: int. The model's `latent_channels`.
+        max_batch: int or `None`. The largest batch allowed; `None` for no limit.
 
     Returns:
         The latents as a `tf.Tensor`. Non-finite values raise `ValueError`
@@ -213,7 +225,7 @@ def check_latents(latents, channels: int) -> tf.Tensor:
             f"Latents must have shape (batch, h, w, {channels}). "
             f"Received shape {tuple(latents.shape)}."
         )
-    latents = _check_batch_not_empty(latents, "Latents")
+    latents = _check_batch(latents, "Latent grids", max_batch)
     if tf.executing_eagerly():
         non_finite = int(tf.size(latents)) - int(
             tf.math.count_nonzero(tf.math.is_finite(latents))
@@ -225,12 +237,13 @@ def check_latents(latents, channels: int) -> tf.Tensor:
     return check
 
 
-def check_codes(codes, num_embeddings: int) -> tf.Tensor:
+def check_codes(codes, num_embeddings: int, max_batch: int | None = None) -> tf.Tensor:
     """Checks an integer code grid of shape (B, h, w) with values in [0, K).
 
     Args:
         codes: array-like of integers.
         num_embeddings: int. The codebook size K.
+        max_batch: int or `None`. The largest batch allowed; `None` for no limit.
 
     Returns:
         The codes as an int32 `tf.Tensor`. In eager mode an out-of-range code
@@ -245,7 +258,7 @@ def check_codes(codes, num_embeddings: int) -> tf.Tensor:
         raise ValueError(
             f"Codes must have shape (batch, height, width). Received shape {tuple(codes.shape)}."
         )
-    codes = _check_batch_not_empty(codes, "Codes")
+    codes = _check_batch(codes, "Code grids", max_batch)
     if tf.executing_eagerly():
         low, high = int(tf.reduce_min(codes)), int(tf.reduce_max(codes))
         if low < 0 or high >= num_embeddings:

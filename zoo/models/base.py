@@ -122,9 +122,18 @@ class Autoencoder(keras.Model):
         """Decoder logits -> float32 images in [0, 1]."""
         return tf.sigmoid(tf.cast(decoder_output, tf.float32))
 
-    def check_images(self, images) -> tf.Tensor:
-        """Validates a batch of images (see `zoo.validation.check_images`)."""
-        return validation.check_images(images, self.image_shape[-1], self.downsampling_factor)
+    def check_images(self, images, one_pass: bool = False) -> tf.Tensor:
+        """Validates a batch of images (see `zoo.validation.check_images`).
+
+        A batch over `max_batch_size` is refused in a graph, or with
+        `one_pass=True` (training steps); eager inference runs it in passes.
+        """
+        return validation.check_images(
+            images, self.image_shape[-1], self.downsampling_factor, self._batch_limit(one_pass)
+        )
+
+    def _batch_limit(self, one_pass: bool = False) -> int | None:
+        return self.max_batch_size if one_pass or not tf.executing_eagerly() else None
 
     def _values_per_example(self) -> int:
         """The most values one example puts into a tensor of a pass (a bound).
@@ -157,21 +166,12 @@ class Autoencoder(keras.Model):
         """
         return max(1, validation.MAX_TENSOR_VALUES // self._values_per_example())
 
-    def _limit_batch(self, inputs: tf.Tensor, what: str) -> tf.Tensor:
-        """Refuses a batch over `max_batch_size`: `ValueError` eagerly,
-        `tf.errors.InvalidArgumentError` in a graph."""
-        if tf.executing_eagerly():
-            validation.check_batch_size(inputs.shape[0], self.max_batch_size, what)
-            return inputs
-        size = validation.check_batch_size(tf.shape(inputs)[0], self.max_batch_size, what)
-        with tf.control_dependencies([size]):
-            return tf.identity(inputs)
-
     def _in_passes(self, fn, inputs: tf.Tensor, what: str):
-        """Runs `fn` on a checked batch: in a graph at most `max_batch_size`
-        at once, eagerly in passes of about `PASS_VALUES` values, concatenated."""
+        """Runs `fn` on a checked batch: in a graph at once (the checks refused a
+        batch over `max_batch_size`), eagerly in passes of about `PASS_VALUES`
+        values, concatenated."""
         if not tf.executing_eagerly():
-            return fn(self._limit_batch(inputs, what))
+            return fn(inputs)
         total = int(inputs.shape[0])
         step = max(1, PASS_VALUES // self._values_per_example())
         if total <= step:
@@ -245,7 +245,7 @@ class Autoencoder(keras.Model):
 
     def _checked_batch(self, data) -> tf.Tensor:
         """The images of a training/evaluation batch, checked; one pass at most."""
-        return self._limit_batch(self.check_images(self._images_from_data(data)), "images")
+        return self.check_images(self._images_from_data(data), one_pass=True)
 
     def train_step(self, data):
         images = self._checked_batch(data)
@@ -386,7 +386,7 @@ class ContinuousAutoencoder(Autoencoder):
 
     def decode(self, latents) -> tf.Tensor:
         """Maps latents (B, h, w, latent_channels) to images in [0, 1]."""
-        latents = validation.check_latents(latents, self.latent_channels)
+        latents = validation.check_latents(latents, self.latent_channels, self._batch_limit())
         return self._in_passes(
             lambda batch: self._to_images(self.decoder(batch)), latents, "latent grids"
         )
@@ -412,7 +412,7 @@ class DiscreteAutoencoder(Autoencoder):
 
     def decode(self, codes) -> tf.Tensor:
         """Maps an int32 code grid (B, h, w) with values in [0, K) to images in [0, 1]."""
-        codes = validation.check_codes(codes, self.num_embeddings)
+        codes = validation.check_codes(codes, self.num_embeddings, self._batch_limit())
         return self._in_passes(
             lambda batch: self._to_images(self.decoder(self.quantizer.lookup(batch))),
             codes,
