@@ -361,3 +361,37 @@ def test_empty_validation_data_is_refused(models):
     with pytest.raises(ValueError, match=r"fit\(validation_data\) holds no examples"):
         model.fit(random_images(4), epochs=1, verbose=0,
                   validation_data=np.zeros((0, 28, 28, 1), np.float32))
+
+
+# Exported signatures (the SavedModel graph, loaded without the Python model) -----
+
+
+@pytest.fixture(scope="module")
+def served_dvae(tmp_path_factory):
+    from zoo.export import export_model
+
+    model = tiny_model("dvae")
+    path = export_model(model, str(tmp_path_factory.mktemp("exports") / "dvae"))
+    return model, tf.saved_model.load(path).signatures
+
+
+def test_signatures_refuse_bad_image_values(served_dvae):
+    _, signatures = served_dvae
+    for _case, images in BAD_VALUES:
+        for name in ("serving_default", "encode"):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=VALUES):
+                signatures[name](images=tf.constant(images, tf.float32))
+
+
+def test_sample_signature_refuses_counts_over_the_limit_without_crashing(served_dvae):
+    model, signatures = served_dvae
+    sample = signatures["sample"]
+    for count in (model.max_batch_size + 1, 2**31 - 1):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=f"At most {model.max_batch_size:,} samples"):
+            sample(num_samples=tf.constant(count), seed=tf.constant(0))
+    for count in (0, -5):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be >= 1"):
+            sample(num_samples=tf.constant(count), seed=tf.constant(0))
+    images = sample(num_samples=tf.constant(3), seed=tf.constant(4))["images"]
+    np.testing.assert_allclose(images.numpy(), model.sample(3, seed=4).numpy(), atol=1e-5)
