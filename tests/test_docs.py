@@ -38,9 +38,7 @@ MAX_SKIPPED = 0  # raise only with a reason in the doc; name each skipped block 
 # Examples in files this branch may not edit, each failing as written (strict:
 # once fixed, the test XPASSes, fails, and its entry must go).
 KNOWN_BROKEN = {
-    "zoo.export.export_model": "`zoo` and `images` undefined (zoo/export.py is being refactored)",
-    "zoo.presets.list_models": "`zoo` undefined",
-    "zoo.presets.load": "`zoo` and `images` undefined",
+    "zoo.export.export_model": "`export_model` is used without its import",
 }
 
 
