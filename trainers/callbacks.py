@@ -106,9 +106,19 @@ class TemperatureAnnealing(ScheduledVariable):
             Defaults to `"cosine"`.
 
     Example:
+    >>> import numpy as np
+    >>> import zoo
+    >>> from trainers.callbacks import TemperatureAnnealing
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
+    >>> annealing = TemperatureAnnealing(start=1.0, end=1 / 16, steps=4)
     >>> model = zoo.DVAE()
     >>> model.compile(optimizer="adam")
-    >>> model.fit(images, epochs=5, callbacks=[TemperatureAnnealing(steps=5000)])
+    >>> history = model.fit(images, epochs=2, batch_size=32, verbose=0,
+    ...                     callbacks=[annealing])
+    >>> [round(t, 3) for t in history.history["temperature"]]  # mean of 2 steps each
+    [0.931, 0.366]
+    >>> round(float(model.temperature.numpy()), 3)  # at step 3 (the 4th update)
+    0.2
     """
 
     _expected_models = "zoo.DVAE"
@@ -140,9 +150,16 @@ class KLWarmup(ScheduledVariable):
         schedule: str. `"cosine"` or `"linear"`. Defaults to `"cosine"`.
 
     Example:
+    >>> import numpy as np
+    >>> import zoo
+    >>> from trainers.callbacks import KLWarmup
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
     >>> model = zoo.VAE()
     >>> model.compile(optimizer="adam")
-    >>> model.fit(images, epochs=5, callbacks=[KLWarmup(steps=1000)])
+    >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0,
+    ...                     callbacks=[KLWarmup(steps=1000, schedule="linear")])
+    >>> round(float(model.kl_warmup.numpy()), 6)  # step 1 of 1000: 0.1 % of the KL weight
+    0.001
     """
 
     _expected_models = "zoo.VAE or zoo.DVAE"

@@ -34,6 +34,8 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from zoo import validation
+
 FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -121,15 +123,12 @@ def to_unit_float(images) -> np.ndarray:
         raise TypeError(
             f"Images must be uint8 (0-255) or float in [0, 1]. Received dtype {images.dtype}."
         )
-    if not np.all(np.isfinite(images)):
-        bad = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
-        raise ValueError(f"Images contain {bad} NaN or Inf value(s).")
-    low, high = float(images.min(initial=0.0)), float(images.max(initial=0.0))
-    if low < 0.0 or high > 1.0:
-        raise ValueError(
-            f"Float images must lie in [0, 1]. Received values in [{low:.4g}, {high:.4g}]; "
-            "divide 0-255 data by 255."
-        )
+    finite = np.isfinite(images)
+    values = images if finite.all() else images[finite]
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    if low < 0.0 or high > 1.0 or values is not images:
+        # The models refuse such images with the same message (zoo.validation).
+        raise validation.image_values_error(low, high, int(finite.size - finite.sum()))
     return images.astype(np.float32)
 
 
@@ -324,6 +323,7 @@ def load_split(
         A `Split`.
 
     Example:
+    >>> from trainers.data import load_split
     >>> split = load_split("fashion_mnist", "test")
     >>> split.num_examples
     10000

@@ -8,12 +8,15 @@ chief may write checkpoints and exports to the real paths, the other workers
 write to a private temporary path (`write_path`) that is removed afterwards.
 
 Example:
+>>> import numpy as np
+>>> import zoo
 >>> from trainers import distribute
+>>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
 >>> strategy = distribute.make_strategy("auto")
 >>> with strategy.scope():
 ...     model = zoo.VQVAE()
 ...     model.compile(optimizer="adam")
->>> model.fit(images, batch_size=64 * strategy.num_replicas_in_sync)
+>>> history = model.fit(images, batch_size=32 * strategy.num_replicas_in_sync, verbose=0)
 """
 
 import json

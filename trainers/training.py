@@ -137,9 +137,19 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         `(model, history)`.
 
     Example:
+    >>> import numpy as np
     >>> from trainers import config as config_lib
-    >>> cfg = config_lib.resolve("dvae", training_overrides={"epochs": 1})
-    >>> model, history = train(cfg, "runs/dvae")
+    >>> from trainers.training import train
+    >>> np.save("images.npy", np.random.randint(0, 256, (100, 28, 28, 1), np.uint8))
+    >>> cfg = config_lib.resolve("ae", training_overrides={
+    ...     "dataset": "images.npy", "epochs": 2, "batch_size": 16})
+    >>> model, history = train(cfg, "runs/ae", verbose=0)
+    >>> sorted(history.history)[:4]
+    ['loss', 'mse', 'psnr', 'reconstruction_loss']
+    >>> import os
+    >>> sorted(os.listdir("runs/ae"))
+    ['backup', 'best.keras', 'config.json', 'history.csv', 'images', 'last.keras',
+     'logs', 'run_info.json']
     """
     # The strategy comes first: a multi-worker strategy must be created
     # before any other TensorFlow op runs in the process.

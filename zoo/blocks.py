@@ -25,8 +25,10 @@ class ResidualBlock(keras.layers.Layer):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.blocks import ResidualBlock
     >>> block = ResidualBlock(32)
-    >>> block(keras.ops.zeros((1, 7, 7, 32))).shape
+    >>> print(block(keras.ops.zeros((1, 7, 7, 32))).shape)
     (1, 7, 7, 32)
     """
 
@@ -121,8 +123,10 @@ class Encoder(_ConvStack):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.blocks import Encoder
     >>> encoder = Encoder(output_channels=8)
-    >>> encoder(keras.ops.zeros((2, 28, 28, 1))).shape
+    >>> print(encoder(keras.ops.zeros((2, 28, 28, 1))).shape)
     (2, 7, 7, 8)
     """
 
@@ -193,8 +197,10 @@ class Decoder(_ConvStack):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.blocks import Decoder
     >>> decoder = Decoder(output_channels=1)
-    >>> decoder(keras.ops.zeros((2, 7, 7, 8))).shape
+    >>> print(decoder(keras.ops.zeros((2, 7, 7, 8))).shape)
     (2, 28, 28, 1)
     """
 

@@ -81,10 +81,12 @@ class VectorQuantizer(keras.layers.Layer):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.quantizers import VectorQuantizer
     >>> vq = VectorQuantizer(num_embeddings=16, embedding_dim=4)
     >>> out = vq(keras.ops.ones((2, 7, 7, 4)))
-    >>> out["encoding_indices"].shape
-    TensorShape([2, 7, 7])
+    >>> print(out["quantized"].shape, out["encoding_indices"].shape)
+    (2, 7, 7, 4) (2, 7, 7)
 
     References:
         - [van den Oord et al., 2017](https://arxiv.org/abs/1711.00937)
@@ -261,10 +263,12 @@ class GumbelQuantizer(keras.layers.Layer):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.quantizers import GumbelQuantizer
     >>> gq = GumbelQuantizer(num_embeddings=16, embedding_dim=4)
-    >>> out = gq(keras.ops.zeros((2, 7, 7, 16)))
-    >>> out["quantized"].shape
-    TensorShape([2, 7, 7, 4])
+    >>> out = gq(keras.ops.zeros((2, 7, 7, 16)))  # logits over 16 codes
+    >>> print(out["quantized"].shape, out["encoding_indices"].shape)
+    (2, 7, 7, 4) (2, 7, 7)
 
     References:
         - [Ramesh et al., 2021](https://arxiv.org/abs/2102.12092)

@@ -24,12 +24,14 @@ class AE(ContinuousAutoencoder):
             standard `keras.Model` arguments.
 
     Example:
-    >>> model = AE()
+    >>> import numpy as np
+    >>> import zoo
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
+    >>> model = zoo.AE()
     >>> model.compile(optimizer="adam")
-    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
     >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0)
-    >>> model.encode(images[:2]).shape
-    TensorShape([2, 7, 7, 4])
+    >>> print(model.encode(images[:2]).shape)
+    (2, 7, 7, 4)
     """
 
     def __init__(self, latent_channels: int = 4, **kwargs):
@@ -41,7 +43,11 @@ class AE(ContinuousAutoencoder):
 
     def encode(self, images) -> tf.Tensor:
         """Returns the float32 latent grid (B, h, w, latent_channels)."""
-        return tf.cast(self.encoder(self.check_images(images)), tf.float32)
+        return self._in_passes(
+            lambda batch: tf.cast(self.encoder(batch), tf.float32),
+            self.check_images(images),
+            "images",
+        )
 
     def compute_terms(self, images, training):
         reconstructions = self._to_images(self.decoder(self.encoder(images)))

@@ -6,6 +6,8 @@ trackers, and the config round trip. A family implements `encode`,
 `decode`, `compute_terms` (per-example loss terms) and names its metrics.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -14,6 +16,10 @@ from zoo.blocks import Decoder, Encoder
 from zoo.presets import PresetMixin
 
 BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
+
+PASS_VALUES = 2**26
+"""Eager inference splits a batch into passes whose largest tensor holds about
+this many values (256 MB of float32), so memory stays bounded."""
 
 
 def psnr(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
@@ -119,13 +125,89 @@ class Autoencoder(PresetMixin, keras.Model):
         """Decoder logits -> float32 images in [0, 1]."""
         return tf.sigmoid(tf.cast(decoder_output, tf.float32))
 
-    def check_images(self, images) -> tf.Tensor:
-        """Validates a batch of images (see `zoo.validation.check_images`)."""
-        return validation.check_images(images, self.image_shape[-1], self.downsampling_factor)
+    def check_images(self, images, one_pass: bool = False) -> tf.Tensor:
+        """Validates a batch of images (see `zoo.validation.check_images`).
+
+        A batch over `max_batch_size` is refused in a graph, or with
+        `one_pass=True` (training steps); eager inference runs it in passes.
+        """
+        return validation.check_images(
+            images, self.image_shape[-1], self.downsampling_factor, self._batch_limit(one_pass)
+        )
+
+    def _batch_limit(self, one_pass: bool = False) -> int | None:
+        return self.max_batch_size if one_pass or not tf.executing_eagerly() else None
+
+    def _values_per_example(self) -> int:
+        """The most values one example puts into a tensor of a pass (a bound).
+
+        Every stage of the stacks doubles the width at most while it quarters
+        the area, so the widest tensors are at full resolution (`filters`
+        channels, or the images themselves) or on the latent grid (the
+        encoder/decoder channels, or K distances, logits or one-hots).
+        """
+        height, width, channels = self.image_shape
+        grid_h, grid_w = self.latent_grid
+        full = height * width * max(2 * channels, min(self.filters, self.max_filters))
+        latent = grid_h * grid_w * max(
+            self.encoder.output_channels,
+            self.decoder_input_channels,
+            getattr(self, "num_embeddings", 0),
+        )
+        return max(full, latent)
+
+    @property
+    def max_batch_size(self) -> int:
+        """The largest batch one pass of this model runs.
+
+        A larger batch would make a tensor of 2**31 values or more, which
+        TensorFlow's CPU kernels cannot run (they crash the process; for the
+        default 28x28 models that is about 85,000 images). `fit`, `evaluate`,
+        `predict`, a `tf.function` and exported signatures refuse a larger
+        batch with `tf.errors.InvalidArgumentError`; eager calls (`model(x)`,
+        `encode`, `decode`, `sample`) run any batch in smaller passes.
+        """
+        return max(1, validation.MAX_TENSOR_VALUES // self._values_per_example())
+
+    def _in_passes(self, fn, inputs: tf.Tensor, what: str):
+        """Runs `fn` on a checked batch: in a graph at once (the checks refused a
+        batch over `max_batch_size`), eagerly in passes of about `PASS_VALUES`
+        values, concatenated."""
+        if not tf.executing_eagerly():
+            return fn(inputs)
+        total = int(inputs.shape[0])
+        step = max(1, PASS_VALUES // self._values_per_example())
+        if total <= step:
+            return fn(inputs)
+        parts = [fn(inputs[:step])]
+        per_example = sum(t.shape.num_elements() for t in tf.nest.flatten(parts[0])) // step
+        if total * per_example > validation.MAX_TENSOR_VALUES:
+            raise ValueError(
+                f"The output for {total:,} {what} would hold {total * per_example:,} values, "
+                f"more than one tensor can ({validation.MAX_TENSOR_VALUES:,}); pass at most "
+                f"{validation.MAX_TENSOR_VALUES // per_example:,} {what} at once."
+            )
+        parts += [fn(inputs[start:start + step]) for start in range(step, total, step)]
+        return tf.nest.map_structure(lambda *pieces: tf.concat(pieces, axis=0), *parts)
+
+    def _checked_num_samples(self, num_samples):
+        """`num_samples` of `sample` or of the `sample` signature, checked.
+
+        Eager draws are decoded in passes, so only the images returned must
+        fit in one tensor; a graph decodes them in one pass.
+        """
+        if tf.executing_eagerly():
+            limit = validation.MAX_TENSOR_VALUES // math.prod(self.image_shape)
+        else:
+            limit = self.max_batch_size
+        return validation.check_num_samples(num_samples, limit)
 
     def call(self, images, training=False):
-        images = self.check_images(images)
-        return self.compute_terms(images, training=training)["reconstructions"]
+        return self._in_passes(
+            lambda batch: self.compute_terms(batch, training=training)["reconstructions"],
+            self.check_images(images),
+            "images",
+        )
 
     def compute_terms(self, images: tf.Tensor, training: bool) -> dict:
         """Returns `reconstructions`, per-example `loss`, `reconstruction_loss`
@@ -164,8 +246,12 @@ class Autoencoder(PresetMixin, keras.Model):
             data = data[0]
         return data
 
+    def _checked_batch(self, data) -> tf.Tensor:
+        """The images of a training/evaluation batch, checked; one pass at most."""
+        return self.check_images(self._images_from_data(data), one_pass=True)
+
     def train_step(self, data):
-        images = self.check_images(self._images_from_data(data))
+        images = self._checked_batch(data)
         with tf.GradientTape() as tape:
             terms = self.compute_terms(images, training=True)
             loss = distribution.mean_over_global_batch(terms["loss"])
@@ -175,8 +261,21 @@ class Autoencoder(PresetMixin, keras.Model):
         return self._update_metrics(images, terms)
 
     def test_step(self, data):
-        images = self.check_images(self._images_from_data(data))
+        images = self._checked_batch(data)
         return self._update_metrics(images, self.compute_terms(images, training=False))
+
+    def fit(self, x=None, *args, **kwargs):
+        validation.check_has_examples(x, "fit(x)")
+        validation.check_has_examples(kwargs.get("validation_data"), "fit(validation_data)")
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        validation.check_has_examples(x, "evaluate(x)")
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        validation.check_has_examples(x, "predict(x)")
+        return super().predict(x, *args, **kwargs)
 
     def predict_step(self, data):
         return self(self._images_from_data(data), training=False)
@@ -265,13 +364,10 @@ class ContinuousAutoencoder(Autoencoder):
 
     def decode(self, latents) -> tf.Tensor:
         """Maps latents (B, h, w, latent_channels) to images in [0, 1]."""
-        latents = tf.convert_to_tensor(latents)
-        if latents.shape.rank != 4 or latents.shape[-1] != self.latent_channels:
-            raise ValueError(
-                f"Latents must have shape (batch, h, w, {self.latent_channels}). "
-                f"Received shape {tuple(latents.shape)}."
-            )
-        return self._to_images(self.decoder(latents))
+        latents = validation.check_latents(latents, self.latent_channels, self._batch_limit())
+        return self._in_passes(
+            lambda batch: self._to_images(self.decoder(batch)), latents, "latent grids"
+        )
 
 
 class DiscreteAutoencoder(Autoencoder):
@@ -294,5 +390,9 @@ class DiscreteAutoencoder(Autoencoder):
 
     def decode(self, codes) -> tf.Tensor:
         """Maps an int32 code grid (B, h, w) with values in [0, K) to images in [0, 1]."""
-        codes = validation.check_codes(codes, self.num_embeddings)
-        return self._to_images(self.decoder(self.quantizer.lookup(codes)))
+        codes = validation.check_codes(codes, self.num_embeddings, self._batch_limit())
+        return self._in_passes(
+            lambda batch: self._to_images(self.decoder(self.quantizer.lookup(batch))),
+            codes,
+            "code grids",
+        )

@@ -93,14 +93,17 @@ class DVAE(DiscreteAutoencoder):
             standard `keras.Model` arguments.
 
     Example:
+    >>> import numpy as np
+    >>> import zoo
     >>> from trainers.callbacks import TemperatureAnnealing
-    >>> model = DVAE()
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
+    >>> model = zoo.DVAE()
     >>> model.compile(optimizer="adam")
-    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
     >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0,
     ...                     callbacks=[TemperatureAnnealing(steps=1000)])
-    >>> model.encode(images[:2]).shape  # int32 codes
-    TensorShape([2, 7, 7])
+    >>> codes = model.encode(images[:2])
+    >>> print(codes.dtype.name, codes.shape)
+    int32 (2, 7, 7)
 
     References:
         - [Ramesh et al., 2021](https://arxiv.org/abs/2102.12092)
@@ -164,12 +167,21 @@ class DVAE(DiscreteAutoencoder):
 
     def encode(self, images) -> tf.Tensor:
         """Returns the int32 code grid (B, h, w): the argmax of the logits."""
-        logits = self.encoder(self.check_images(images))
-        return tf.argmax(tf.cast(logits, tf.float32), axis=-1, output_type=tf.int32)
+        return self._in_passes(
+            lambda batch: tf.argmax(
+                tf.cast(self.encoder(batch), tf.float32), axis=-1, output_type=tf.int32
+            ),
+            self.check_images(images),
+            "images",
+        )
 
     def encode_logits(self, images) -> tf.Tensor:
         """Returns the float32 logits (B, h, w, K) of the categorical posterior."""
-        return tf.cast(self.encoder(self.check_images(images)), tf.float32)
+        return self._in_passes(
+            lambda batch: tf.cast(self.encoder(batch), tf.float32),
+            self.check_images(images),
+            "images",
+        )
 
     def _to_images(self, decoder_output) -> tf.Tensor:
         return self._reconstruct(decoder_output)[0]
@@ -188,10 +200,11 @@ class DVAE(DiscreteAutoencoder):
         Returns:
             float32 images (num_samples, H, W, C) in [0, 1].
         """
-        return self._draw_images(num_samples, int(seed))
+        return self._draw_images(num_samples, validation.check_seed(seed))
 
     def _draw_images(self, num_samples, seed) -> tf.Tensor:
         """Decodes uniform codes; `sample` and the exported `sample` signature share it."""
+        num_samples = self._checked_num_samples(num_samples)
         h, w = self.latent_grid
         codes = tf.random.stateless_uniform(
             tf.stack([num_samples, h, w]),

@@ -44,13 +44,17 @@ class VAE(ContinuousAutoencoder):
             standard `keras.Model` arguments.
 
     Example:
-    >>> model = VAE()
+    >>> import numpy as np
+    >>> import zoo
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
+    >>> model = zoo.VAE()
     >>> model.compile(optimizer="adam")
-    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
     >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0)
     >>> mean, log_variance = model.encode_distribution(images[:2])
-    >>> model.sample(4, seed=1).shape
-    TensorShape([4, 28, 28, 1])
+    >>> print(mean.shape, log_variance.shape)
+    (2, 7, 7, 4) (2, 7, 7, 4)
+    >>> print(model.sample(4, seed=1).shape)
+    (4, 28, 28, 1)
 
     References:
         - [Kingma and Welling, 2014](https://arxiv.org/abs/1312.6114)
@@ -85,7 +89,7 @@ class VAE(ContinuousAutoencoder):
 
     def encode_distribution(self, images) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns the posterior `(mean, log_variance)`, each (B, h, w, c)."""
-        return self._posterior(self.check_images(images))
+        return self._in_passes(self._posterior, self.check_images(images), "images")
 
     def _posterior(self, images):
         stats = tf.cast(self.encoder(images), tf.float32)
@@ -97,8 +101,11 @@ class VAE(ContinuousAutoencoder):
             return super().call(images, training=True)
         # Inference needs only the decoded posterior mean, not the ELBO terms
         # (whose posterior sample costs a second decoder pass).
-        mean, _ = self._posterior(self.check_images(images))
-        return self._to_images(self.decoder(mean))
+        return self._in_passes(
+            lambda batch: self._to_images(self.decoder(self._posterior(batch)[0])),
+            self.check_images(images),
+            "images",
+        )
 
     def encode(self, images) -> tf.Tensor:
         """Returns the posterior mean (B, h, w, latent_channels)."""
@@ -114,10 +121,11 @@ class VAE(ContinuousAutoencoder):
         Returns:
             float32 images (num_samples, H, W, C) in [0, 1].
         """
-        return self._draw_images(num_samples, int(seed))
+        return self._draw_images(num_samples, validation.check_seed(seed))
 
     def _draw_images(self, num_samples, seed) -> tf.Tensor:
         """Decodes N(0, I) latents; `sample` and the exported `sample` signature share it."""
+        num_samples = self._checked_num_samples(num_samples)
         h, w = self.latent_grid
         z = tf.random.stateless_normal(
             tf.stack([num_samples, h, w, self.latent_channels]), seed=tf.stack([seed, 0])

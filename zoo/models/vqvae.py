@@ -36,13 +36,17 @@ class VQVAE(DiscreteAutoencoder):
             standard `keras.Model` arguments.
 
     Example:
-    >>> model = VQVAE()
+    >>> import numpy as np
+    >>> import zoo
+    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")  # in [0, 1]
+    >>> model = zoo.VQVAE()
     >>> model.compile(optimizer="adam")
-    >>> images = np.random.rand(64, 28, 28, 1).astype("float32")
     >>> history = model.fit(images, epochs=1, batch_size=32, verbose=0)
-    >>> codes = model.encode(images[:2])  # int32 (2, 7, 7)
-    >>> model.decode(codes).shape
-    TensorShape([2, 28, 28, 1])
+    >>> codes = model.encode(images[:2])
+    >>> print(codes.dtype.name, codes.shape)
+    int32 (2, 7, 7)
+    >>> print(model.decode(codes).shape)
+    (2, 28, 28, 1)
 
     References:
         - [van den Oord et al., 2017](https://arxiv.org/abs/1711.00937)
@@ -78,8 +82,11 @@ class VQVAE(DiscreteAutoencoder):
 
     def encode(self, images) -> tf.Tensor:
         """Returns the int32 code grid (B, h, w) of the nearest codebook entries."""
-        z = self.encoder(self.check_images(images))
-        return self.quantizer(z, training=False)["encoding_indices"]
+        return self._in_passes(
+            lambda batch: self.quantizer(self.encoder(batch), training=False)["encoding_indices"],
+            self.check_images(images),
+            "images",
+        )
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
