@@ -41,9 +41,9 @@ def load_initial_model(init_from: str) -> keras.Model:
 
 
 def family_of(model: keras.Model) -> str:
-    """The family name (`"dvae"`, ...) of a zoo model."""
+    """The family name (`"dvae"`, ...) of a zoo model (a `DalleDVAE` is a `"dvae"`)."""
     for name, cls in zoo.FAMILIES.items():
-        if type(model) is cls:
+        if isinstance(model, cls):
             return name
     raise TypeError(f"Not a zoo model: {type(model).__name__}")
 

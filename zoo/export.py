@@ -142,6 +142,7 @@ def export_model(
     Example:
     >>> import tempfile
     >>> import numpy as np, tensorflow as tf, zoo
+    >>> from zoo.export import export_model
     >>> model = zoo.DVAE(filters=8, num_embeddings=16, embedding_dim=8)
     >>> path = export_model(model, tempfile.mkdtemp() + "/dvae")  # ".../dvae/1"
     >>> served = tf.saved_model.load(path)

@@ -170,18 +170,17 @@ def sample_signature(draw: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> dict[
     """`sample`: `num_samples` and `seed` (int32 scalars) -> `images`.
 
     Args:
-        draw: maps `(num_samples, seed)` int32 scalar tensors to images. The
-            models pass the function behind their own `sample`, so the
-            SavedModel draws exactly what `model.sample(n, seed)` returns.
+        draw: maps `(num_samples, seed)` int32 scalar tensors to images and
+            checks the count. The models pass the function behind their own
+            `sample`, so the SavedModel draws exactly what
+            `model.sample(n, seed)` returns.
     """
     num_spec = tf.TensorSpec([], tf.int32, name="num_samples")
     seed_spec = tf.TensorSpec([], tf.int32, name="seed")
 
     def sample(num_samples, seed):
+        # `draw` checks the count (>= 1 and within the model's batch limit).
         num_samples = ensure_spec(num_samples, num_spec)
-        check = tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1.")
-        with tf.control_dependencies([check]):
-            num_samples = tf.identity(num_samples)
         return {"images": draw(num_samples, ensure_spec(seed, seed_spec))}
 
     return {
