@@ -58,8 +58,10 @@ class DalleBlock(keras.layers.Layer):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.dalle_blocks import DalleBlock
     >>> block = DalleBlock(16, 32, num_layers=8)
-    >>> block(keras.ops.zeros((1, 8, 8, 16))).shape
+    >>> tuple(block(keras.ops.zeros((1, 8, 8, 16))).shape)
     (1, 8, 8, 32)
 
     References:
@@ -206,8 +208,10 @@ class DalleEncoder(_DalleStack):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.dalle_blocks import DalleEncoder
     >>> encoder = DalleEncoder(512, n_hid=16, n_blk_per_group=1)
-    >>> encoder(keras.ops.zeros((2, 64, 64, 3))).shape
+    >>> tuple(encoder(keras.ops.zeros((2, 64, 64, 3))).shape)
     (2, 8, 8, 512)
     """
 
@@ -267,8 +271,10 @@ class DalleDecoder(_DalleStack):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.dalle_blocks import DalleDecoder
     >>> decoder = DalleDecoder(6, n_hid=16, n_blk_per_group=1, n_init=32)
-    >>> decoder(keras.ops.zeros((2, 8, 8, 32))).shape
+    >>> tuple(decoder(keras.ops.zeros((2, 8, 8, 32))).shape)
     (2, 64, 64, 6)
     """
 

@@ -65,13 +65,15 @@ class DalleDVAE(DVAE):
         **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
 
     Example:
-    >>> model = DalleDVAE(image_shape=(32, 32, 3), n_hid=16, n_blk_per_group=1,
-    ...                   vocab_size=64, n_init=8)
+    >>> import numpy as np
+    >>> import zoo
+    >>> model = zoo.DalleDVAE(image_shape=(32, 32, 3), n_hid=16, n_blk_per_group=1,
+    ...                       vocab_size=64, n_init=8)
     >>> codes = model.encode(np.random.rand(2, 32, 32, 3).astype("float32"))
-    >>> codes.shape  # int32 codes, 1/8 of the image size
-    TensorShape([2, 4, 4])
-    >>> model.decode(codes).shape
-    TensorShape([2, 32, 32, 3])
+    >>> tuple(codes.shape)  # int32 codes, 1/8 of the image size
+    (2, 4, 4)
+    >>> tuple(model.decode(codes).shape)
+    (2, 32, 32, 3)
 
     References:
         - [Ramesh et al., 2021](https://arxiv.org/abs/2102.12092)
@@ -163,8 +165,16 @@ class DalleDVAE(DVAE):
             The model, with the converted weights.
 
         Example:
-        >>> encoder_state, decoder_state = zoo.dalle_weights.read_npz("state.npz")
-        >>> model = zoo.DalleDVAE.from_state_dicts(encoder_state, decoder_state)
+        >>> import zoo
+        >>> from zoo import dalle_weights
+        >>> small = zoo.DalleDVAE(image_shape=(32, 32, 3), n_hid=16, n_blk_per_group=1,
+        ...                       vocab_size=64, n_init=8)
+        >>> # PyTorch-layout arrays, as `dalle_weights.read_npz(path)` returns them:
+        >>> encoder_state, decoder_state = dalle_weights.state_dicts(small)
+        >>> model = zoo.DalleDVAE.from_state_dicts(
+        ...     encoder_state, decoder_state, image_shape=(32, 32, 3))
+        >>> model.get_config()["vocab_size"], model.get_config()["n_hid"]
+        (64, 16)
         """
         from zoo import dalle_weights
 
