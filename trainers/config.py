@@ -31,7 +31,9 @@ TRAINING_DEFAULTS = {
     "steps_per_epoch": None,
     "seed": 0,
     "strategy": "auto",
-    "precision": "float32",
+    # Keras dtype policy; "auto": mixed_bfloat16 on CPUs with bfloat16 instructions
+    # (AMX / AVX512_BF16) and no GPU, else float32 (`trainers.distribute.resolve_precision`).
+    "precision": "auto",
     "init_from": None,
     # dVAE only: the TemperatureAnnealing callback. steps=None -> all steps of the run.
     "temperature_schedule": {"start": 1.0, "end": 1.0 / 16.0, "steps": None, "schedule": "cosine"},

@@ -37,8 +37,9 @@ flags.DEFINE_multi_string("set", [], "key=value model option, or training.key=va
 flags.DEFINE_string("init_from", None, "Start from a zoo model name or a .keras file.")
 flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
                   "tf.distribute strategy; multi_worker reads TF_CONFIG.")
-flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
-                  "Keras dtype policy.")
+flags.DEFINE_enum("precision", None, ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                  "Keras dtype policy (default auto: mixed_bfloat16 on CPUs with bfloat16 "
+                  "instructions and no GPU, else float32).")
 
 TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed",
                   "init_from", "strategy", "precision")
