@@ -107,19 +107,72 @@ def train_and_test(variant: Variant, steps: int, train_split, test_split) -> dic
             "usage": results["codebook_usage"]}
 
 
-def run(steps: int = 400, only=None, quick: bool = False) -> common.Table:
-    """Builds the FLOPs-versus-test-MSE table (training only the selected variants)."""
+def speeds(layouts: dict, repeats: int = 3) -> dict:
+    """Side-by-side speeds of layouts: name -> {column: median images/s}.
+
+    Training steps (batch 64, mixed_bfloat16, synthetic data) and inference
+    calls (batch 256, float32 and mixed_bfloat16) of every layout are timed
+    in interleaved repetitions, so load from other jobs hits them alike.
+    """
+    import tensorflow as tf
+
+    from bench import train_throughput
+
+    rng = np.random.default_rng(0)
+    batch = rng.random((64, 28, 28, 1), dtype=np.float32)
+    many = tf.constant(rng.random((256, 28, 28, 1), dtype=np.float32))
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    measures = {}
+    for name, layout in layouts.items():
+        kwargs = {**BASE_MODEL, **layout}
+        model = train_throughput._build("vqvae", "bf16", kwargs)
+        train_throughput._fit_rate(model, dataset, 2, 64)
+        measures[(name, "train")] = (
+            lambda m=model: train_throughput._fit_rate(m, dataset, 8, 64))
+        for precision in ("float32", "mixed_bfloat16"):
+            keras.mixed_precision.set_global_policy(precision)
+            try:
+                model = zoo.VQVAE(**kwargs)
+            finally:
+                keras.mixed_precision.set_global_policy("float32")
+            forward = tf.function(lambda x, m=model: m(x, training=False))
+            forward(many).numpy()
+            measures[(name, precision)] = lambda f=forward: 4 * 256 / common.timed(
+                lambda: [f(many).numpy() for _ in range(4)])
+    results = common.interleaved(measures, repeats)
+    out = {}
+    for (name, column), samples in results.items():
+        value = "failed" if isinstance(samples, Exception) else common.summarize(samples).median
+        out.setdefault(name, {})[column] = value
+    return out
+
+
+def run(steps: int = 400, only=None, quick: bool = False, train: bool = True) -> common.Table:
+    """Builds the FLOPs-versus-test-MSE table (training only the selected variants).
+
+    Args:
+        steps: int. Training steps per variant.
+        only: variant names to train (default: all, or `QUICK` with `quick`).
+        quick: bool. Layout rows (FLOPs) and the `QUICK` variants only.
+        train: bool. `False` gives the FLOPs columns only (smoke test).
+    """
     from trainers import data
 
     trained = set(QUICK) if quick else {v.name for v in VARIANTS}
+    if not train:
+        trained = set()
     if only:
         trained &= set(only)
     table = common.Table(
         f"Layouts, precision and schedule at 147 bits (VQ-VAE, 7x7 codes of K=8), "
         f"{steps} training steps",
         ["group", "variant", "parameters", "forward MFLOP/image", "train MFLOP/image",
-         "train images/s", "train s", "test MSE", "codes used"],
+         "train images/s (bf16, b64)", "inference images/s (fp32, b256)",
+         "inference images/s (bf16, b256)", "test MSE", "codes used"],
     )
+    layout_rows = {v.name: v.model for v in VARIANTS
+                   if v.group == "layout" and (not quick or v.name in QUICK)}
+    speed = speeds(layout_rows) if train else {}
     train_split = test_split = None
     if trained:
         train_split = data.load_split("fashion_mnist", "train", (28, 28, 1), 0.1)
@@ -133,22 +186,28 @@ def run(steps: int = 400, only=None, quick: bool = False) -> common.Table:
             model = zoo.VQVAE(**BASE_MODEL, **variant.model)
             flops_cache[key] = (model.count_params(), *common.training_flops(model))
         params, forward, train = flops_cache[key]
-        cells = ["", "", "not trained", ""]
+        rates = speed.get(variant.name, {})
+        rate_cells = [
+            f"{rates[c]:,.0f}" if isinstance(rates.get(c), float) else rates.get(c, "")
+            for c in ("train", "float32", "mixed_bfloat16")
+        ]
+        cells = ["not trained", ""]
         if variant.name in trained:
             result = train_and_test(variant, steps, train_split, test_split)
-            cells = [f"{result['images_per_s']:,.0f}", f"{result['seconds']:.0f}",
-                     f"{result['mse']:.5f}", f"{result['usage']:.0%}"]
-            print(variant.name, cells, "load", common.loadavg(), flush=True)
+            cells = [f"{result['mse']:.5f}", f"{result['usage']:.0%}"]
+            print(variant.name, cells, f"{result['seconds']:.0f} s", "load", common.loadavg(),
+                  flush=True)
         table.add(variant.group, variant.name, f"{params:,}", f"{forward / 1e6:.1f}",
-                  f"{train / 1e6:.0f}", *cells)
+                  f"{train / 1e6:.0f}", *rate_cells, *cells)
     table.notes.append(
         f"Common settings unless the variant says otherwise: {BASE_TRAINING}, VQ-VAE "
         f"{BASE_MODEL} with EMA decay 0.99 and dead-code restarts; layout = the constructor "
         f"defaults; `legacy` = {LEGACY}. Schedule variants use the default layout."
     )
     table.notes.append(
-        "Train images/s include the first step's tracing; they are one run each on a "
-        "shared machine, so compare MSE and FLOPs first."
+        "Speeds: layout rows only, timed side by side in interleaved repetitions (3 rounds "
+        "of 8 training steps on synthetic data and 4 inference calls; median). Test MSE: "
+        f"after {steps} steps from the same seed, on the 10,000 test images."
     )
     return table
 

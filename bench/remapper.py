@@ -24,7 +24,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np

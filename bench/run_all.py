@@ -7,6 +7,11 @@ Profiles:
 - `--quick`: default models, batch 64 and 256, fewer modes and repetitions
   (a few minutes).
 - `--tiny`: tiny models and sizes, for the smoke test (no meaningful numbers).
+
+Every profile also runs the efficiency sections: time to quality
+(`bench/time_to_quality.py`), the layouts table at 147 bits
+(`bench/layouts.py --quick`; the full sweep is `python -m bench.layouts`)
+and the residual block's remapper pattern (`bench/remapper.py`).
 """
 
 import argparse
@@ -24,10 +29,13 @@ PROFILES = {
             "repeats": 3,
         },
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 2000, "repeats": 3},
-        "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3},
+        "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3, "shipped": True,
+                    "precisions": ("float32", "mixed_bfloat16")},
         "scaling": {"families": ("ae", "vqvae"), "steps": 6, "repeats": 3},
         "peak": {"size": 2048, "repeats": 5},
         "model_kwargs": {},
+        "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 5,
+                       "ttq_families": ("vqvae", "dvae"), "ttq_interval": 100},
     },
     "quick": {
         "families": ("ae", "vqvae"),
@@ -38,10 +46,13 @@ PROFILES = {
             "repeats": 2,
         },
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 500, "repeats": 2},
-        "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2},
+        "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2, "shipped": True,
+                    "precisions": ("float32", "mixed_bfloat16")},
         "scaling": {"families": ("ae",), "steps": 4, "repeats": 2},
         "peak": {"size": 1024, "repeats": 3},
         "model_kwargs": {},
+        "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 3,
+                       "ttq_families": ("vqvae",), "ttq_interval": 100},
     },
 }
 
@@ -73,12 +84,23 @@ def _tiny_profile() -> dict:
         "scaling": {"families": ("ae",), "batch_size": 8, "steps": 2, "repeats": 2},
         "peak": {"size": 128, "iterations": 2, "repeats": 2},
         "model_kwargs": TINY_MODEL_KWARGS,
+        "efficiency": {"layout_steps": 0, "layout_training": False, "remapper_repeats": 0,
+                       "ttq_families": ("vqvae",), "ttq_interval": 2, "tiny": True},
     }
 
 
 def run(profile_name: str, output: str) -> dict:
     """Runs the profile's benchmarks, writes `output` and returns the tables by section."""
-    from bench import common, input_pipeline, scaling, serving_latency, train_throughput
+    from bench import (
+        common,
+        input_pipeline,
+        layouts,
+        remapper,
+        scaling,
+        serving_latency,
+        time_to_quality,
+        train_throughput,
+    )
 
     profile = _tiny_profile() if profile_name == "tiny" else PROFILES[profile_name]
     started = time.perf_counter()
@@ -104,6 +126,15 @@ def run(profile_name: str, output: str) -> dict:
     except RuntimeError as error:  # keep the other tables when the subprocess fails
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
+    efficiency = profile["efficiency"]
+    tables["time_to_quality"] = time_to_quality.run(
+        efficiency["ttq_families"], efficiency["ttq_interval"], tiny=efficiency.get("tiny", False)
+    )
+    tables["layouts"] = layouts.run(
+        efficiency["layout_steps"], quick=True, train=efficiency["layout_training"]
+    )
+    if efficiency["remapper_repeats"]:
+        tables["remapper"] = remapper.run(efficiency["remapper_repeats"])
     peak_end = common.matmul_peak(**profile["peak"])
     # The peak is measured twice because a burst of other load can depress
     # one measurement; the best of both is the denominator of "% of peak".
@@ -149,9 +180,13 @@ def run(profile_name: str, output: str) -> dict:
         "input_pipeline": "## Input pipeline",
         "serving": "## Serving",
         "scaling": "## Scaling",
+        "time_to_quality": "## Time to quality",
+        "layouts": "## Layouts: FLOPs against test MSE",
+        "remapper": "## Residual block and the Grappler remapper",
     }
     for key, heading in sections.items():
-        lines += [heading, "", tables[key].markdown()]
+        if key in tables:
+            lines += [heading, "", tables[key].markdown()]
     with open(output, "w") as f:
         f.write("\n".join(lines))
     return tables
