@@ -7,6 +7,11 @@ Profiles:
 - `--quick`: default models, batch 64 and 256, fewer modes and repetitions
   (a few minutes).
 - `--tiny`: tiny models and sizes, for the smoke test (no meaningful numbers).
+
+Every profile also runs the efficiency sections: time to quality
+(`bench/time_to_quality.py`), the layouts table at 147 bits
+(`bench/layouts.py --quick`; the full sweep is `python -m bench.layouts`)
+and the residual block's remapper pattern (`bench/remapper.py`).
 """
 
 import argparse
@@ -24,11 +29,14 @@ PROFILES = {
             "repeats": 3,
         },
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 2000, "repeats": 3},
-        "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3},
+        "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3, "shipped": True,
+                    "precisions": ("float32", "mixed_bfloat16")},
         "scaling": {"families": ("ae", "vqvae"), "steps": 6, "repeats": 3},
         "peak": {"size": 2048, "repeats": 5},
         "dalle": {"calls": 5, "repeats": 3},
         "model_kwargs": {},
+        "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 5,
+                       "ttq_families": ("vqvae", "dvae"), "ttq_interval": 100},
     },
     "quick": {
         "families": ("ae", "vqvae"),
@@ -39,11 +47,14 @@ PROFILES = {
             "repeats": 2,
         },
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 500, "repeats": 2},
-        "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2},
+        "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2, "shipped": True,
+                    "precisions": ("float32", "mixed_bfloat16")},
         "scaling": {"families": ("ae",), "steps": 4, "repeats": 2},
         "peak": {"size": 1024, "repeats": 3},
         "dalle": {"calls": 3, "repeats": 2},
         "model_kwargs": {},
+        "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 3,
+                       "ttq_families": ("vqvae",), "ttq_interval": 100},
     },
 }
 
@@ -77,12 +88,98 @@ def _tiny_profile() -> dict:
         "peak": {"size": 128, "iterations": 2, "repeats": 2},
         "dalle": {"model_kwargs": dalle.TINY, "calls": 1, "repeats": 1, "conversion": False},
         "model_kwargs": TINY_MODEL_KWARGS,
+        "efficiency": {"layout_steps": 0, "layout_training": False, "remapper_repeats": 0,
+                       "ttq_families": ("vqvae",), "ttq_interval": 2, "tiny": True},
     }
+
+
+SECTIONS = {
+    "training": "## Training throughput",
+    "input_pipeline": "## Input pipeline",
+    "serving": "## Serving",
+    "scaling": "## Scaling",
+    "time_to_quality": "## Time to quality",
+    "layouts": "## Layouts: FLOPs against test MSE",
+    "remapper": "## Residual block and the Grappler remapper",
+    "dalle": "## DALL-E dVAE",
+}
+
+
+def _replace_sections(output: str, tables: dict, header: str) -> None:
+    """Rewrites only the given sections of an existing BENCHMARKS.md (appending new ones)."""
+    with open(output) as f:
+        text = f.read()
+    for key, table in tables.items():
+        heading = SECTIONS[key]
+        block = f"{heading}\n\n{header}\n\n{table.markdown()}\n"
+        start = text.find(heading + "\n")
+        if start < 0:
+            text = text.rstrip("\n") + "\n\n" + block
+            continue
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + block + (text[end + 1:] if end >= 0 else "")
+    with open(output, "w") as f:
+        f.write(text)
+
+
+def run_sections(profile_name: str, output: str, sections) -> dict:
+    """Runs some sections only and replaces them in an existing `output`.
+
+    For when a full run does not fit: each replaced section starts with the
+    date, command, CPU, flags and load average of its own run.
+    """
+    from bench import common, layouts, remapper, serving_latency, time_to_quality
+
+    profile = _tiny_profile() if profile_name == "tiny" else PROFILES[profile_name]
+    unknown = set(sections) - {"serving", "time_to_quality", "layouts", "remapper"}
+    if unknown:
+        raise ValueError(f"--sections supports serving, time_to_quality, layouts, remapper. "
+                         f"Received: {sorted(unknown)}")
+    load_before, started = common.loadavg(), time.perf_counter()
+    machine = common.machine_info()
+    efficiency, tables = profile["efficiency"], {}
+    if "time_to_quality" in sections:
+        tables["time_to_quality"] = time_to_quality.run(
+            efficiency["ttq_families"], efficiency["ttq_interval"],
+            tiny=efficiency.get("tiny", False),
+        )
+    if "serving" in sections:
+        tables["serving"] = serving_latency.run(
+            model_kwargs=profile["model_kwargs"],
+            **{"families": profile["families"], **profile["serving"]},
+        )
+    if "layouts" in sections:
+        tables["layouts"] = layouts.run(
+            efficiency["layout_steps"], quick=True, train=efficiency["layout_training"]
+        )
+    if "remapper" in sections and efficiency["remapper_repeats"]:
+        tables["remapper"] = remapper.run(efficiency["remapper_repeats"])
+    flags = {"full": "", "quick": " --quick", "tiny": " --tiny"}[profile_name]
+    header = (
+        f"_Section regenerated on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by "
+        f"`python -m bench.run_all{flags} --sections {' '.join(sections)}` "
+        f"({(time.perf_counter() - started) / 60:.1f} minutes) on {machine['cpu']}, "
+        f"{machine['cores']} cores, SIMD {machine['flags']}, TensorFlow "
+        f"{machine['tensorflow']}; load average before {load_before}, after "
+        f"{common.loadavg()} (a machine shared with other jobs)._"
+    )
+    _replace_sections(output, tables, header)
+    return tables
 
 
 def run(profile_name: str, output: str) -> dict:
     """Runs the profile's benchmarks, writes `output` and returns the tables by section."""
-    from bench import common, dalle, input_pipeline, scaling, serving_latency, train_throughput
+    from bench import (
+        common,
+        dalle,
+        input_pipeline,
+        layouts,
+        remapper,
+        scaling,
+        serving_latency,
+        time_to_quality,
+        train_throughput,
+    )
 
     profile = _tiny_profile() if profile_name == "tiny" else PROFILES[profile_name]
     started = time.perf_counter()
@@ -108,6 +205,15 @@ def run(profile_name: str, output: str) -> dict:
     except RuntimeError as error:  # keep the other tables when the subprocess fails
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
+    efficiency = profile["efficiency"]
+    tables["time_to_quality"] = time_to_quality.run(
+        efficiency["ttq_families"], efficiency["ttq_interval"], tiny=efficiency.get("tiny", False)
+    )
+    tables["layouts"] = layouts.run(
+        efficiency["layout_steps"], quick=True, train=efficiency["layout_training"]
+    )
+    if efficiency["remapper_repeats"]:
+        tables["remapper"] = remapper.run(efficiency["remapper_repeats"])
     try:
         tables["dalle"] = dalle.run(**profile["dalle"])
     except RuntimeError as error:  # keep the other tables when a conversion step fails
@@ -153,15 +259,9 @@ def run(profile_name: str, output: str) -> dict:
         f"{peak:.1f} GFLOP/s.",
         "",
     ]
-    sections = {
-        "training": "## Training throughput",
-        "input_pipeline": "## Input pipeline",
-        "serving": "## Serving",
-        "scaling": "## Scaling",
-        "dalle": "## DALL-E dVAE",
-    }
-    for key, heading in sections.items():
-        lines += [heading, "", tables[key].markdown()]
+    for key, heading in SECTIONS.items():
+        if key in tables:
+            lines += [heading, "", tables[key].markdown()]
     with open(output, "w") as f:
         f.write("\n".join(lines))
     return tables
@@ -173,10 +273,15 @@ def main(argv=None) -> None:
     group.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     group.add_argument("--tiny", action="store_true", help="smoke-test sizes, no real numbers")
     parser.add_argument("--output", default="BENCHMARKS.md")
+    parser.add_argument("--sections", nargs="+", default=None,
+                        help="run only these sections and replace them in --output")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     profile = "tiny" if args.tiny else "quick" if args.quick else "full"
-    run(profile, args.output)
+    if args.sections:
+        run_sections(profile, args.output, args.sections)
+    else:
+        run(profile, args.output)
     print(f"Wrote {args.output}")
 
 

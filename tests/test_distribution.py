@@ -47,3 +47,18 @@ def test_split_cpu_after_startup_explains_itself():
         distribute.split_cpu(2)
     with pytest.raises(ValueError, match="num_devices"):
         distribute.split_cpu(0)
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(distribute, "cpu_has_bf16", lambda: True)
+    assert distribute.resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(distribute, "cpu_has_bf16", lambda: False)
+    assert distribute.resolve_precision("auto") == "float32"
+    assert distribute.resolve_precision("mixed_float16") == "mixed_float16"
+    with pytest.raises(ValueError, match="auto"):
+        distribute.resolve_precision("bf16")
+    try:
+        assert distribute.set_precision("auto") == "float32"
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        distribute.set_precision("float32")

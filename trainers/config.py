@@ -40,7 +40,9 @@ TRAINING_DEFAULTS = {
     "steps_per_epoch": None,
     "seed": 0,
     "strategy": "auto",
-    "precision": "float32",
+    # Keras dtype policy; "auto": mixed_bfloat16 on CPUs with bfloat16 instructions
+    # (AMX / AVX512_BF16) and no GPU, else float32 (`trainers.distribute.resolve_precision`).
+    "precision": "auto",
     "init_from": None,
     # dVAE only: the TemperatureAnnealing callback. steps=None -> all steps of the run.
     "temperature_schedule": {"start": 1.0, "end": 1.0 / 16.0, "steps": None, "schedule": "cosine"},
@@ -187,6 +189,7 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
             f"--model={model} contradicts the config file's model {from_file['model']!r}."
         )
     config = default_config(name or "dvae")
+    from_file = _with_legacy_layout(from_file, config["model_config"])
     try:
         config = merge(config, {k: v for k, v in from_file.items() if k != "model"})
         config["training"] = merge(config["training"], training_overrides or {})
@@ -202,6 +205,24 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
     return config
 
 
+def _with_legacy_layout(from_file: dict, defaults: dict) -> dict:
+    """A complete config written before the layout arguments existed keeps its layout.
+
+    Such a file (another run's `config.json`, a shipped model's) lists every
+    model argument but the layout ones; like `from_config` for `.keras`
+    files, it describes `zoo.blocks.LEGACY_LAYOUT`, not today's defaults.
+    A partial file (a recipe) takes today's defaults for what it omits.
+    """
+    from zoo.blocks import LEGACY_LAYOUT
+
+    model_config = from_file.get("model_config")
+    if not isinstance(model_config, dict) or set(LEGACY_LAYOUT) & set(model_config):
+        return from_file
+    if not (set(defaults) - set(LEGACY_LAYOUT)) <= set(model_config):
+        return from_file
+    return {**from_file, "model_config": {**LEGACY_LAYOUT, **model_config}}
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -213,7 +234,7 @@ def _is_number(value) -> bool:
 _CHOICES = {
     "lr_schedule": ("cosine", "constant"),
     "strategy": ("auto", "one_device", "mirrored", "multi_worker"),
-    "precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+    "precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
 }
 _SCHEDULES = ("cosine", "exponential", "linear")
 

@@ -51,8 +51,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                         "folder or a .keras file.", **fv)
     flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
                       "tf.distribute strategy; multi_worker reads TF_CONFIG.", **fv)
-    flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
-                      "Keras dtype policy.", **fv)
+    flags.DEFINE_enum("precision", None, ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                      "Keras dtype policy (default auto: mixed_bfloat16 on CPUs with bfloat16 "
+                      "instructions and no GPU, else float32).", **fv)
 
 
 define_flags()

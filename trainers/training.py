@@ -120,7 +120,9 @@ def _record_time(path: pathlib.Path, seconds: float, history) -> None:
     write_text(path, json.dumps(info, indent=2) + "\n")
 
 
-def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.callbacks.History]:
+def train(
+    config: dict, model_dir, verbose="auto", callbacks=()
+) -> tuple[keras.Model, keras.callbacks.History]:
     """Trains the model a resolved config describes, writing the run into `model_dir`.
 
     Re-running with the same `model_dir` resumes from its `BackupAndRestore`
@@ -132,6 +134,8 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         model_dir: folder of the run.
         verbose: `"auto"` (progress bars on a terminal, a line per epoch
             otherwise), or a `fit` verbosity (0, 1, 2).
+        callbacks: extra Keras callbacks, run after the train command's own
+            (the time-to-quality benchmark adds its clock and test evaluation).
 
     Returns:
         `(model, history)`.
@@ -197,6 +201,7 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     config_lib.save(config, write_dir / "config.json")
     grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
     monitor = MONITOR[config["model"]]
+    extra_callbacks = list(callbacks)
     callbacks = [
         # Kept after the run: re-running a finished command restores the last
         # epoch and trains no more, instead of silently starting over.
@@ -212,6 +217,7 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         AtomicCSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
         ReconstructionGrid(grid_images, write_dir / "images"),
+        *extra_callbacks,
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2

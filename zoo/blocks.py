@@ -1,14 +1,40 @@
 """Convolutional building blocks shared by every autoencoder family.
 
 The encoder halves the spatial size `num_downsamples` times with strided
-4x4 convolutions and the decoder doubles it back with transposed ones, so the
+convolutions and the decoder doubles it back with transposed ones, so the
 networks are fully convolutional: any height and width divisible by
 `2 ** num_downsamples` works.
+
+Layout arguments added after the first models were shipped
+(`strided_stem`, `resample_kernel_size`, `residual_hidden_ratio`,
+`separable_residual`) default to the layout chosen by the efficiency
+benchmark (`bench/layouts.py`). A config saved without them describes the
+original layout: `from_config` fills the missing keys from `LEGACY_LAYOUT`, so
+existing `.keras` files load with the architecture they were trained with.
 """
 
 import keras
 
 from zoo import validation
+
+LEGACY_LAYOUT = {
+    "strided_stem": False,
+    "resample_kernel_size": 4,
+    "residual_hidden_ratio": 0.5,
+    "separable_residual": False,
+}
+"""The values of the layout arguments in configs written before they existed."""
+
+
+def _boolean(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
+def with_legacy_layout(config: dict) -> dict:
+    """Returns `config` with the layout keys it lacks set to `LEGACY_LAYOUT`."""
+    return {**LEGACY_LAYOUT, **config}
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -18,10 +44,21 @@ class ResidualBlock(keras.layers.Layer):
     This is the block of the VQ-VAE paper (van den Oord et al., 2017). It keeps
     the number of channels, so blocks can be stacked freely.
 
+    The input's ReLU is written `maximum(x, 0)`: when blocks are stacked,
+    `x` is the previous block's `conv + bias + add`, which also feeds this
+    block's residual add. Grappler's remapper fuses a `Relu` of that add into
+    the convolution although the add has a second consumer, then fails
+    ("remapper failed: ... fanout ... exist for missing node .../add") and
+    drops every fusion of the graph. `maximum` is the same function and is
+    not matched, so the remapper fuses `conv + bias + add` and the rest of the
+    graph (see `bench/remapper.py` for the speed difference).
+
     Args:
         filters: int. Number of input and output channels.
         hidden_filters: int or `None`. Channels of the inner 3x3 convolution.
             Defaults to `filters // 2`.
+        separable: bool. Depthwise-separable inner 3x3 convolution.
+            Defaults to `False`.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
@@ -32,15 +69,17 @@ class ResidualBlock(keras.layers.Layer):
     (1, 7, 7, 32)
     """
 
-    def __init__(self, filters: int, hidden_filters: int | None = None, **kwargs):
+    def __init__(
+        self, filters: int, hidden_filters: int | None = None, separable: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.filters = validation.positive_int("filters", filters)
         self.hidden_filters = validation.positive_int(
             "hidden_filters", hidden_filters or max(filters // 2, 1)
         )
-        self.conv_in = keras.layers.Conv2D(
-            self.hidden_filters, 3, padding="same", name="conv_in"
-        )
+        self.separable = _boolean("separable", separable)
+        conv = keras.layers.SeparableConv2D if separable else keras.layers.Conv2D
+        self.conv_in = conv(self.hidden_filters, 3, padding="same", name="conv_in")
         self.conv_out = keras.layers.Conv2D(self.filters, 1, name="conv_out")
 
     def build(self, input_shape):
@@ -48,7 +87,7 @@ class ResidualBlock(keras.layers.Layer):
         self.conv_out.build((*input_shape[:-1], self.hidden_filters))
 
     def call(self, x):
-        h = self.conv_in(keras.ops.relu(x))
+        h = self.conv_in(keras.ops.maximum(x, 0))
         return x + self.conv_out(keras.ops.relu(h))
 
     def compute_output_shape(self, input_shape):
@@ -59,6 +98,7 @@ class ResidualBlock(keras.layers.Layer):
             **super().get_config(),
             "filters": self.filters,
             "hidden_filters": self.hidden_filters,
+            "separable": self.separable,
         }
 
 
@@ -76,6 +116,10 @@ class _ConvStack(keras.layers.Layer):
         num_downsamples: int = 2,
         num_res_blocks: int = 2,
         max_filters: int = 256,
+        strided_stem: bool = True,
+        resample_kernel_size: int = 4,
+        residual_hidden_ratio: float = 1.0,
+        separable_residual: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -84,6 +128,40 @@ class _ConvStack(keras.layers.Layer):
         self.num_downsamples = validation.non_negative_int("num_downsamples", num_downsamples)
         self.num_res_blocks = validation.non_negative_int("num_res_blocks", num_res_blocks)
         self.max_filters = validation.positive_int("max_filters", max_filters)
+        self.strided_stem = _boolean("strided_stem", strided_stem)
+        if strided_stem and num_downsamples == 0:
+            raise ValueError(
+                "`strided_stem=True` makes the stem the first downsampling, so it needs "
+                f"num_downsamples >= 1. Received: num_downsamples={num_downsamples}"
+            )
+        self.resample_kernel_size = validation.positive_int(
+            "resample_kernel_size", resample_kernel_size
+        )
+        if resample_kernel_size < 2:
+            raise ValueError(
+                "`resample_kernel_size` must be >= 2 (the stride). "
+                f"Received: resample_kernel_size={resample_kernel_size}"
+            )
+        self.residual_hidden_ratio = validation.positive_float(
+            "residual_hidden_ratio", residual_hidden_ratio
+        )
+        self.separable_residual = _boolean("separable_residual", separable_residual)
+
+    def _width(self, stage: int) -> int:
+        return _stage_filters(self.filters, stage, self.max_filters)
+
+    def _res_blocks(self, width: int) -> list:
+        hidden = max(int(round(width * self.residual_hidden_ratio)), 1)
+        return [
+            ResidualBlock(width, hidden, separable=self.separable_residual, name=f"res_{i}")
+            for i in range(self.num_res_blocks)
+        ]
+
+    def _resample(self, layer_class, width: int, name: str, activation="relu"):
+        return layer_class(
+            width, self.resample_kernel_size, strides=2, padding="same",
+            activation=activation, name=name,
+        )
 
     def _scale(self, size: int | None) -> int | None:
         """Output spatial size for an input size."""
@@ -101,25 +179,46 @@ class _ConvStack(keras.layers.Layer):
             "num_downsamples": self.num_downsamples,
             "num_res_blocks": self.num_res_blocks,
             "max_filters": self.max_filters,
+            "strided_stem": self.strided_stem,
+            "resample_kernel_size": self.resample_kernel_size,
+            "residual_hidden_ratio": self.residual_hidden_ratio,
+            "separable_residual": self.separable_residual,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**with_legacy_layout(config))
 
 
 @keras.saving.register_keras_serializable(package="zoo")
 class Encoder(_ConvStack):
     """Residual convolutional encoder: images -> feature grid.
 
-    Layout: a 3x3 stem convolution, `num_downsamples` strided 4x4 convolutions
-    (each doubling the width, capped at `max_filters`), `num_res_blocks`
-    residual blocks, a ReLU and a 1x1 projection to `output_channels`.
+    Layout: a stem convolution (a 3x3 at full resolution, or with
+    `strided_stem` the first strided convolution), strided convolutions down
+    to `1 / 2**num_downsamples` of the size (each doubling the width, capped
+    at `max_filters`), `num_res_blocks` residual blocks, a ReLU and a 1x1
+    projection to `output_channels`.
 
     Args:
         output_channels: int. Channels of the output grid (latent channels,
             twice that for a Gaussian posterior, or K logits for the dVAE).
-        filters: int. Width of the first stage. Defaults to `32`.
+        filters: int. Width of the full-resolution stage; stage `i` (at
+            `1 / 2**i` of the size) has `filters * 2**i` channels.
+            Defaults to `32`.
         num_downsamples: int. Number of 2x downsamplings. Defaults to `2`.
         num_res_blocks: int. Residual blocks at the lowest resolution.
             Defaults to `2`.
         max_filters: int. Upper bound on the width. Defaults to `256`.
+        strided_stem: bool. Whether the stem is the first strided
+            convolution (no features at full resolution) instead of a 3x3
+            convolution at full resolution. Defaults to `True`.
+        resample_kernel_size: int. Kernel of the strided (transposed)
+            convolutions (2: non-overlapping, faster, blockier). Defaults to `4`.
+        residual_hidden_ratio: float. Inner width of the residual blocks as a
+            fraction of their width. Defaults to `1.0`.
+        separable_residual: bool. Depthwise-separable 3x3 convolutions in the
+            residual blocks. Defaults to `False`.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
@@ -130,31 +229,20 @@ class Encoder(_ConvStack):
     (2, 7, 7, 8)
     """
 
-    def __init__(
-        self,
-        output_channels: int,
-        filters: int = 32,
-        num_downsamples: int = 2,
-        num_res_blocks: int = 2,
-        max_filters: int = 256,
-        **kwargs,
-    ):
-        super().__init__(
-            output_channels, filters, num_downsamples, num_res_blocks, max_filters, **kwargs
-        )
-        width = _stage_filters(filters, 0, max_filters)
-        self.stem = keras.layers.Conv2D(width, 3, padding="same", name="stem")
-        self.downsamples = []
-        for i in range(num_downsamples):
-            width = _stage_filters(filters, i + 1, max_filters)
-            self.downsamples.append(
-                keras.layers.Conv2D(
-                    width, 4, strides=2, padding="same", activation="relu", name=f"down_{i}"
-                )
-            )
-        self.width = width
-        self.res_blocks = [ResidualBlock(width, name=f"res_{i}") for i in range(num_res_blocks)]
-        self.head = keras.layers.Conv2D(output_channels, 1, name="head")
+    def __init__(self, output_channels: int, **kwargs):
+        super().__init__(output_channels, **kwargs)
+        first = 1 if self.strided_stem else 0
+        if self.strided_stem:
+            self.stem = self._resample(keras.layers.Conv2D, self._width(1), "stem")
+        else:
+            self.stem = keras.layers.Conv2D(self._width(0), 3, padding="same", name="stem")
+        self.downsamples = [
+            self._resample(keras.layers.Conv2D, self._width(i + 1), f"down_{i}")
+            for i in range(first, self.num_downsamples)
+        ]
+        self.width = self._width(self.num_downsamples)
+        self.res_blocks = self._res_blocks(self.width)
+        self.head = keras.layers.Conv2D(self.output_channels, 1, name="head")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -182,18 +270,29 @@ class Decoder(_ConvStack):
     """Residual convolutional decoder: latent grid -> image logits.
 
     The mirror of `Encoder`: a 3x3 stem at the widest stage, residual blocks,
-    `num_downsamples` transposed 4x4 convolutions that each double the size and
-    halve the width, and a 3x3 projection to `output_channels`. The output is
-    unbounded (logits); the models map it into [0, 1].
+    transposed convolutions that each double the size and halve the width,
+    and a projection to `output_channels`: a 3x3 convolution at full
+    resolution, or with `strided_stem` the last transposed convolution
+    itself. The output is unbounded (logits); the models map it into [0, 1].
 
     Args:
         output_channels: int. Channels of the output (image channels, or twice
             that for the logit-Laplace likelihood).
-        filters: int. Width of the last (full-resolution) stage. Defaults to `32`.
+        filters: int. Width of the full-resolution stage; stage `i` has
+            `filters * 2**i` channels. Defaults to `32`.
         num_downsamples: int. Number of 2x upsamplings. Defaults to `2`.
         num_res_blocks: int. Residual blocks at the lowest resolution.
             Defaults to `2`.
         max_filters: int. Upper bound on the width. Defaults to `256`.
+        strided_stem: bool. Whether the stem is the first strided
+            convolution (no features at full resolution) instead of a 3x3
+            convolution at full resolution. Defaults to `True`.
+        resample_kernel_size: int. Kernel of the strided (transposed)
+            convolutions (2: non-overlapping, faster, blockier). Defaults to `4`.
+        residual_hidden_ratio: float. Inner width of the residual blocks as a
+            fraction of their width. Defaults to `1.0`.
+        separable_residual: bool. Depthwise-separable 3x3 convolutions in the
+            residual blocks. Defaults to `False`.
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
@@ -204,34 +303,22 @@ class Decoder(_ConvStack):
     (2, 28, 28, 1)
     """
 
-    def __init__(
-        self,
-        output_channels: int,
-        filters: int = 32,
-        num_downsamples: int = 2,
-        num_res_blocks: int = 2,
-        max_filters: int = 256,
-        **kwargs,
-    ):
-        super().__init__(
-            output_channels, filters, num_downsamples, num_res_blocks, max_filters, **kwargs
-        )
-        width = _stage_filters(filters, num_downsamples, max_filters)
+    def __init__(self, output_channels: int, **kwargs):
+        super().__init__(output_channels, **kwargs)
+        last = 1 if self.strided_stem else 0
+        width = self._width(self.num_downsamples)
         self.stem = keras.layers.Conv2D(width, 3, padding="same", name="stem")
-        self.res_blocks = [ResidualBlock(width, name=f"res_{i}") for i in range(num_res_blocks)]
-        self.upsamples = []
-        for i in reversed(range(num_downsamples)):
-            self.upsamples.append(
-                keras.layers.Conv2DTranspose(
-                    _stage_filters(filters, i, max_filters),
-                    4,
-                    strides=2,
-                    padding="same",
-                    activation="relu",
-                    name=f"up_{i}",
-                )
+        self.res_blocks = self._res_blocks(width)
+        self.upsamples = [
+            self._resample(keras.layers.Conv2DTranspose, self._width(i), f"up_{i}")
+            for i in reversed(range(last, self.num_downsamples))
+        ]
+        if self.strided_stem:
+            self.head = self._resample(
+                keras.layers.Conv2DTranspose, self.output_channels, "head", activation=None
             )
-        self.head = keras.layers.Conv2D(output_channels, 3, padding="same", name="head")
+        else:
+            self.head = keras.layers.Conv2D(self.output_channels, 3, padding="same", name="head")
 
     def build(self, input_shape):
         shape = tuple(input_shape)

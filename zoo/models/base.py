@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from zoo import distribution, serving, validation
-from zoo.blocks import Decoder, Encoder
+from zoo.blocks import Decoder, Encoder, with_legacy_layout
 from zoo.presets import PresetMixin
 
 BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
@@ -53,7 +53,20 @@ class Autoencoder(PresetMixin, keras.Model):
         num_res_blocks: int. Residual blocks in encoder and decoder.
             Defaults to `2`.
         max_filters: int. Upper bound on the width. Defaults to `256`.
+        strided_stem: bool. The encoder's stem is its first strided
+            convolution and the decoder's last transposed convolution is its
+            head (no features at full resolution). Defaults to `True`.
+        resample_kernel_size: int. Kernel of the strided (transposed)
+            convolutions (2: non-overlapping, faster, blockier). Defaults to `4`.
+        residual_hidden_ratio: float. Inner width of the residual blocks as
+            a fraction of their width. Defaults to `1.0`.
+        separable_residual: bool. Depthwise-separable 3x3 convolutions in the
+            residual blocks. Defaults to `False`.
         **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
+
+    A config saved before the layout arguments existed (no `strided_stem`
+    key) describes the original layout; `from_config` fills the missing keys
+    with `zoo.blocks.LEGACY_LAYOUT`, so older `.keras` files load unchanged.
     """
 
     metric_names: tuple[str, ...] = BASE_METRICS
@@ -65,9 +78,19 @@ class Autoencoder(PresetMixin, keras.Model):
         num_downsamples: int = 2,
         num_res_blocks: int = 2,
         max_filters: int = 256,
+        strided_stem: bool = True,
+        resample_kernel_size: int = 4,
+        residual_hidden_ratio: float = 1.0,
+        separable_residual: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._layout = {
+            "strided_stem": strided_stem,
+            "resample_kernel_size": resample_kernel_size,
+            "residual_hidden_ratio": residual_hidden_ratio,
+            "separable_residual": separable_residual,
+        }
         self.image_shape = validation.image_shape(image_shape)
         self.filters = validation.positive_int("filters", filters)
         self.num_downsamples = validation.non_negative_int("num_downsamples", num_downsamples)
@@ -87,6 +110,7 @@ class Autoencoder(PresetMixin, keras.Model):
             "num_downsamples": self.num_downsamples,
             "num_res_blocks": self.num_res_blocks,
             "max_filters": self.max_filters,
+            **self._layout,
         }
 
     def _make_encoder(self, output_channels: int) -> Encoder:
@@ -349,7 +373,7 @@ class Autoencoder(PresetMixin, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**with_legacy_layout(config))
 
 
 class ContinuousAutoencoder(Autoencoder):

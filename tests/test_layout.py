@@ -1,0 +1,100 @@
+"""Layout arguments of the encoder/decoder stacks and their backward compatibility.
+
+Configs written before the layout arguments existed have no `strided_stem`
+(...) keys; they must rebuild the original layout, so old `.keras` files and
+users' runs load with their weights.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from tests.helpers import FAMILY_NAMES, random_images, tiny_kwargs
+from zoo.blocks import LEGACY_LAYOUT, Decoder, Encoder, ResidualBlock
+
+NEW_KEYS = tuple(LEGACY_LAYOUT)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_config_round_trip_covers_layout_arguments(family):
+    kwargs = tiny_kwargs(family, strided_stem=True, resample_kernel_size=3,
+                         residual_hidden_ratio=1.0, separable_residual=True)
+    model = zoo.FAMILIES[family](**kwargs)
+    config = model.get_config()
+    for key in NEW_KEYS:
+        assert config[key] == kwargs[key]
+    clone = zoo.FAMILIES[family].from_config(config)
+    assert clone.get_config() == config
+    assert clone.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize("family", ("ae", "vqvae"))
+def test_config_without_layout_keys_loads_the_legacy_architecture(family, tmp_path):
+    legacy = zoo.FAMILIES[family](**tiny_kwargs(family, **LEGACY_LAYOUT))
+    path = tmp_path / "legacy.keras"
+    legacy.save(path)
+    # A config as written before the layout arguments existed.
+    old_config = {k: v for k, v in legacy.get_config().items() if k not in NEW_KEYS}
+    rebuilt = zoo.FAMILIES[family].from_config(old_config)
+    assert not rebuilt.encoder.strided_stem and rebuilt.encoder.resample_kernel_size == 4
+    assert rebuilt.count_params() == legacy.count_params()
+    rebuilt.set_weights(legacy.get_weights())
+    images = random_images(2)
+    np.testing.assert_allclose(rebuilt(images), legacy(images), atol=1e-6)
+    # The constructor defaults are the new layout.
+    fresh = zoo.FAMILIES[family](**{k: v for k, v in old_config.items() if k != "name"})
+    assert fresh.encoder.strided_stem
+
+
+def test_shipped_legacy_model_keeps_its_architecture():
+    model = keras.saving.load_model("saved_models/ae_fashion_mnist/model.keras")
+    stored = model.get_config()
+    if "strided_stem" in stored and stored["strided_stem"]:
+        pytest.skip("the shipped AE was retrained with the new layout")
+    assert model.encoder.stem.strides == (1, 1)
+
+
+@pytest.mark.parametrize("strided_stem", (True, False))
+@pytest.mark.parametrize("kernel", (2, 3, 4))
+def test_stacks_keep_any_size_divisible_by_the_downsampling(strided_stem, kernel):
+    kwargs = {"filters": 8, "num_downsamples": 3, "num_res_blocks": 1,
+              "strided_stem": strided_stem, "resample_kernel_size": kernel}
+    encoder, decoder = Encoder(6, **kwargs), Decoder(3, **kwargs)
+    images = keras.ops.zeros((2, 40, 24, 3))
+    latents = encoder(images)
+    assert tuple(latents.shape) == (2, 5, 3, 6)
+    assert tuple(decoder(latents).shape) == (2, 40, 24, 3)
+
+
+def test_rgb_model_with_new_layout_trains():
+    model = zoo.VQVAE(image_shape=(32, 32, 3), filters=8, num_res_blocks=1,
+                      num_embeddings=16, embedding_dim=8)
+    model.compile(optimizer="adam")
+    history = model.fit(random_images(8, (32, 32, 3)), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert tuple(model.encode(random_images(2, (32, 32, 3))).shape) == (2, 8, 8)
+
+
+def test_stack_config_round_trip_and_legacy_fill():
+    encoder = Encoder(4, filters=8, residual_hidden_ratio=0.25, separable_residual=True)
+    assert Encoder.from_config(encoder.get_config()).get_config() == encoder.get_config()
+    old = {k: v for k, v in encoder.get_config().items() if k not in NEW_KEYS}
+    assert Encoder.from_config(old).get_config()["strided_stem"] is False
+    block = ResidualBlock(8, separable=True)
+    assert ResidualBlock.from_config(block.get_config()).separable
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"strided_stem": True, "num_downsamples": 0}, ValueError, "num_downsamples >= 1"),
+        ({"resample_kernel_size": 1}, ValueError, "resample_kernel_size"),
+        ({"residual_hidden_ratio": 0}, ValueError, "residual_hidden_ratio"),
+        ({"strided_stem": "yes"}, TypeError, "strided_stem"),
+        ({"separable_residual": 1}, TypeError, "separable_residual"),
+    ],
+)
+def test_layout_arguments_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Encoder(4, **kwargs)
