@@ -12,3 +12,4 @@ import pytest  # noqa: E402
 def _seed():
     keras.utils.set_random_seed(1234)
     yield
+    keras.mixed_precision.set_global_policy("float32")  # no test leaks a dtype policy

@@ -4,6 +4,7 @@ import keras
 import pytest
 import tensorflow as tf
 
+import zoo
 from trainers import distribute
 
 
@@ -62,3 +63,12 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
         assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         distribute.set_precision("float32")
+
+
+def test_precision_block_builds_in_the_policy_and_restores_the_previous_one():
+    keras.mixed_precision.set_global_policy("float32")
+    with distribute.precision("mixed_bfloat16") as resolved:
+        model = zoo.AE(filters=8, num_res_blocks=1, max_filters=16)
+    assert resolved == "mixed_bfloat16"
+    assert model.encoder.stem.dtype_policy.name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"

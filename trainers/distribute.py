@@ -19,6 +19,7 @@ Example:
 >>> history = model.fit(images, batch_size=32 * strategy.num_replicas_in_sync, verbose=0)
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -165,6 +166,27 @@ def set_precision(policy: str = "auto") -> str:
     resolved = resolve_precision(policy)
     keras.mixed_precision.set_global_policy(resolved)
     return resolved
+
+
+@contextlib.contextmanager
+def precision(policy: str = "auto"):
+    """Builds models inside under `policy`, then restores the previous global policy.
+
+    The models built (or loaded) inside keep the policy in their layers, so
+    training them afterwards computes in it; code that runs after the block
+    (the caller's own models) sees the global policy it had before.
+
+    Args:
+        policy: str. As for `set_precision`.
+
+    Yields:
+        The policy set (what `"auto"` resolved to).
+    """
+    previous = keras.mixed_precision.global_policy()
+    try:
+        yield set_precision(policy)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:

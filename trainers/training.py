@@ -161,7 +161,6 @@ def train(
     config = resolve_init(config)
     training = config["training"]
     keras.utils.set_random_seed(training["seed"])
-    distribute.set_precision(training["precision"])
     model_dir = pathlib.Path(model_dir)
     write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
     write_dir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +183,7 @@ def train(
     )
     val_ds = data.make_dataset(val_split, batch_size, shuffle=False)
 
-    with strategy.scope():
+    with distribute.precision(training["precision"]), strategy.scope():
         if training.get("init_from"):
             model = load_initial_model(training["init_from"])
         else:
