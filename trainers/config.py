@@ -155,3 +155,15 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
 def save(config: dict, path: str | os.PathLike) -> None:
     """Writes a config as indented JSON."""
     pathlib.Path(path).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def differing_keys(previous: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs (to name them in refusals)."""
+    keys = []
+    for key in sorted(set(previous) | set(current)):
+        old, new = previous.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            keys += differing_keys(old, new, f"{prefix}{key}.")
+        elif old != new:
+            keys.append(prefix + key)
+    return keys

@@ -166,32 +166,104 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     # fails (a dataset typo) must not claim model_dir for itself.
     config_lib.save(config, write_dir / "config.json")
     grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
-    monitor = MONITOR[config["model"]]
-    callbacks = [
+    history = fit_run(
+        model, train_ds, val_ds, model_dir=model_dir, strategy=strategy,
+        epochs=training["epochs"], steps_per_epoch=steps_per_epoch,
+        monitor=MONITOR[config["model"]],
+        callbacks=[
+            *_schedule_callbacks(model, training, steps_per_epoch * training["epochs"]),
+            ReconstructionGrid(grid_images, write_dir / "images"),
+        ],
+        pictures="reconstructions per epoch", verbose=verbose,
+    )
+    return model, history
+
+
+class _SaveOther(keras.callbacks.ModelCheckpoint):
+    """A `ModelCheckpoint` that writes another model than the one `fit` trains."""
+
+    def __init__(self, saved_model: keras.Model, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.saved_model = saved_model
+
+    def set_model(self, model):
+        super().set_model(self.saved_model)  # the checkpoint only uses its model to save it
+
+
+def fit_run(
+    model: keras.Model,
+    train_ds,
+    val_ds,
+    *,
+    model_dir,
+    strategy,
+    epochs: int,
+    steps_per_epoch: int,
+    monitor: str,
+    callbacks: list | tuple = (),
+    saved_model: keras.Model | None = None,
+    pictures: str = "pictures per epoch",
+    verbose="auto",
+) -> keras.callbacks.History:
+    """Runs `model.fit` with the run layout every training command shares.
+
+    Into `model_dir` (the chief's; other workers write to a temporary copy):
+    `backup/` (`BackupAndRestore`, kept after the run so a finished command
+    re-run trains no more), `last.keras`, `best.keras` (lowest `monitor`),
+    `history.csv`, `logs/` (TensorBoard) and `run_info.json` (wall time,
+    added up over resumed sessions); `StopOnNaN` stops at the first
+    non-finite loss. The caller writes `config.json` before.
+
+    Args:
+        model: the compiled model to fit (built in `strategy.scope()`).
+        train_ds: training data for `fit`.
+        val_ds: validation data.
+        model_dir: the run's folder.
+        strategy: the `tf.distribute.Strategy` the model was built under.
+        epochs: int. Number of epochs.
+        steps_per_epoch: int. Steps per epoch.
+        monitor: str. The validation metric `best.keras` minimises.
+        callbacks: run-specific callbacks (schedules, pictures).
+        saved_model: the model written to `best.keras`/`last.keras`.
+            Defaults to `model` (`trainers.train_prior` saves the
+            `ImageGenerator` that holds the prior it fits).
+        pictures: str. What `images/` holds, for the final message.
+        verbose: `"auto"` (progress bars on a terminal, a line per epoch
+            otherwise), or a `fit` verbosity (0, 1, 2).
+
+    Returns:
+        The `History` of `fit`.
+    """
+    model_dir = pathlib.Path(model_dir)
+    write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
+
+    def checkpoint(path, **kwargs):
+        if saved_model is None:
+            return keras.callbacks.ModelCheckpoint(str(path), **kwargs)
+        return _SaveOther(saved_model, str(path), **kwargs)
+
+    all_callbacks = [
         # Kept after the run: re-running a finished command restores the last
         # epoch and trains no more, instead of silently starting over.
         distribute.WorkerBackupAndRestore(
             str(model_dir / "backup"), strategy, delete_checkpoint=False
         ),
         StopOnNaN(),
-        *_schedule_callbacks(model, training, steps_per_epoch * training["epochs"]),
-        keras.callbacks.ModelCheckpoint(str(write_dir / "last.keras")),  # write_dir: chief only
-        keras.callbacks.ModelCheckpoint(
-            str(write_dir / "best.keras"), monitor=monitor, mode="min", save_best_only=True
-        ),
+        *callbacks,
+        checkpoint(write_dir / "last.keras"),  # write_dir: chief only
+        checkpoint(write_dir / "best.keras", monitor=monitor, mode="min", save_best_only=True),
         keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
-        ReconstructionGrid(grid_images, write_dir / "images"),
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.monotonic()
     history = model.fit(
         train_ds,
-        epochs=training["epochs"],
+        epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=val_ds,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
@@ -203,5 +275,5 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
     if distribute.is_chief(strategy) and verbose:
         print(f"\nRun written to {model_dir}/: config.json, best.keras, last.keras, history.csv, "
               f"logs/ (tensorboard --logdir {model_dir}/logs), images/ "
-              f"(reconstructions per epoch), backup/ (resume state).")
-    return model, history
+              f"({pictures}), backup/ (resume state).")
+    return history
