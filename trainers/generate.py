@@ -18,7 +18,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
-    flags.DEFINE_string("model", None, "Generator: zoo name, preset or run folder, .keras file.")
+    flags.DEFINE_string("model", None, "The ImageGenerator: a zoo name, a preset folder, a "
+                        "trainers.train_prior run folder or a .keras file.")
     flags.DEFINE_multi_string("prompt", [], "A class name or id; repeat for several.")
     flags.DEFINE_integer("count", 8, "Images per prompt.")
     flags.DEFINE_string("output_dir", None, "Where the PNG files go (required).")
@@ -71,12 +72,12 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
 
 def main(argv):
     del argv
-    from trainers.generation import load_model
+    from trainers.runs import load_model_from
 
     if not FLAGS.model or not FLAGS.output_dir:
         raise app.UsageError("--model and --output_dir are required.")
     try:
-        generator = load_model(FLAGS.model)
+        generator = load_model_from(FLAGS.model)
         if not hasattr(generator, "class_names"):
             raise ValueError(f"--model={FLAGS.model} is a {type(generator).__name__}, not an "
                              "ImageGenerator (train one with `python -m trainers.train_prior`).")

@@ -1,48 +1,15 @@
-"""What the prior commands share: model lookup, code encoding and sample pictures.
+"""What the prior commands share: code encoding and sample pictures.
 
 Used by `trainers.train_prior`, `trainers.generate` and
 `trainers.evaluate_prior`.
 """
 
-import os
 import pathlib
 
 import keras
 import numpy as np
 
 from trainers import images as image_io
-
-
-def load_model(spec: str | os.PathLike) -> keras.Model:
-    """Loads a model from a zoo name, a preset or run folder, or a `.keras` file.
-
-    Args:
-        spec: `"dvae_fashion_mnist"` (a zoo name), a folder holding
-            `model.keras` (a preset) or `best.keras`/`last.keras` (a run),
-            or a `.keras` file.
-
-    Returns:
-        The model (safe-mode load).
-
-    Raises:
-        FileNotFoundError: a path that holds no model.
-        ValueError: an unknown zoo name (listing the known ones).
-    """
-    import zoo
-    from trainers.runs import find_model_file
-
-    path = pathlib.Path(spec).expanduser()
-    if path.suffix == ".keras":
-        if not path.is_file():
-            raise FileNotFoundError(f"No such model file: {path}")
-        return keras.saving.load_model(path, safe_mode=True)
-    if path.is_dir():
-        if (path / "model.keras").is_file():
-            return keras.saving.load_model(path / "model.keras", safe_mode=True)
-        return keras.saving.load_model(find_model_file(path), safe_mode=True)
-    if os.sep in str(spec):
-        raise FileNotFoundError(f"No such model file or folder: {spec}")
-    return zoo.load(str(spec))
 
 
 def check_discrete(autoencoder: keras.Model) -> None:

@@ -34,7 +34,7 @@ FEATURES_LAYER = "features"
 
 
 def build_classifier(image_shape=(28, 28, 1), num_classes: int = 10) -> keras.Model:
-    """The evaluation CNN: three 3x3 conv + max-pool stages, a 128-unit feature layer.
+    """The evaluation CNN: three 3x3 conv-BN-ReLU + max-pool stages, a 128-unit feature layer.
 
     Inputs are float32 images in [0, 1]; outputs are class logits. The
     layer named `"features"` (128 ReLU units) gives the Fréchet distance's
@@ -51,7 +51,8 @@ def build_classifier(image_shape=(28, 28, 1), num_classes: int = 10) -> keras.Mo
     inputs = keras.Input(image_shape)
     x = inputs
     for filters in (32, 64, 128):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization()(x))
         x = layers.MaxPooling2D(2)(x)
     x = layers.Dropout(0.3)(layers.Flatten()(x))
     x = layers.Dense(128, activation="relu", name=FEATURES_LAYER)(x)

@@ -175,6 +175,7 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     import zoo
     from trainers import config as config_lib
     from trainers import distribute, generation, labels
+    from trainers.runs import load_model_from
     from trainers.training import fit_run, learning_rate_schedule
 
     # The strategy comes first: a multi-worker strategy must be created
@@ -187,7 +188,7 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
     write_dir.mkdir(parents=True, exist_ok=True)
 
-    autoencoder = generation.load_model(config["autoencoder"])
+    autoencoder = load_model_from(config["autoencoder"])
     generation.check_discrete(autoencoder)
     autoencoder.trainable = False
     names = labels.class_names(training["dataset"])
