@@ -24,8 +24,10 @@ bench: setup
 
 # Retrain one pretrained model from its recipe and re-evaluate it:
 #   make zoo-train NAME=dvae_fashion_mnist
+# (generators, prior_*, train with trainers.train_prior; publish evaluates their samples).
 zoo-train: setup
-	$(PY) -m trainers.train --config=configs/$(NAME).json --model_dir=runs/zoo/$(NAME)
+	$(PY) -m $(if $(filter prior_%,$(NAME)),trainers.train_prior,trainers.train) \
+		--config=configs/$(NAME).json --model_dir=runs/zoo/$(NAME)
 	$(PY) -m trainers.publish --name=$(NAME) --model_dir=runs/zoo/$(NAME)
 
 clean:

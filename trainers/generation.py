@@ -81,15 +81,18 @@ class SampleGrid(keras.callbacks.Callback):
         directory: folder for `epoch_001.png`, `epoch_002.png`, ...
         per_class: int. Samples per row. Defaults to `8`.
         seed: int. The same seed every epoch, so pictures compare. Defaults to `0`.
+        **sampling: `temperature`, `top_k`, `guidance_scale` for `generate`.
     """
 
-    def __init__(self, generator: keras.Model, directory, per_class: int = 8, seed: int = 0):
+    def __init__(self, generator: keras.Model, directory, per_class: int = 8, seed: int = 0,
+                 **sampling):
         super().__init__()
         self.generator = generator
         self.directory = pathlib.Path(directory)
         self.per_class = per_class
         self.seed = seed
+        self.sampling = sampling
 
     def on_epoch_end(self, epoch, logs=None):
         save_class_grid(self.generator, self.directory / f"epoch_{epoch + 1:03d}.png",
-                        self.per_class, self.seed)
+                        self.per_class, self.seed, **self.sampling)

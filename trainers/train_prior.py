@@ -46,6 +46,8 @@ TRAINING_DEFAULTS = {
     "precision": "float32",
     "encode_batch_size": 500,
 }
+# The sampling options the epoch pictures and the published figures use (`sampling.top_k=...`).
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": None, "guidance_scale": 1.0}
 # Taken from the autoencoder and the dataset when left at None.
 DERIVED = ("num_embeddings", "grid_shape", "num_classes")
 MONITOR = "val_bits_per_image"
@@ -81,7 +83,7 @@ def default_config() -> dict:
     model_config = {name: None for name in DERIVED}
     model_config.update(constructor_defaults(zoo.TransformerPrior))
     return {"model": "prior", "autoencoder": None, "model_config": model_config,
-            "training": copy.deepcopy(TRAINING_DEFAULTS)}
+            "training": copy.deepcopy(TRAINING_DEFAULTS), "sampling": dict(SAMPLING_DEFAULTS)}
 
 
 def resolve(autoencoder=None, config_file=None, training_overrides=None, assignments=()) -> dict:
@@ -221,7 +223,8 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     history = fit_run(
         prior, train_ds, val_ds, model_dir=model_dir, strategy=strategy,
         epochs=training["epochs"], steps_per_epoch=steps_per_epoch, monitor=MONITOR,
-        callbacks=[generation.SampleGrid(generator, write_dir / "images")],
+        callbacks=[generation.SampleGrid(generator, write_dir / "images",
+                                         **config["sampling"])],
         saved_model=generator, pictures="samples per epoch, one row per class",
         verbose=verbose,
     )
