@@ -18,6 +18,7 @@ from PIL import Image
 
 from tests.helpers import REPO_ROOT, random_images, tiny_model
 from tests.test_train_cli import _env, ok
+from trainers.labels import FASHION_MNIST_CLASSES
 
 # The first epoch compiles the training step and the sampling loop: minutes on a loaded
 # 2-core machine, so more room than test_train_cli's 240 s.
@@ -28,7 +29,7 @@ def run_command(args: list[str]) -> subprocess.CompletedProcess:
     """Runs `python <args>` at the repository root; returns the finished process."""
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=_env(), capture_output=True,
                           text=True, timeout=TIMEOUT)
-from trainers.labels import FASHION_MNIST_CLASSES
+
 
 TINY_PRIOR = ["--set=embed_dim=16", "--set=num_layers=1", "--set=num_heads=2", "--set=mlp_dim=32"]
 

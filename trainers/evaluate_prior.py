@@ -28,6 +28,8 @@ import time
 
 from absl import app, flags
 
+from trainers import cli
+
 FLAGS = flags.FLAGS
 
 
@@ -213,7 +215,8 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
 
 def format_report(report: dict) -> str:
     """The main figures and the guidance table as plain text."""
-    lines = [f"{'images (' + str(report['num_samples']) + ')':<24} class accuracy  Fréchet distance"]
+    title = f"images ({report['num_samples']})"
+    lines = [f"{title:<24} class accuracy  Fréchet distance"]
     for key in ("samples", "reconstructions", "uniform_prior", "real_floor"):
         accuracy = report[key].get("class_accuracy")
         shown = f"{accuracy:.4f}" if accuracy is not None else "-"
@@ -233,14 +236,13 @@ def main(argv):
     del argv
     from trainers.runs import load_model_from
 
-    if not FLAGS.model:
-        raise app.UsageError("--model is required.")
+    cli.require(FLAGS, "model")
     output_dir = FLAGS.output_dir
     if output_dir is None:
         if not pathlib.Path(FLAGS.model).is_dir():
             raise app.UsageError("--output_dir is required when --model is not a folder.")
         output_dir = pathlib.Path(FLAGS.model) / "eval"
-    try:
+    with cli.user_errors("Evaluation refused"):
         generator = load_model_from(FLAGS.model)
         evaluate_prior(
             generator, output_dir, FLAGS.dataset, FLAGS.num_samples,
@@ -248,10 +250,7 @@ def main(argv):
             FLAGS.completion_rows, FLAGS.seed, FLAGS.batch_size, FLAGS.classifier,
             temperature=FLAGS.temperature, top_k=FLAGS.top_k or None,
             guidance_scale=FLAGS.guidance_scale)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"Evaluation refused: {error}") from error
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

@@ -1,5 +1,7 @@
-r"""Generate images from class names: `python -m trainers.generate --model=prior_dvae_fashion_mnist \
-    --prompt="ankle boot" --prompt=bag --count=8 --output_dir=generated`.
+r"""Generate images from class names with a trained prior.
+
+    python -m trainers.generate --model=prior_dvae_fashion_mnist --prompt="ankle boot" \
+        --prompt=bag --count=8 --output_dir=generated
 
 `--model` is a zoo name, a preset folder, a `trainers.train_prior` run
 folder or a `.keras` file holding a `zoo.ImageGenerator`. Each `--prompt` is
@@ -11,7 +13,9 @@ image as `<output_dir>/<prompt>_<i>.png`, and prints where.
 import pathlib
 import re
 
-from absl import app, flags
+from absl import flags
+
+from trainers import cli
 
 FLAGS = flags.FLAGS
 
@@ -74,9 +78,8 @@ def main(argv):
     del argv
     from trainers.runs import load_model_from
 
-    if not FLAGS.model or not FLAGS.output_dir:
-        raise app.UsageError("--model and --output_dir are required.")
-    try:
+    cli.require(FLAGS, "model", "output_dir")
+    with cli.user_errors("Generation refused"):
         generator = load_model_from(FLAGS.model)
         if not hasattr(generator, "class_names"):
             raise ValueError(f"--model={FLAGS.model} is a {type(generator).__name__}, not an "
@@ -85,12 +88,9 @@ def main(argv):
             generator, FLAGS.prompt, FLAGS.count, FLAGS.output_dir, FLAGS.seed,
             temperature=FLAGS.temperature, top_k=FLAGS.top_k or None,
             guidance_scale=FLAGS.guidance_scale)
-    except (FileNotFoundError, TypeError, ValueError) as error:
-        raise SystemExit(f"Generation refused: {error}") from error
     print(f"Wrote {written[0]} ({len(FLAGS.prompt)} rows x {FLAGS.count}) and "
           f"{len(written) - 1} images in {FLAGS.output_dir}/.")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

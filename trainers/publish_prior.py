@@ -29,13 +29,8 @@ def _figure_rows(report: dict) -> str:
     return "\n".join(rows)
 
 
-def prior_card(name: str, report: dict, config: dict, run_info: dict, params: int) -> str:
-    """The model card of a published generator, from its metrics and run files."""
-    seconds = run_info.get("train_seconds")
-    machines = sorted({s["machine"] for s in run_info.get("sessions", [])})
-    timing = (f"{seconds / 60.0:.1f} minutes of wall time (`run_info.json` of the run) on "
-              f"{', '.join(machines)}\n  (CPU only, on a machine shared with other work: an upper "
-              "bound)") if seconds else "not recorded"
+def prior_card(name: str, report: dict, config: dict, timing: str, params: int) -> str:
+    """The model card of a published generator, from its metrics, config and training time."""
     mc = config["model_config"]
     sampling = ", ".join(f"`{k}={v}`" for k, v in report["sampling"].items())
     guidance = report["guidance"]
@@ -61,15 +56,18 @@ make zoo-train NAME={name}
 ```
 
 which runs `python -m trainers.train_prior --config=configs/{name}.json
---model_dir=runs/zoo/{name}` and then `python -m trainers.publish --name={name}
---model_dir=runs/zoo/{name}` (`trainers.evaluate_prior` with {report['num_samples']:,} samples,
-this card, the manifest). The resolved config is `config.json` beside this card.
+--model_dir=runs/zoo/{name}` and measures the run with `python -m trainers.evaluate_prior
+--model=runs/zoo/{name}` ({report['num_samples']:,} samples; compare with the figures below).
+`make zoo-publish NAME={name}` (`python -m trainers.publish`) evaluates it the same way and
+writes this folder: the card, pictures and manifest. The resolved config is `config.json`
+beside this card.
 
 ## Likelihood (Fashion-MNIST test split, the codes of its 10,000 images)
 
 | test bits per image | raw code size (h·w·log2 K) | next-code accuracy |
 | --- | --- | --- |
-| {report['test_bits_per_image']:.1f} | {report['raw_bits_per_image']:.0f} | {100 * report['test_code_accuracy']:.1f} % |
+| {report['test_bits_per_image']:.1f} | {report['raw_bits_per_image']:.0f} | \
+{100 * report['test_code_accuracy']:.1f} % |
 
 ## Sample quality
 
@@ -122,8 +120,10 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
                   guidance_samples: int = GUIDANCE_SAMPLES) -> pathlib.Path:
     """Evaluates a prior run and writes it as `saved_models/<name>/` with card and manifest."""
     from trainers.evaluate_prior import evaluate_prior
+    from trainers.publish import _read_json, _timing
     from trainers.runs import load_run_model
     from zoo import presets
+    from zoo.atomic import write_text
 
     model_dir = pathlib.Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
@@ -132,15 +132,33 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
     report = evaluate_prior(generator, eval_dir, config["training"]["dataset"], num_samples,
                             GUIDANCE_SCALES, guidance_samples, **config.get("sampling", {}))
     report["class_names"] = list(generator.class_names)
-    info_path = model_dir / "run_info.json"
-    run_info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    metrics = eval_dir / "metrics.json"
-    metrics.write_text(json.dumps(report, indent=2) + "\n")
+    run_info = _read_json(model_dir / "run_info.json")
+    metrics = eval_dir / "published_metrics.json"
+    write_text(metrics, json.dumps(report, indent=2) + "\n")
+    extra = {"metrics.json": metrics, "samples.png": eval_dir / "samples.png",
+             "completions.png": eval_dir / "completions.png"}
+    if run_info:
+        extra["run_info.json"] = model_dir / "run_info.json"
     target = pathlib.Path(output_root or presets.saved_models_dir()) / name
-    card = prior_card(name, report, config, run_info, generator.count_params())
+    card = prior_card(name, report, config, _timing(run_info), generator.count_params())
     presets.save_preset(generator, target, config=config, card=card, overwrite=True,
-                        extra_files={"metrics.json": metrics,
-                                     "samples.png": eval_dir / "samples.png",
-                                     "completions.png": eval_dir / "completions.png"})
+                        extra_files=extra)
     print(f"Published {target}/")
     return target
+
+
+def rerender_prior_card(folder) -> pathlib.Path:
+    """Rewrites a published generator's card from its files, and its manifest. No evaluation."""
+    from trainers.publish import _read_json, _timing
+    from trainers.runs import load_model_from
+    from zoo import presets
+    from zoo.atomic import write_text
+
+    folder = pathlib.Path(folder)
+    generator = load_model_from(folder)  # verifies the manifest first
+    text = prior_card(folder.name, _read_json(folder / "metrics.json"),
+                      _read_json(folder / "config.json"),
+                      _timing(_read_json(folder / "run_info.json")), generator.count_params())
+    write_text(folder / presets.CARD_FILE, text)
+    presets.write_manifest(folder)
+    return folder

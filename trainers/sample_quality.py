@@ -95,7 +95,8 @@ def load_classifier(path: str | os.PathLike | None = None) -> keras.Model:
     if actual != info["sha256"]:
         raise ValueError(
             f"Checksum mismatch for {path}: expected sha256 {info['sha256']} (from {info_file}), "
-            f"found {actual}. Restore the file or retrain with `python -m trainers.train_classifier`."
+            f"found {actual}. Restore the file or retrain with "
+            "`python -m trainers.train_classifier`."
         )
     classifier = build_classifier(tuple(info["image_shape"]), info["num_classes"])
     classifier.load_weights(path)

@@ -19,7 +19,9 @@ import platform
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from trainers import cli
 
 FLAGS = flags.FLAGS
 
@@ -134,7 +136,8 @@ def main(argv):
     del argv
     info = train_classifier(FLAGS.dataset, FLAGS.output, FLAGS.epochs, FLAGS.batch_size,
                             FLAGS.learning_rate, FLAGS.max_images, FLAGS.seed,
-                            command=" ".join(["python -m trainers.train_classifier", *sys.argv[1:]]))
+                            command=" ".join(["python -m trainers.train_classifier",
+                                              *sys.argv[1:]]))
     print(f"\nTest accuracy {info['test_accuracy']:.4f} (validation "
           f"{info['validation_accuracy']:.4f}) after {info['train_seconds'] / 60:.1f} min.")
     print(f"Wrote {FLAGS.output or 'trainers/assets/fashion_mnist_classifier.weights.h5'} and "
@@ -142,5 +145,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

@@ -28,7 +28,9 @@ Examples:
 import json
 import pathlib
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from trainers import cli
 
 FLAGS = flags.FLAGS
 TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed",
@@ -226,6 +228,7 @@ def train_prior(config: dict, model_dir, verbose="auto"):
         callbacks=[generation.SampleGrid(generator, write_dir / "images",
                                          **config["sampling"])],
         saved_model=generator, pictures="samples per epoch, one row per class",
+        command="trainers.train_prior", evaluate_command="trainers.evaluate_prior",
         verbose=verbose,
     )
     return generator, history
@@ -233,22 +236,20 @@ def train_prior(config: dict, model_dir, verbose="auto"):
 
 def main(argv):
     del argv
-    if not FLAGS.model_dir:
-        raise app.UsageError("--model_dir is required.")
+    cli.require(FLAGS, "model_dir")
     overrides = {name: FLAGS[name].value for name in TRAINING_FLAGS if FLAGS[name].present}
-    try:
+    with cli.user_errors("Training refused"):
         config = resolve(FLAGS.autoencoder, FLAGS.config, overrides, FLAGS.set)
-        model_dir = pathlib.Path(FLAGS.model_dir)
+        model_dir = pathlib.Path(FLAGS.model_dir).expanduser()
         check_model_dir(model_dir, config)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"Training refused: {error}") from error
     logging.set_verbosity(logging.WARNING)
     try:
-        train_prior(config, model_dir)
+        # The user's to fix: a bad autoencoder or dataset, unlabelled data, a bad --set value.
+        with cli.user_errors("Training refused", ValueError, TypeError, FileNotFoundError):
+            train_prior(config, model_dir)
     except FloatingPointError as error:  # StopOnNaN: a clear line, not a traceback
-        raise SystemExit(f"Training stopped: {error}") from error
+        raise SystemExit(f"Training stopped: {error}") from None
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
