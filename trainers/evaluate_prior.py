@@ -84,6 +84,7 @@ def completion_rows(generator, images, labels, keep_rows: int, per_image: int, s
     """Rows of [image, reconstruction, `per_image` completions keeping `keep_rows` code rows]."""
     import numpy as np
 
+    from trainers.data import to_unit_float
     from trainers.generation import encode_images
 
     codes = encode_images(generator.autoencoder, images, batch_size, verbose=False)
@@ -95,8 +96,6 @@ def completion_rows(generator, images, labels, keep_rows: int, per_image: int, s
     completed = np.asarray(generator.generate(
         np.repeat(labels, per_image), seed=seed, prefix=prefix, **sampling), np.float32)
     reconstructions = _decode(generator.autoencoder, codes, batch_size)
-    from trainers.data import to_unit_float
-
     originals = to_unit_float(images)
     return [np.concatenate([originals[i : i + 1], reconstructions[i : i + 1],
                             completed[i * per_image : (i + 1) * per_image]])
