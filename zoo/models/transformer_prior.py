@@ -225,7 +225,7 @@ class TransformerPrior(MultiWorkerFitMixin, keras.Model):
         for block, layer_cache in zip(self.blocks, cache, strict=True):
             x, layer_cache = block.call_with_cache(x, layer_cache, step)
             updated.append(layer_cache)
-        return self._head(x)[:, 0], updated
+        return self._head(x), updated
 
     # Public helpers -----------------------------------------------------------
 
