@@ -72,3 +72,4 @@ def test_run_all_tiny_writes_every_table(tmp_path):
         "no cache",
     ]
     assert not any(str(r[1]).startswith("failed") for r in generation.rows)
+    assert all(str(r[5])[0].isdigit() for r in generation.rows)  # images per CPU-s
