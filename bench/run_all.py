@@ -26,6 +26,7 @@ PROFILES = {
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 2000, "repeats": 3},
         "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3},
         "scaling": {"families": ("ae", "vqvae"), "steps": 6, "repeats": 3},
+        "generation": {"latency_calls": 20, "throughput_calls": 1, "repeats": 3},
         "peak": {"size": 2048, "repeats": 5},
         "model_kwargs": {},
     },
@@ -40,6 +41,7 @@ PROFILES = {
         "pipeline": {"batch_sizes": (64, 256), "folder_images": 500, "repeats": 2},
         "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2},
         "scaling": {"families": ("ae",), "steps": 4, "repeats": 2},
+        "generation": {"latency_calls": 10, "throughput_calls": 1, "repeats": 2},
         "peak": {"size": 1024, "repeats": 3},
         "model_kwargs": {},
     },
@@ -47,6 +49,7 @@ PROFILES = {
 
 
 def _tiny_profile() -> dict:
+    from bench import generation
     from bench.common import TINY_MODEL_KWARGS
 
     return {
@@ -71,6 +74,13 @@ def _tiny_profile() -> dict:
             "repeats": 2,
         },
         "scaling": {"families": ("ae",), "batch_size": 8, "steps": 2, "repeats": 2},
+        "generation": {
+            "latency_calls": 2,
+            "throughput_calls": 1,
+            "batch": 8,
+            "repeats": 1,
+            "model_kwargs": generation.TINY,
+        },
         "peak": {"size": 128, "iterations": 2, "repeats": 2},
         "model_kwargs": TINY_MODEL_KWARGS,
     }
@@ -78,7 +88,7 @@ def _tiny_profile() -> dict:
 
 def run(profile_name: str, output: str) -> dict:
     """Runs the profile's benchmarks, writes `output` and returns the tables by section."""
-    from bench import common, input_pipeline, scaling, serving_latency, train_throughput
+    from bench import common, generation, input_pipeline, scaling, serving_latency, train_throughput
 
     profile = _tiny_profile() if profile_name == "tiny" else PROFILES[profile_name]
     started = time.perf_counter()
@@ -104,6 +114,7 @@ def run(profile_name: str, output: str) -> dict:
     except RuntimeError as error:  # keep the other tables when the subprocess fails
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
+    tables["generation"] = generation.run(**profile["generation"])
     peak_end = common.matmul_peak(**profile["peak"])
     # The peak is measured twice because a burst of other load can depress
     # one measurement; the best of both is the denominator of "% of peak".
@@ -149,6 +160,7 @@ def run(profile_name: str, output: str) -> dict:
         "input_pipeline": "## Input pipeline",
         "serving": "## Serving",
         "scaling": "## Scaling",
+        "generation": "## Generation",
     }
     for key, heading in sections.items():
         lines += [heading, "", tables[key].markdown()]

@@ -4,7 +4,9 @@
 layout of TF Serving's `--model_base_path`) and `exports/dvae/<version>.keras`
 beside it. The SavedModel holds only TensorFlow graphs and weights: it runs
 with `tf.saved_model.load` (or `tensorflow_model_server`) and no import of
-this project. See `docs/SERVING.md` for the signatures and how to serve them.
+this project. Each model declares its signatures (`serving_signatures()`,
+see `zoo.serving`); this module traces and writes them, generically. See
+`docs/SERVING.md` for the signatures and how to serve them.
 """
 
 import os
@@ -18,207 +20,58 @@ import tensorflow as tf
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 """Where TF Serving looks for warm-up requests, relative to a version folder."""
 
-SIGNATURES = ("serving_default", "encode", "decode", "sample", "reconstruct_image_bytes")
-"""Every signature name an export may have (`sample` only for VAE and dVAE)."""
 
-
-def _family(model) -> str:
-    """Names the latent interface of `model`: "vae", "discrete" or "continuous"."""
-    if hasattr(model, "encode_distribution"):
-        return "vae"
-    if hasattr(model, "num_embeddings"):
-        return "discrete"
-    if hasattr(model, "latent_channels"):
-        return "continuous"
-    raise TypeError(
-        "Expected a zoo model (AE, VAE, VQVAE or DVAE). "
-        f"Received: {type(model).__name__}, which has no `num_embeddings` or `latent_channels`."
-    )
-
-
-def _images_to_png(images: tf.Tensor) -> tf.Tensor:
-    """Float images (B, H, W, C) in [0, 1] -> string tensor (B,) of PNG bytes."""
-    pixels = tf.image.convert_image_dtype(images, tf.uint8, saturate=True)
-    return tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))
-
-
-def _ensure(tensor: tf.Tensor, spec: tf.TensorSpec) -> tf.Tensor:
-    """Checks the runtime shape of a served input against its spec.
-
-    A SignatureDef records shapes but neither `tf.saved_model.load` nor TF
-    Serving checks them when a request arrives, so without this a wrong
-    channel count fails deep inside a convolution. The error reads
-    "Shape of tensor images [1,28,28,3] is not compatible with expected
-    shape [?,28,28,1]." (`InvalidArgumentError`, TF Serving's
-    INVALID_ARGUMENT). An empty batch is refused too: TensorFlow's CPU
-    convolutions fail on it with an unrelated message.
-    """
-    tensor = tf.ensure_shape(tensor, spec.shape, name=spec.name)
-    if spec.shape.rank:
-        check = tf.debugging.assert_positive(
-            tf.shape(tensor)[0],
-            message=f"`{spec.name}` holds no examples (batch size 0); send at least one.",
-        )
-        with tf.control_dependencies([check]):
-            tensor = tf.identity(tensor)
-    return tensor
-
-
-def build_signatures(model) -> dict:
-    """Builds the serving functions of `model` and their input signatures.
-
-    Images are fixed at the model's nominal `image_shape` (batch size `None`):
-    TF Serving clients get a clear shape error instead of a silently resized
-    answer, the warm-up requests exercise the shape that is served, and
-    `sample` draws at that size.
+def model_signatures(model) -> dict:
+    """The serving signatures `model` declares (`model.serving_signatures()`).
 
     Args:
-        model: A zoo model (`AE`, `VAE`, `VQVAE` or `DVAE`).
+        model: an exportable zoo model.
 
     Returns:
-        A dict `signature name -> (function, input TensorSpecs)`; every
-        function takes keyword tensors named like its specs and returns a dict
-        of named outputs.
+        A dict `name -> zoo.serving.Signature`.
+
+    Raises:
+        TypeError: if `model` declares no serving signatures.
     """
-    family = _family(model)
-    height, width, channels = model.image_shape
-    grid_h, grid_w = model.latent_grid
-    images_spec = tf.TensorSpec([None, height, width, channels], tf.float32, name="images")
-    bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
-
-    def serving_default(images):
-        images = _ensure(images, images_spec)
-        return {"reconstructions": model(images, training=False)}
-
-    def reconstruct_image_bytes(image_bytes):
-        image_bytes = _ensure(image_bytes, bytes_spec)
-
-        def decode_one(data):
-            image = tf.io.decode_image(
-                data, channels=channels, dtype=tf.float32, expand_animations=False
-            )
-            image = tf.image.resize(image, [height, width], antialias=True)
-            return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [height, width, channels])
-
-        images = tf.map_fn(
-            decode_one,
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32),
+    declare = getattr(model, "serving_signatures", None)
+    if not callable(declare):
+        raise TypeError(
+            "Expected a zoo model (AE, VAE, VQVAE, DVAE, ...), which declares its signatures "
+            f"with `serving_signatures()`. Received: {type(model).__name__}."
         )
-        return {"png_bytes": _images_to_png(model(images, training=False))}
-
-    signatures = {
-        "serving_default": (serving_default, [images_spec]),
-        "reconstruct_image_bytes": (reconstruct_image_bytes, [bytes_spec]),
-    }
-    scalar = [
-        tf.TensorSpec([], tf.int32, name="num_samples"),
-        tf.TensorSpec([], tf.int32, name="seed"),
-    ]
-
-    def check_sample_inputs(num_samples, seed):
-        num_samples = _ensure(num_samples, scalar[0])
-        check = tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1.")
-        with tf.control_dependencies([check]):
-            return tf.identity(num_samples), _ensure(seed, scalar[1])
-
-    if family == "discrete":
-        latent_spec = tf.TensorSpec([None, grid_h, grid_w], tf.int32, name="codes")
-
-        def encode(images):
-            return {"codes": model.encode(_ensure(images, images_spec))}
-
-        def decode(codes):
-            return {"images": model.decode(_ensure(codes, latent_spec))}
-
-        def sample(num_samples, seed):
-            num_samples, seed = check_sample_inputs(num_samples, seed)
-            # The same draw as `DVAE.sample`, with the seed as a tensor.
-            codes = tf.random.stateless_uniform(
-                tf.stack([num_samples, grid_h, grid_w]),
-                seed=tf.stack([seed, 0]),
-                maxval=model.num_embeddings,
-                dtype=tf.int32,
-            )
-            return {"images": model.decode(codes)}
-
-        has_sample = hasattr(model, "sample")
-    else:
-        latent_spec = tf.TensorSpec(
-            [None, grid_h, grid_w, model.latent_channels], tf.float32, name="latents"
-        )
-
-        def encode(images):
-            images = _ensure(images, images_spec)
-            if family == "vae":
-                mean, log_variance = model.encode_distribution(images)
-                return {"mean": mean, "log_variance": log_variance}
-            return {"latents": model.encode(images)}
-
-        def decode(latents):
-            return {"images": model.decode(_ensure(latents, latent_spec))}
-
-        def sample(num_samples, seed):
-            num_samples, seed = check_sample_inputs(num_samples, seed)
-            # The same draw as `VAE.sample`, with the seed as a tensor.
-            z = tf.random.stateless_normal(
-                tf.stack([num_samples, grid_h, grid_w, model.latent_channels]),
-                seed=tf.stack([seed, 0]),
-            )
-            return {"images": model.decode(z)}
-
-        has_sample = family == "vae"
-    signatures["encode"] = (encode, [images_spec])
-    signatures["decode"] = (decode, [latent_spec])
-    if has_sample:
-        signatures["sample"] = (sample, scalar)
-    return {name: signatures[name] for name in SIGNATURES if name in signatures}
+    return declare()
 
 
-def build_archive(model) -> keras.export.ExportArchive:
+def build_archive(model, signatures: dict | None = None) -> keras.export.ExportArchive:
     """Returns a `keras.export.ExportArchive` holding every signature of `model`."""
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, (fn, specs) in build_signatures(model).items():
-        archive.add_endpoint(name, fn, input_signature=specs)
+    for name, signature in (signatures or model_signatures(model)).items():
+        archive.add_endpoint(name, signature.function, input_signature=list(signature.input_specs))
     return archive
 
 
-def warmup_requests(model, model_name: str = "model") -> list:
+def warmup_requests(model, model_name: str = "model", signatures: dict | None = None) -> list:
     """One small `PredictRequest` per signature, for TF Serving's warm-up file.
+
+    Each request carries the example the model declares with the signature.
 
     Args:
         model: A zoo model.
         model_name: str. `model_spec.name` of the requests. Defaults to `"model"`.
+        signatures: the model's signatures, if already built.
 
     Returns:
         A list of `tensorflow_serving.apis.predict_pb2.PredictRequest`.
     """
     from tensorflow_serving.apis import predict_pb2
 
-    height, width, channels = model.image_shape
-    grid_h, grid_w = model.latent_grid
-    images = np.full((1, height, width, channels), 0.5, np.float32)
-    png = tf.io.encode_png(np.full((height, width, channels), 128, np.uint8)).numpy()
-    inputs = {
-        "serving_default": {"images": images},
-        "encode": {"images": images},
-        "reconstruct_image_bytes": {"image_bytes": np.array([png], dtype=object)},
-    }
-    if _family(model) == "discrete":
-        inputs["decode"] = {"codes": np.zeros((1, grid_h, grid_w), np.int32)}
-    else:
-        shape = (1, grid_h, grid_w, model.latent_channels)
-        inputs["decode"] = {"latents": np.zeros(shape, np.float32)}
-    names = build_signatures(model)
-    if "sample" in names:
-        inputs["sample"] = {"num_samples": np.int32(1), "seed": np.int32(0)}
     requests = []
-    for name in names:
+    for name, signature in (signatures or model_signatures(model)).items():
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.signature_name = name
-        for key, value in inputs[name].items():
+        for key, value in signature.example.items():
             request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
         requests.append(request)
     return requests
@@ -264,15 +117,17 @@ def export_model(
     temporary folder is removed and no version appears. An existing version
     is never overwritten.
 
-    The version folder holds the SavedModel with the signatures
+    The version folder holds the SavedModel with the signatures the model
+    declares (`model.serving_signatures()`; for the autoencoders
     `serving_default`, `encode`, `decode`, `sample` (VAE and dVAE) and
-    `reconstruct_image_bytes` (see `docs/SERVING.md`), and
-    `assets.extra/tf_serving_warmup_requests`. With `keras_file=True` the
+    `reconstruct_image_bytes`, see `docs/SERVING.md`), and
+    `assets.extra/tf_serving_warmup_requests` with each signature's example
+    request. With `keras_file=True` the
     Keras model is also saved as `export_base/<version>.keras` (beside the
     version folder, so TF Serving does not see it).
 
     Args:
-        model: A zoo model (`AE`, `VAE`, `VQVAE` or `DVAE`).
+        model: A zoo model (anything with `serving_signatures()`).
         export_base: str. The model's base folder (TF Serving's
             `--model_base_path`); created if missing.
         version: int. The version to write. Defaults to one more than the
@@ -285,12 +140,16 @@ def export_model(
         The path of the version folder.
 
     Example:
-    >>> model = zoo.DVAE()
-    >>> path = export_model(model, "exports/dvae")  # "exports/dvae/1"
+    >>> import tempfile
+    >>> import numpy as np, tensorflow as tf, zoo
+    >>> model = zoo.DVAE(filters=8, num_embeddings=16, embedding_dim=8)
+    >>> path = export_model(model, tempfile.mkdtemp() + "/dvae")  # ".../dvae/1"
     >>> served = tf.saved_model.load(path)
-    >>> codes = served.signatures["encode"](images=images)["codes"]
+    >>> images = np.random.rand(2, 28, 28, 1).astype("float32")
+    >>> tuple(served.signatures["encode"](images=images)["codes"].shape)
+    (2, 7, 7)
     """
-    _family(model)
+    signatures = model_signatures(model)
     export_base = os.fspath(export_base)
     if version is None:
         version = (existing_versions(export_base) or [0])[-1] + 1
@@ -313,9 +172,10 @@ def export_model(
     keras_moved = False
     try:
         saved_model = os.path.join(tmp, "saved_model")
-        build_archive(model).write_out(saved_model, verbose=False)
+        build_archive(model, signatures).write_out(saved_model, verbose=False)
         write_warmup_file(
-            os.path.join(saved_model, WARMUP_FILE), warmup_requests(model, model_name)
+            os.path.join(saved_model, WARMUP_FILE),
+            warmup_requests(model, model_name, signatures),
         )
         if keras_file:
             tmp_keras = os.path.join(tmp, "model.keras")

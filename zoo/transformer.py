@@ -3,8 +3,8 @@
 `TransformerBlock` is minGPT's block (LayerNorm -> causal self-attention ->
 residual, LayerNorm -> MLP -> residual). Its attention is written here rather
 than taken from `keras.layers.MultiHeadAttention` because sampling needs
-`call(x, cache, index)`: one new token attends to a cache tensor of fixed
-shape `(batch, 2, length, heads, head_dim)` updated in place at `index`
+`call_with_cache(x, cache, index)`: one new token attends to key and value
+tensors of fixed shape `(batch, heads, length, head_dim)` updated at `index`
 (keras-hub's `CachedMultiHeadAttention` gets this by reaching into
 `MultiHeadAttention`'s private sublayers). One fused query/key/value
 projection is also one matmul instead of three per step, which matters at
@@ -14,6 +14,7 @@ batch 1 where a sampling step is a chain of tiny ops.
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from zoo import validation
@@ -69,26 +70,53 @@ class CausalSelfAttention(keras.layers.Layer):
         self.projection.build(input_shape)
         self.attention_dropout.build(None)
 
-    def call(self, x, cache=None, index=None, training=False):
+    def call(self, x, training=False):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.qkv(x), (batch, length, 3, self.num_heads, self.head_dim))
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        if cache is None:
-            keys, values = key, value
-            positions = ops.arange(length)
-            allowed = positions[None, :] <= positions[:, None]  # (query, key)
-        else:
-            update = ops.stack([key, value], axis=1)  # (batch, 2, 1, heads, head_dim)
-            cache = ops.slice_update(cache, [0, 0, index, 0, 0], ops.cast(update, cache.dtype))
-            keys, values = cache[:, 0], cache[:, 1]
-            allowed = (ops.arange(ops.shape(cache)[2]) <= index)[None, :]
-        scores = ops.einsum("bqhd,bkhd->bhqk", query, keys)
+        positions = ops.arange(length)
+        allowed = positions[None, :] <= positions[:, None]  # (query, key)
+        scores = ops.einsum("bqhd,bkhd->bhqk", query, key)
         scores = ops.cast(scores, "float32") / math.sqrt(self.head_dim)
         scores = ops.where(allowed[None, None], scores, _MASKED)
         weights = self.attention_dropout(ops.softmax(scores, axis=-1), training=training)
-        attended = ops.einsum("bhqk,bkhd->bqhd", ops.cast(weights, values.dtype), values)
-        output = self.projection(ops.reshape(attended, (batch, length, -1)))
-        return output if cache is None else (output, cache)
+        attended = ops.einsum("bhqk,bkhd->bqhd", ops.cast(weights, value.dtype), value)
+        return self.projection(ops.reshape(attended, (batch, length, -1)))
+
+    def call_with_cache(self, x, cache, index):
+        """Attention of one token `x` (B, dim) at position `index`, in inference.
+
+        Args:
+            x: (B, dim). The token at position `index` (rank 2: a Dense layer on
+                rank-3 input runs as a tensordot, about ten ops instead of two).
+            cache: `(keys, values)`, each (B, heads, length, head_dim); the
+                positions before `index` hold the earlier tokens' keys and values.
+            index: int32 scalar.
+
+        Returns:
+            `(output (B, dim), cache)` with this token's key and value
+            written at `index` (`tf.tensor_scatter_nd_update`, which reuses
+            the cache's buffer when it can instead of copying it).
+        """
+        batch = tf.shape(x)[0]
+        qkv = tf.reshape(self.qkv(x), [batch, 3, self.num_heads, 1, self.head_dim])
+        query, key, value = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # (B, heads, 1, head_dim)
+        rows = tf.stack(
+            tf.meshgrid(tf.range(batch), tf.range(self.num_heads), indexing="ij"), axis=-1
+        )
+        rows = tf.concat([rows, tf.fill([batch, self.num_heads, 1], index)], axis=-1)
+        keys = tf.tensor_scatter_nd_update(cache[0], rows, tf.cast(key[:, :, 0], cache[0].dtype))
+        values = tf.tensor_scatter_nd_update(
+            cache[1], rows, tf.cast(value[:, :, 0], cache[1].dtype)
+        )
+        scores = tf.matmul(query, keys, transpose_b=True)  # (B, heads, 1, length)
+        scores = tf.cast(scores, tf.float32) / math.sqrt(self.head_dim)
+        allowed = tf.range(tf.shape(keys)[2]) <= index
+        scores = tf.where(allowed, scores, _MASKED)
+        weights = tf.cast(tf.nn.softmax(scores, axis=-1), values.dtype)
+        attended = tf.matmul(weights, values)  # (B, heads, 1, head_dim)
+        output = self.projection(tf.reshape(attended, [batch, -1]))
+        return output, (keys, values)
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
@@ -138,16 +166,18 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_out.build((*input_shape[:-1], self.mlp_dim))
         self.residual_dropout.build(None)
 
-    def call(self, x, cache=None, index=None, training=False):
-        attended = self.attention(
-            self.attention_norm(x), cache=cache, index=index, training=training
-        )
-        if cache is not None:
-            attended, cache = attended
-        x = x + self.residual_dropout(attended, training=training)
+    def call(self, x, training=False):
+        attended = self.attention(self.attention_norm(x), training=training)
+        return self._mlp(x + self.residual_dropout(attended, training=training), training)
+
+    def call_with_cache(self, x, cache, index):
+        """One token (B, dim) at position `index`; returns `(x, cache)` (see the attention)."""
+        attended, cache = self.attention.call_with_cache(self.attention_norm(x), cache, index)
+        return self._mlp(x + attended, training=False), cache
+
+    def _mlp(self, x, training):
         hidden = self.mlp_out(self.mlp_in(self.mlp_norm(x)))
-        x = x + self.residual_dropout(hidden, training=training)
-        return x if cache is None else (x, cache)
+        return x + self.residual_dropout(hidden, training=training)
 
     def get_config(self):
         return {
@@ -212,11 +242,12 @@ class ConditionedGridEmbedding(keras.layers.Layer):
         return ops.concatenate([condition, tokens], axis=1)
 
     def step(self, previous_codes, conditions, index):
-        """The input token (B, 1, d) at position `index` (codes `previous_codes` at index-1)."""
-        position = ops.take(self.positions(), ops.maximum(index - 1, 0), axis=0)
+        """The input token (B, d) at position `index` (codes `previous_codes` at index-1)."""
+        previous = ops.maximum(index - 1, 0)
+        row, column = previous // self.grid_shape[1], previous % self.grid_shape[1]
+        position = self.tables["row"](row) + self.tables["column"](column)
         code = self.tables["code"](previous_codes) + position
-        token = ops.where(index == 0, self.tables["condition"](conditions), code)
-        return token[:, None, :]
+        return ops.where(index == 0, self.tables["condition"](conditions), code)
 
     def get_config(self):
         return {

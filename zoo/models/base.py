@@ -9,7 +9,7 @@ trackers, and the config round trip. A family implements `encode`,
 import keras
 import tensorflow as tf
 
-from zoo import distribution, validation
+from zoo import distribution, serving, validation
 from zoo.blocks import Decoder, Encoder
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.presets import PresetMixin
@@ -139,6 +139,23 @@ class Autoencoder(PresetMixin, MultiWorkerFitMixin, keras.Model):
     def decode(self, latents):
         raise NotImplementedError
 
+    # Serving ------------------------------------------------------------------
+
+    def serving_signatures(self) -> dict[str, serving.Signature]:
+        """The signatures of this model's exported SavedModel (see `zoo.export`).
+
+        Returns:
+            A dict `name -> zoo.serving.Signature`: `serving_default` and
+            `reconstruct_image_bytes` for every family, plus the family's
+            `encode` and `decode` (`latent_signatures`) and, for families with
+            a prior, `sample`.
+        """
+        return {**serving.image_signatures(self), **self.latent_signatures()}
+
+    def latent_signatures(self) -> dict[str, serving.Signature]:
+        """The family's `encode`/`decode` (and `sample`) signatures."""
+        raise NotImplementedError
+
     # Training ---------------------------------------------------------------
 
     @staticmethod
@@ -209,6 +226,9 @@ class ContinuousAutoencoder(Autoencoder):
     def decoder_input_channels(self) -> int:
         return self.latent_channels
 
+    def latent_signatures(self) -> dict[str, serving.Signature]:
+        return serving.latent_signatures(self, lambda images: {"latents": self.encode(images)})
+
     def decode(self, latents) -> tf.Tensor:
         """Maps latents (B, h, w, latent_channels) to images in [0, 1]."""
         latents = tf.convert_to_tensor(latents)
@@ -234,6 +254,9 @@ class DiscreteAutoencoder(Autoencoder):
 
     def build_latent(self, encoder_output_shape):
         self.quantizer.build(encoder_output_shape)
+
+    def latent_signatures(self) -> dict[str, serving.Signature]:
+        return serving.code_signatures(self)
 
     def decode(self, codes) -> tf.Tensor:
         """Maps an int32 code grid (B, h, w) with values in [0, K) to images in [0, 1]."""

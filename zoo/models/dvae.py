@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import distribution, validation
+from zoo import distribution, serving, validation
 from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
 from zoo.quantizers import GumbelQuantizer, code_statistics
 
@@ -188,11 +188,21 @@ class DVAE(DiscreteAutoencoder):
         Returns:
             float32 images (num_samples, H, W, C) in [0, 1].
         """
+        return self._draw_images(num_samples, int(seed))
+
+    def _draw_images(self, num_samples, seed) -> tf.Tensor:
+        """Decodes uniform codes; `sample` and the exported `sample` signature share it."""
         h, w = self.latent_grid
         codes = tf.random.stateless_uniform(
-            [num_samples, h, w], seed=[int(seed), 0], maxval=self.num_embeddings, dtype=tf.int32
+            tf.stack([num_samples, h, w]),
+            seed=tf.stack([seed, 0]),
+            maxval=self.num_embeddings,
+            dtype=tf.int32,
         )
         return self.decode(codes)
+
+    def latent_signatures(self) -> dict[str, serving.Signature]:
+        return {**super().latent_signatures(), **serving.sample_signature(self._draw_images)}
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo import sampling, serving
 from zoo.models.transformer_prior import TransformerPrior
 
 AUTOENCODER_API = ("encode", "decode", "latent_grid", "num_embeddings")
@@ -166,6 +167,26 @@ class ImageGenerator(keras.Model):
             "codes from `generator.autoencoder.encode(images)`."
         )
 
+    # Serving ------------------------------------------------------------------
+
+    def serving_signatures(self, use_cache: bool = True) -> dict[str, serving.Signature]:
+        """The signatures of the exported SavedModel (see `zoo.export`).
+
+        `generate` (int32 `labels` [N] and int32/float32 scalars `seed`,
+        `temperature`, `top_k` (0: no truncation), `guidance_scale` (1: no
+        guidance)) and `generate_from_text` (string `prompts` [N], the class
+        names, matched case-insensitively in the graph, and the same scalars)
+        return float32 `images` [N, H, W, C] and int32 `codes` [N, h, w],
+        drawn by the same loop as `generate` in Python: the same seed gives
+        the same codes. Bad requests fail with `InvalidArgumentError`
+        (INVALID_ARGUMENT). The autoencoder's own signatures are included.
+
+        Args:
+            use_cache: bool. `False` builds the uncached sampling loop (for
+                the benchmark's comparison). Defaults to `True`.
+        """
+        return {**self.autoencoder.serving_signatures(), **_generate_signatures(self, use_cache)}
+
     def get_config(self):
         return {
             "name": self.name,
@@ -180,3 +201,82 @@ class ImageGenerator(keras.Model):
         for key in ("autoencoder", "prior"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _generate_signatures(generator: ImageGenerator, use_cache: bool) -> dict:
+    """`generate` and `generate_from_text` of `generator` (see `serving_signatures`)."""
+    prior = generator.prior
+    num_classes = prior.num_classes
+    scalars = (
+        tf.TensorSpec([], tf.int32, name="seed"),
+        tf.TensorSpec([], tf.float32, name="temperature"),
+        tf.TensorSpec([], tf.int32, name="top_k"),
+        tf.TensorSpec([], tf.float32, name="guidance_scale"),
+    )
+    labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
+    prompts_spec = tf.TensorSpec([None], tf.string, name="prompts")
+    names = tf.constant([generator.normalize(name) for name in generator.class_names])
+    known = ", ".join(generator.class_names)
+
+    def draw(labels, seed, temperature, top_k, guidance_scale):
+        seed, temperature, top_k, guidance_scale = (
+            serving.ensure_spec(value, spec)
+            for value, spec in zip((seed, temperature, top_k, guidance_scale), scalars, strict=True)
+        )
+        checks = [
+            tf.debugging.assert_non_negative(labels, message="labels must be >= 0."),
+            tf.debugging.assert_less(
+                labels, num_classes, message=f"labels must be < {num_classes} (class ids)."
+            ),
+            tf.debugging.assert_positive(temperature, message="temperature must be > 0."),
+            tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: all codes)."),
+        ]
+        with tf.control_dependencies(checks):
+            labels = tf.identity(labels)
+        length = prior.sequence_length
+        prefix = tf.zeros(tf.stack([tf.shape(labels)[0], length]), tf.int32)
+        arguments = (labels, seed, temperature, top_k, guidance_scale, prefix, 0)
+
+        def sample(guided):
+            return lambda: sampling.sample_codes(
+                prior, *arguments, guided=guided, use_cache=use_cache
+            )
+
+        codes = tf.cond(tf.not_equal(guidance_scale, 1.0), sample(True), sample(False))
+        codes = tf.reshape(codes, [-1, *prior.grid_shape])
+        return {"images": generator.autoencoder.decode(codes), "codes": codes}
+
+    def generate(labels, seed, temperature, top_k, guidance_scale):
+        labels = serving.ensure_spec(labels, labels_spec)
+        return draw(labels, seed, temperature, top_k, guidance_scale)
+
+    def generate_from_text(prompts, seed, temperature, top_k, guidance_scale):
+        prompts = tf.strings.lower(
+            tf.strings.strip(serving.ensure_spec(prompts, prompts_spec)), encoding="utf-8"
+        )
+        matches = tf.equal(prompts[:, None], names[None, :])
+        found = tf.reduce_any(matches, axis=1)
+        check = tf.debugging.Assert(
+            tf.reduce_all(found),
+            ["Unknown class name(s) in prompts:", tf.boolean_mask(prompts, ~found),
+             f"Known names (case-insensitive): {known}"],
+        )  # fmt: skip
+        with tf.control_dependencies([check]):
+            labels = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
+        return draw(labels, seed, temperature, top_k, guidance_scale)
+
+    example = {
+        "seed": np.int32(0),
+        "temperature": np.float32(1.0),
+        "top_k": np.int32(0),
+        "guidance_scale": np.float32(1.0),
+    }
+    prompt = np.array([generator.class_names[0].encode()], dtype=object)
+    return {
+        "generate": serving.Signature(
+            generate, (labels_spec, *scalars), {"labels": np.zeros([1], np.int32), **example}
+        ),
+        "generate_from_text": serving.Signature(
+            generate_from_text, (prompts_spec, *scalars), {"prompts": prompt, **example}
+        ),
+    }

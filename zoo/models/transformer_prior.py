@@ -198,11 +198,15 @@ class TransformerPrior(MultiWorkerFitMixin, keras.Model):
         logits = self.sequence_logits(flat, labels, training=training)
         return tf.reshape(logits, [-1, *self.grid_shape, self.num_embeddings])
 
-    def empty_cache(self, batch) -> tf.Tensor:
-        """A zero key/value cache (B, layers, 2, L, heads, head_dim)."""
-        head_dim = self.embed_dim // self.num_heads
-        shape = [batch, self.num_layers, 2, self.sequence_length, self.num_heads, head_dim]
-        return tf.zeros(tf.stack(shape), self.compute_dtype)
+    def empty_cache(self, batch) -> list:
+        """Zero key/value caches: per block, `(keys, values)` of (B, heads, L, head_dim)."""
+        shape = tf.stack(
+            [batch, self.num_heads, self.sequence_length, self.embed_dim // self.num_heads]
+        )
+        return [
+            (tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
+            for _ in self.blocks
+        ]
 
     def call_with_cache(self, previous_codes, conditions, cache, step):
         """Runs position `step` alone through the network, with the key/value cache.
@@ -210,18 +214,18 @@ class TransformerPrior(MultiWorkerFitMixin, keras.Model):
         Args:
             previous_codes: int32 (B,). Code `step - 1` (ignored at step 0).
             conditions: int32 (B,). The condition ids.
-            cache: (B, layers, 2, L, heads, head_dim), from `empty_cache`.
+            cache: from `empty_cache`, holding the positions before `step`.
             step: int32 scalar.
 
         Returns:
             Float32 logits (B, K) of code `step`, and the updated cache.
         """
         x = self.embedding.step(previous_codes, conditions, step)
-        layer_caches = []
-        for i, block in enumerate(self.blocks):
-            x, layer_cache = block(x, cache=cache[:, i], index=step)
-            layer_caches.append(layer_cache)
-        return self._head(x)[:, 0], tf.stack(layer_caches, axis=1)
+        updated = []
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
+            x, layer_cache = block.call_with_cache(x, layer_cache, step)
+            updated.append(layer_cache)
+        return self._head(x), updated
 
     # Public helpers -----------------------------------------------------------
 

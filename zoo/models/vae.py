@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distribution, validation
+from zoo import distribution, serving, validation
 from zoo.models.base import BASE_METRICS, ContinuousAutoencoder
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -114,11 +114,25 @@ class VAE(ContinuousAutoencoder):
         Returns:
             float32 images (num_samples, H, W, C) in [0, 1].
         """
+        return self._draw_images(num_samples, int(seed))
+
+    def _draw_images(self, num_samples, seed) -> tf.Tensor:
+        """Decodes N(0, I) latents; `sample` and the exported `sample` signature share it."""
         h, w = self.latent_grid
         z = tf.random.stateless_normal(
-            [num_samples, h, w, self.latent_channels], seed=[int(seed), 0]
+            tf.stack([num_samples, h, w, self.latent_channels]), seed=tf.stack([seed, 0])
         )
         return self.decode(z)
+
+    def latent_signatures(self) -> dict[str, serving.Signature]:
+        def encode_outputs(images):
+            mean, log_variance = self.encode_distribution(images)
+            return {"mean": mean, "log_variance": log_variance}
+
+        return {
+            **serving.latent_signatures(self, encode_outputs),
+            **serving.sample_signature(self._draw_images),
+        }
 
     def _gaussian_nll(self, images, reconstructions):
         log_scale = tf.maximum(tf.convert_to_tensor(self.log_scale), -7.0)
