@@ -1,5 +1,7 @@
 """`trainers.runs`: the one resolver behind every command's `--model`."""
 
+import pathlib
+
 import pytest
 
 import zoo
@@ -64,3 +66,12 @@ def test_bad_specs_say_what_was_looked_for(tmp_path, monkeypatch, spec, error, m
     (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04 cut")
     with pytest.raises(error, match=message):
         runs.load_model_from(spec)
+
+
+def test_a_bare_name_is_the_zoo_model_and_a_path_is_the_folder(saved, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "ae_fashion_mnist"  # a run folder named like a zoo model
+    run.mkdir()
+    (run / "last.keras").write_bytes((saved / "single.keras").read_bytes())
+    assert runs.locate_model("ae_fashion_mnist").parent.name == "saved_models"
+    assert runs.locate_model("./ae_fashion_mnist") == pathlib.Path("ae_fashion_mnist/last.keras")

@@ -44,6 +44,11 @@ _NO_GPU_NOISE = (
     r"I0000 [\d:. ]+ +\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine",
     r"E0000 [\d:. ]+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit: .*\(303\)",
 )
+MODEL_HELP = (
+    "The model: a zoo name (e.g. dvae_fashion_mnist), a preset folder, a trainers.train run "
+    "folder or a .keras file."
+)
+"""Help text of the `--model` flag of every command that reads a model (`trainers.runs`)."""
 _HELP_FLAGS = {"-h": True, "-?": True, "--help": True, "--helpshort": True, "--helpfull": False}
 
 

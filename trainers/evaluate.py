@@ -31,10 +31,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     can be imported in a process that defines `--model_dir` elsewhere
     (`trainers.publish`, `trainers.train`).
     """
-    from trainers.runs import MODEL_HELP
-
     fv = {"flag_values": flag_values}
-    flags.DEFINE_string("model", None, MODEL_HELP, **fv)
+    flags.DEFINE_string("model", None, cli.MODEL_HELP, **fv)
     flags.DEFINE_string("model_dir", None, "A training run's folder (same as --model).", **fv)
     flags.DEFINE_string("dataset", None, "Dataset; defaults to the run's.", **fv)
     flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.", **fv)
@@ -138,16 +136,17 @@ def latent_bits(model) -> float:
     return h * w * model.latent_channels * 32.0
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
-    model = cli.model_flag(FLAGS)
-    if FLAGS.batch_size < 1 or (FLAGS.max_images is not None and FLAGS.max_images < 1):
+    fv = flag_values
+    model = cli.model_flag(fv)
+    if fv.batch_size < 1 or (fv.max_images is not None and fv.max_images < 1):
         raise app.UsageError("--batch_size and --max_images must be >= 1.")
     from trainers.config import ConfigError
 
     with cli.user_errors("Evaluation failed", ConfigError, FileNotFoundError):
-        run_evaluation(model, FLAGS.dataset, FLAGS.split, FLAGS.batch_size, FLAGS.max_images,
-                       FLAGS.output_dir, verbose=True)
+        run_evaluation(model, fv.dataset, fv.split, fv.batch_size, fv.max_images,
+                       fv.output_dir, verbose=True)
 
 
 if __name__ == "__main__":

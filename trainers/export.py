@@ -24,9 +24,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     Called only when the command runs (not on import), so `trainers.train`,
     which defines `--model_dir` too, can be imported in the same process.
     """
-    from trainers.runs import MODEL_HELP
-
-    flags.DEFINE_string("model", None, MODEL_HELP, flag_values=flag_values)
+    flags.DEFINE_string("model", None, cli.MODEL_HELP, flag_values=flag_values)
     flags.DEFINE_string(
         "model_dir",
         None,

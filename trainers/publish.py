@@ -30,14 +30,15 @@ FLAGS = flags.FLAGS
 CHECK_IMAGES = 1000  # the subset the default test suite re-evaluates
 
 
-def define_flags() -> None:
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
-    flags.DEFINE_string("name", None, "Zoo name, e.g. dvae_fashion_mnist.")
-    flags.DEFINE_string("model_dir", None, "The training run to publish.")
-    flags.DEFINE_string("output_root", None, "Defaults to the repo's saved_models/.")
-    flags.DEFINE_bool("force", False, "Publish even if the new model is worse than the old one.")
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("name", None, "Zoo name, e.g. dvae_fashion_mnist.", **fv)
+    flags.DEFINE_string("model_dir", None, "The training run to publish.", **fv)
+    flags.DEFINE_string("output_root", None, "Defaults to the repo's saved_models/.", **fv)
+    flags.DEFINE_bool("force", False, "Publish even if the new model is worse.", **fv)
     flags.DEFINE_bool("rerender_cards", False,
-                      "Only rewrite the cards (and manifests) from the existing files.")
+                      "Only rewrite the cards (and manifests) from the existing files.", **fv)
 
 
 FAMILY_TEXT = {
@@ -316,21 +317,22 @@ def _generator_row(name: str, metrics: dict) -> str:
             f"{metrics['reconstructions']['frechet_distance']:.3g} |")
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
+    fv = flag_values
     from zoo import presets
 
-    if FLAGS.rerender_cards:
-        root = pathlib.Path(FLAGS.output_root or presets.saved_models_dir())
+    if fv.rerender_cards:
+        root = pathlib.Path(fv.output_root or presets.saved_models_dir())
         with cli.user_errors("Re-rendering failed"):
             folders = [p for p in sorted(root.iterdir()) if (p / presets.MANIFEST).is_file()]
             for folder in folders:
                 print(f"Re-rendered {rerender_card(folder) / presets.CARD_FILE}")
             write_index(root)
         return
-    cli.require(FLAGS, "name", "model_dir")
+    cli.require(fv, "name", "model_dir")
     with cli.user_errors("Publishing failed"):
-        publish(FLAGS.name, FLAGS.model_dir, FLAGS.output_root, FLAGS.force)
+        publish(fv.name, fv.model_dir, fv.output_root, fv.force)
 
 
 if __name__ == "__main__":

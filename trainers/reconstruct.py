@@ -21,11 +21,9 @@ FLAGS = flags.FLAGS
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines this command's flags, only when it runs (not on import), so
     `reconstruct_folder` can be imported next to other commands' flags."""
-    from trainers.runs import MODEL_HELP
-
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("model_dir", None, "A training run's folder (same as --model).", **fv)
-    flags.DEFINE_string("model", None, MODEL_HELP, **fv)
+    flags.DEFINE_string("model", None, cli.MODEL_HELP, **fv)
     flags.DEFINE_string("input_dir", None, "Folder of images (required).", **fv)
     flags.DEFINE_string("output_dir", None, "Where to write PNG reconstructions (required).", **fv)
     flags.DEFINE_integer("batch_size", 64, "Batch size.", **fv)
@@ -61,21 +59,22 @@ def reconstruct_folder(model, input_dir, output_dir, batch_size: int = 64) -> li
     return written
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
+    fv = flag_values
     from trainers import data
     from trainers.runs import load_model_from
 
-    cli.require(FLAGS, "input_dir", "output_dir")
-    spec = cli.model_flag(FLAGS)
-    if FLAGS.batch_size < 1:
-        raise app.UsageError(f"--batch_size must be >= 1. Received: {FLAGS.batch_size}")
+    cli.require(fv, "input_dir", "output_dir")
+    spec = cli.model_flag(fv)
+    if fv.batch_size < 1:
+        raise app.UsageError(f"--batch_size must be >= 1. Received: {fv.batch_size}")
     with cli.user_errors("Reconstruction failed"):
-        data.image_files(FLAGS.input_dir)  # a missing or empty folder, before the model loads
+        data.image_files(fv.input_dir)  # a missing or empty folder, before the model loads
         model = load_model_from(spec)
     with cli.user_errors("Reconstruction failed", ValueError):  # unreadable image files
-        written = reconstruct_folder(model, FLAGS.input_dir, FLAGS.output_dir, FLAGS.batch_size)
-    print(f"Wrote {len(written)} reconstructions under {FLAGS.output_dir}/")
+        written = reconstruct_folder(model, fv.input_dir, fv.output_dir, fv.batch_size)
+    print(f"Wrote {len(written)} reconstructions under {fv.output_dir}/")
 
 
 if __name__ == "__main__":

@@ -84,24 +84,26 @@ def reproduce(name: str, model_dir) -> bool:
     return ok
 
 
-def define_flags() -> None:
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines this command's flags (only when it runs)."""
-    flags.DEFINE_string("name", None, "The zoo name whose card is compared, e.g. ae_fashion_mnist.")
-    flags.DEFINE_string("model_dir", None, "The retrained run, e.g. runs/zoo/ae_fashion_mnist.")
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("name", None, "Zoo name of the card to compare with.", **fv)
+    flags.DEFINE_string("model_dir", None, "The retrained run (runs/zoo/<name>).", **fv)
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
-    cli.require(FLAGS, "name", "model_dir")
+    fv = flag_values
+    cli.require(fv, "name", "model_dir")
     from trainers.config import ConfigError
 
     with cli.user_errors("Reproduction check failed", ConfigError, FileNotFoundError, ValueError):
-        ok = reproduce(FLAGS.name, FLAGS.model_dir)
+        ok = reproduce(fv.name, fv.model_dir)
     if not ok:
         raise SystemExit(f"\nNot reproduced: a metric is outside its tolerance. The run stays in "
-                         f"{FLAGS.model_dir}; saved_models/{FLAGS.name} is unchanged.")
+                         f"{fv.model_dir}; saved_models/{fv.name} is unchanged.")
     print(f"\nReproduced. To replace the shipped model with this run: make zoo-publish "
-          f"NAME={FLAGS.name}")
+          f"NAME={fv.name}")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,10 @@ import warnings
 
 import keras
 
-from zoo import presets
+from trainers.cli import MODEL_HELP  # noqa: F401  (the --model flag's help, without TF)
+from zoo import keras_file, presets
 
 MODEL_FILES = ("best.keras", "last.keras")
-MODEL_HELP = (
-    "The model: a zoo name (e.g. dvae_fashion_mnist), a preset folder, a trainers.train run "
-    "folder or a .keras file."
-)
-"""Help text of the `--model` flag of every command that reads a model."""
 
 
 def find_model_file(model_dir: str | os.PathLike) -> pathlib.Path:
@@ -46,7 +42,7 @@ def find_model_file(model_dir: str | os.PathLike) -> pathlib.Path:
         path = model_dir / name
         if path.exists():
             try:
-                return presets.check_keras_file(path)
+                return keras_file.check_keras_file(path)
             except ValueError as error:
                 warnings.warn(f"Skipping {error}", stacklevel=2)
     raise FileNotFoundError(
@@ -78,10 +74,13 @@ def locate_model(spec: str | os.PathLike) -> pathlib.Path:
             "Received: an empty string."
         )
     path = pathlib.Path(text).expanduser()
+    is_path = any(sep in text for sep in "/\\")
+    if not is_path and path.suffix != ".keras" and presets.lookup(text) is not None:
+        return presets.lookup(text)  # a zoo name wins over a folder of that name here
     if path.suffix == ".keras":
         if not path.exists():
             raise FileNotFoundError(f"No such .keras file: {path}")
-        return presets.check_keras_file(path)
+        return keras_file.check_keras_file(path)
     if path.is_dir():
         if (path / presets.MANIFEST).exists() or (path / presets.MODEL_FILE).exists():
             return path
@@ -93,7 +92,7 @@ def locate_model(spec: str | os.PathLike) -> pathlib.Path:
             f"{sorted(p.name for p in path.iterdir()) or 'nothing'}). Train one with "
             "`python -m trainers.train --model_dir=...`."
         )
-    if any(sep in text for sep in "/\\"):
+    if is_path:
         raise FileNotFoundError(f"No such model folder or file: {path}")
     return presets.find(text)
 
@@ -121,7 +120,7 @@ def load_model_from(spec: str | os.PathLike, learning_rate: float = 1e-4) -> ker
     location = locate_model(spec)
     if location.is_dir():
         return presets.load(location, learning_rate=learning_rate)
-    model = presets.load_keras_file(location, compile=False)
+    model = keras_file.load_keras_file(location, compile=False)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return model
 
@@ -134,4 +133,4 @@ def model_file(spec: str | os.PathLike) -> pathlib.Path:
 
 def load_run_model(model_dir: str | os.PathLike) -> keras.Model:
     """Loads a run's model (`best.keras`, else `last.keras`) in safe mode."""
-    return presets.load_keras_file(find_model_file(model_dir))
+    return keras_file.load_keras_file(find_model_file(model_dir))

@@ -28,26 +28,34 @@ from absl import app, flags, logging
 from trainers import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", None, ["ae", "vae", "vqvae", "dvae"], "Model family.")
-flags.DEFINE_string("model_dir", None, "Where the run's files go (required).")
-flags.DEFINE_string(
-    "dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz."
-)
-flags.DEFINE_integer("epochs", None, "Number of epochs.")
-flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
-flags.DEFINE_float("learning_rate", None,
-                  "Adam learning rate for the global batch (default 1e-3; 1e-4 with --init_from).")
-flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.")
-flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and noise.")
-flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json), "
-                    "or a shipped recipe by name (e.g. dvae_fashion_mnist).")
-flags.DEFINE_multi_string("set", [], "key=value model option, or training.key=value.")
-flags.DEFINE_string("init_from", None, "Start from a model: a zoo name, a preset folder, a run "
-                    "folder or a .keras file.")
-flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
-                  "tf.distribute strategy; multi_worker reads TF_CONFIG.")
-flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
-                  "Keras dtype policy.")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines this command's flags (on `FLAGS` at import, as the multi-worker tests expect)."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_enum("model", None, ["ae", "vae", "vqvae", "dvae"], "Model family.", **fv)
+    flags.DEFINE_string("model_dir", None, "Where the run's files go (required).", **fv)
+    flags.DEFINE_string(
+        "dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz.", **fv
+    )
+    flags.DEFINE_integer("epochs", None, "Number of epochs.", **fv)
+    flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).", **fv)
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate for the global batch (default "
+                       "1e-3; 1e-4 with --init_from).", **fv)
+    flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.", **fv)
+    flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and noise.", **fv)
+    flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json), "
+                        "or a shipped recipe by name (e.g. dvae_fashion_mnist).", **fv)
+    flags.DEFINE_multi_string("set", [], "key=value model option, or training.key=value.", **fv)
+    flags.DEFINE_string("init_from", None, "Start from a model: a zoo name, a preset folder, a run "
+                        "folder or a .keras file.", **fv)
+    flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
+                      "tf.distribute strategy; multi_worker reads TF_CONFIG.", **fv)
+    flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+                      "Keras dtype policy.", **fv)
+
+
+define_flags()
 
 TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed",
                   "init_from", "strategy", "precision")
@@ -88,18 +96,19 @@ def _without_init_values(config: dict) -> dict:
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
     from trainers import config as config_lib
     from trainers.training import train
 
-    cli.require(FLAGS, "model_dir")
-    if not (FLAGS.model or FLAGS.config or FLAGS.init_from):
+    fv = flag_values
+    cli.require(fv, "model_dir")
+    if not (fv.model or fv.config or fv.init_from):
         raise app.UsageError("Give --model (ae, vae, vqvae, dvae), --config or --init_from.")
-    overrides = {name: FLAGS[name].value for name in TRAINING_FLAGS if FLAGS[name].present}
+    overrides = {name: fv[name].value for name in TRAINING_FLAGS if fv[name].present}
     with cli.user_errors("Training refused"):
-        config = config_lib.resolve(FLAGS.model, FLAGS.config, overrides, FLAGS.set)
-        model_dir = pathlib.Path(FLAGS.model_dir).expanduser()
+        config = config_lib.resolve(fv.model, fv.config, overrides, fv.set)
+        model_dir = pathlib.Path(fv.model_dir).expanduser()
         _check_model_dir(model_dir, config)
     logging.set_verbosity(logging.WARNING)
     try:

@@ -19,11 +19,11 @@ import pathlib
 import shutil
 import tempfile
 import warnings
-import zipfile
 
 import keras
 
 from zoo.atomic import TMP_PREFIX, atomic_path, write_text
+from zoo.keras_file import load_keras_file
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.keras"
@@ -97,6 +97,14 @@ def _broken_message(folder: pathlib.Path) -> str:
     )
 
 
+def lookup(name: str) -> pathlib.Path | None:
+    """The folder of the preset called `name` in the search path (the first one), or None."""
+    for root in search_path():
+        if name in {p.name for p in _preset_folders(root)}:
+            return root / name
+    return None
+
+
 def find(preset: str | os.PathLike) -> pathlib.Path:
     """The folder of a preset given by name (searched in `search_path()`) or by path.
 
@@ -106,10 +114,8 @@ def find(preset: str | os.PathLike) -> pathlib.Path:
     """
     path = pathlib.Path(preset).expanduser()
     is_path = isinstance(preset, os.PathLike) or any(sep in str(preset) for sep in "/\\")
-    if not is_path:
-        for root in search_path():
-            if path.name in {p.name for p in _preset_folders(root)}:
-                return root / path.name
+    if not is_path and lookup(str(preset)) is not None:
+        return lookup(str(preset))
     if path.is_dir():
         return path
     if is_path:
@@ -185,45 +191,6 @@ def verify(preset: str | os.PathLike) -> pathlib.Path:
                 f"{path}`)."
             )
     return folder
-
-
-def check_keras_file(path: str | os.PathLike) -> pathlib.Path:
-    """Checks that `path` is a complete `.keras` archive (exists, zip, CRCs match).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is truncated or corrupted (naming it).
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No such .keras file: {path}")
-    problem = None
-    if not zipfile.is_zipfile(path):
-        problem = "not a zip archive"
-    else:
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-                names = set(archive.namelist())
-            if bad is not None:
-                problem = f"member {bad!r} fails its CRC check"
-            elif "config.json" not in names:
-                problem = "it has no config.json"
-        except (zipfile.BadZipFile, OSError, EOFError) as error:
-            problem = str(error)
-    if problem:
-        raise ValueError(
-            f"{path} ({path.stat().st_size:,} bytes) is not a valid .keras file: {problem}. "
-            "It is truncated or corrupted (an interrupted write or a full disk?)."
-        )
-    return path
-
-
-def load_keras_file(path: str | os.PathLike, compile: bool = True) -> keras.Model:
-    """Loads a `.keras` file in Keras safe mode after `check_keras_file`."""
-    import zoo  # noqa: F401  (registers the zoo's classes for deserialization)
-
-    return keras.saving.load_model(check_keras_file(path), compile=compile, safe_mode=True)
 
 
 def load(preset: str | os.PathLike, learning_rate: float = 1e-4) -> keras.Model:
