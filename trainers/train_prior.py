@@ -245,7 +245,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     try:
         # The user's to fix: a bad autoencoder or dataset, unlabelled data, a bad --set value.
-        with cli.user_errors("Training refused", ValueError, TypeError, FileNotFoundError):
+        # (Not TypeError: one raised inside fit is a bug and keeps its traceback.)
+        with cli.user_errors("Training refused", ValueError, FileNotFoundError):
             train_prior(config, model_dir)
     except FloatingPointError as error:  # StopOnNaN: a clear line, not a traceback
         raise SystemExit(f"Training stopped: {error}") from None

@@ -245,7 +245,8 @@ def fit_run(
         epochs: int. Number of epochs.
         steps_per_epoch: int. Steps per epoch.
         monitor: str. The validation metric `best.keras` minimises.
-        callbacks: run-specific callbacks (schedules, pictures).
+        callbacks: run-specific callbacks (schedules, pictures), run after
+            the checkpoints and logs at each epoch's end.
         saved_model: the model written to `best.keras`/`last.keras`.
             Defaults to `model` (`trainers.train_prior` saves the
             `ImageGenerator` that holds the prior it fits).
@@ -274,11 +275,12 @@ def fit_run(
             str(model_dir / "backup"), strategy, delete_checkpoint=False
         ),
         StopOnNaN(),
-        *callbacks,
         checkpoint(write_dir / "last.keras"),  # write_dir: chief only
         checkpoint(write_dir / "best.keras", monitor=monitor, mode="min", save_best_only=True),
         AtomicCSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
+        # Last: a picture that fails does not cost the epoch its checkpoints and history row.
+        *callbacks,
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
