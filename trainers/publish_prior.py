@@ -14,7 +14,7 @@ import pathlib
 
 CARD_SAMPLES = 10_000
 GUIDANCE_SCALES = (1.0, 2.0, 3.0)
-GUIDANCE_SAMPLES = 2_000
+GUIDANCE_SAMPLES = CARD_SAMPLES  # the table at the card's count: its rows compare with the rest
 
 
 def _figure_rows(report: dict) -> str:
@@ -29,6 +29,11 @@ def _figure_rows(report: dict) -> str:
     return "\n".join(rows)
 
 
+def _ratio(row: dict) -> str:
+    ratio = row.get("ratio_to_reconstructions")
+    return f"{ratio:.2f}" if ratio is not None else "–"
+
+
 def prior_card(name: str, report: dict, config: dict, timing: str, params: int) -> str:
     """The model card of a published generator, from its metrics, config and training time."""
     mc = config["model_config"]
@@ -36,7 +41,8 @@ def prior_card(name: str, report: dict, config: dict, timing: str, params: int) 
     guidance = report["guidance"]
     guidance_rows = "\n".join(
         f"| {row['guidance_scale']:g} | {100 * row['class_accuracy']:.1f} % | "
-        f"{row['frechet_distance']:.3g} |" for row in guidance["rows"])
+        f"{row['frechet_distance']:.3g} | "
+        f"{_ratio(row)} |" for row in guidance["rows"])
     samples = report["samples"]
     return f"""# {name}
 
@@ -87,8 +93,8 @@ own reconstructions.
 Guidance scale ({guidance['num_samples']:,} samples per row; real floor at that count
 {guidance['real_floor']:.3g}):
 
-| guidance scale | class accuracy | Fréchet distance |
-| --- | --- | --- |
+| guidance scale | class accuracy | Fréchet distance | ÷ reconstructions' |
+| --- | --- | --- | --- |
 {guidance_rows}
 
 ## Samples (one row per class: {', '.join(report['class_names'])})

@@ -24,6 +24,7 @@ Example:
 import json
 import os
 import pathlib
+import weakref
 
 import keras
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 CLASSIFIER_WEIGHTS = ASSETS / "fashion_mnist_classifier.weights.h5"
 FEATURES_LAYER = "features"
+_EXTRACTORS = weakref.WeakKeyDictionary()  # classifier -> its feature model
 
 
 def build_classifier(image_shape=(28, 28, 1), num_classes: int = 10) -> keras.Model:
@@ -146,7 +148,10 @@ def classifier_accuracy(classifier: keras.Model, images, labels, batch_size: int
 def classifier_features(classifier: keras.Model, images, batch_size: int = 500) -> np.ndarray:
     """Penultimate-layer (`"features"`) activations, float64 (N, 128)."""
     images = _check_images(images, classifier)
-    extractor = keras.Model(classifier.inputs, classifier.get_layer(FEATURES_LAYER).output)
+    extractor = _EXTRACTORS.get(classifier)
+    if extractor is None:  # one per classifier: a new model per call would retrace predict
+        extractor = keras.Model(classifier.inputs, classifier.get_layer(FEATURES_LAYER).output)
+        _EXTRACTORS[classifier] = extractor
     return extractor.predict(images, batch_size=batch_size, verbose=0).astype(np.float64)
 
 
