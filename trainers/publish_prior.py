@@ -29,6 +29,24 @@ def _figure_rows(report: dict) -> str:
     return "\n".join(rows)
 
 
+# Issue 10's targets for the shipped dVAE prior, applied to every generator's card.
+TARGET_ACCURACY = 0.90
+TARGET_RATIO = 3.0
+
+
+def _targets_text(rows: list[dict]) -> tuple[str, float | None]:
+    """A sentence on which guidance scales meet the targets, and the best such scale."""
+    meeting = [row for row in rows if row["class_accuracy"] >= TARGET_ACCURACY
+               and row.get("ratio_to_reconstructions", float("inf")) <= TARGET_RATIO]
+    rule = (f"class accuracy >= {100 * TARGET_ACCURACY:.0f} % and a Fréchet distance at most "
+            f"{TARGET_RATIO:g}x the reconstructions'")
+    if not meeting:
+        return f"No guidance scale above meets both targets ({rule}).", None
+    best = min(meeting, key=lambda row: row["frechet_distance"])
+    scales = ", ".join(f"{row['guidance_scale']:g}" for row in meeting)
+    return f"Guidance scale {scales} meets both targets ({rule}).", best["guidance_scale"]
+
+
 def _ratio(row: dict) -> str:
     ratio = row.get("ratio_to_reconstructions")
     return f"{ratio:.2f}" if ratio is not None else "–"
@@ -44,6 +62,9 @@ def prior_card(name: str, report: dict, config: dict, timing: str, params: int) 
         f"{row['frechet_distance']:.3g} | "
         f"{_ratio(row)} |" for row in guidance["rows"])
     samples = report["samples"]
+    targets, best_scale = _targets_text(guidance["rows"])
+    guided = f", guidance_scale={best_scale:g}" if best_scale not in (None, 1.0) else ""
+    guided_flag = guided.replace(", guidance_scale=", " --guidance_scale=")
     return f"""# {name}
 
 A class-conditional Transformer prior over the codes of the frozen
@@ -97,6 +118,8 @@ Guidance scale ({guidance['num_samples']:,} samples per row; real floor at that 
 | --- | --- | --- | --- |
 {guidance_rows}
 
+{targets}
+
 ## Samples (one row per class: {', '.join(report['class_names'])})
 
 ![samples](samples.png)
@@ -113,12 +136,12 @@ Per class, a test image, its reconstruction, then six completions that keep the 
 ```python
 import zoo
 generator = zoo.load("{name}")     # verifies sha256 checksums
-images = generator.generate(["ankle boot", "bag"], seed=0)   # float32 (2, 28, 28, 1) in [0, 1]
+images = generator.generate(["ankle boot", "bag"], seed=0{guided})  # (2, 28, 28, 1) in [0, 1]
 ```
 
 or `python -m trainers.generate --model={name} --prompt="ankle boot" --count=8
---output_dir=generated`. Fine-tune the prior with `generator.prior.fit(codes, labels)`, codes
-from `generator.autoencoder.encode(images)`.
+--output_dir=generated{guided_flag}`. Fine-tune the prior with
+`generator.prior.fit(codes, labels)`, codes from `generator.autoencoder.encode(images)`.
 """
 
 
@@ -147,10 +170,23 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
         extra["run_info.json"] = model_dir / "run_info.json"
     target = pathlib.Path(output_root or presets.saved_models_dir()) / name
     card = prior_card(name, report, config, _timing(run_info), generator.count_params())
-    presets.save_preset(generator, target, config=config, card=card, overwrite=True,
-                        extra_files=extra)
+    presets.save_preset(_without_optimizer(generator), target, config=config, card=card,
+                        overwrite=True, extra_files=extra)
     print(f"Published {target}/")
     return target
+
+
+def _without_optimizer(generator):
+    """The same generator around an uncompiled copy of its prior.
+
+    A run's generator holds a compiled prior, and saving it keeps the prior's
+    Adam state (twice the prior's weights) even from an uncompiled load.
+    """
+    import zoo
+
+    prior = zoo.TransformerPrior.from_config(generator.prior.get_config())
+    prior.set_weights(generator.prior.get_weights())
+    return zoo.ImageGenerator(generator.autoencoder, prior, generator.class_names)
 
 
 def rerender_prior_card(folder) -> pathlib.Path:
