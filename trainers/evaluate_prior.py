@@ -200,7 +200,8 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     image_io.save_png(image_io.image_grid(
         [samples[i : i + min(10, num_samples // num_classes)] for i in per_class]),
         output_dir / "samples.png", scale=2)
-    firsts = np.array([np.flatnonzero(test_labels == c)[0] for c in range(num_classes)])
+    # The first test image of each class (a class missing from a small test set is skipped).
+    firsts = np.concatenate([np.flatnonzero(test_labels == c)[:1] for c in range(num_classes)])
     keep = completion_rows_kept or h // 2
     image_io.save_png(image_io.image_grid(completion_rows(
         generator, test[firsts], test_labels[firsts], keep, 6, seed, batch_size, **sampling)),
