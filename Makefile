@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test test-slow lint bench zoo-train zoo-evaluate clean
+.PHONY: setup demo test test-slow test-pythons lint bench zoo-train zoo-publish zoo-cards clean
 
 setup:
 	bash scripts/setup.sh
@@ -16,17 +16,40 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+# The supported Pythons, each in its own environment (.venv for 3.11, .venv-3.12,
+# .venv-3.13; created by scripts/setup.sh from pyenv or PATH), run PYTHONS_TESTS:
+# models, saving, presets, the resolver, config, export and the installed package.
+PYTHONS := 3.11 3.12 3.13
+PYTHONS_TESTS ?= tests/test_models.py tests/test_saving.py tests/test_presets.py \
+	tests/test_runs.py tests/test_config.py tests/test_export.py tests/test_install.py
+test-pythons:
+	@for v in $(PYTHONS); do \
+	  venv=.venv-$$v; [ $$v = 3.11 ] && venv=.venv; \
+	  echo "== Python $$v ($$venv)"; \
+	  PYTHON_VERSION=$$v VENV=$$venv bash scripts/setup.sh && \
+	  $$venv/bin/python -m pytest -q $(PYTHONS_TESTS) || exit 1; \
+	done
+
 lint: setup
 	$(PY) -m ruff check zoo trainers tests bench
 
 bench: setup
 	$(PY) -m bench.run_all
 
-# Retrain one pretrained model from its recipe and re-evaluate it:
+# Retrain one pretrained model from its recipe into runs/zoo/NAME (saved_models/ is
+# not touched) and compare its test metrics with the card's:
 #   make zoo-train NAME=dvae_fashion_mnist
 zoo-train: setup
 	$(PY) -m trainers.train --config=configs/$(NAME).json --model_dir=runs/zoo/$(NAME)
-	$(PY) -m trainers.publish --name=$(NAME) --model_dir=runs/zoo/$(NAME)
+	$(PY) -m trainers.reproduce --name=$(NAME) --model_dir=runs/zoo/$(NAME)
+
+# Replace the shipped model by that run (refused if worse, unless FORCE=1).
+zoo-publish: setup
+	$(PY) -m trainers.publish --name=$(NAME) --model_dir=runs/zoo/$(NAME) $(if $(FORCE),--force)
+
+# Re-render every card and manifest of saved_models/ from its files (no training).
+zoo-cards: setup
+	$(PY) -m trainers.publish --rerender_cards
 
 clean:
 	rm -rf runs exports .pytest_cache

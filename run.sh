@@ -18,19 +18,21 @@ start=$(date +%s)
 # The zoo's dVAE recipe (configs/dvae_fashion_mnist.json), shortened.
 $PY -m trainers.train --config=configs/dvae_fashion_mnist.json --dataset=fashion_mnist \
     --model_dir="$RUN" --epochs="$EPOCHS" "${steps_flag[@]}"
-$PY -m trainers.evaluate --model_dir="$RUN"
+$PY -m trainers.evaluate --model="$RUN"
 mkdir -p "$RUN/sample_inputs"
 $PY - "$RUN/sample_inputs" <<'PYEOF'
 import sys
+from trainers import cli
+cli.quiet_tensorflow_start()  # as the commands do: no TensorFlow start-up lines
 from trainers import data, images
 split = data.load_split("fashion_mnist", "test")
 for i in range(8):
     images.save_png(split.images[i], f"{sys.argv[1]}/test_{i}.png")
 PYEOF
-$PY -m trainers.reconstruct --model_dir="$RUN" --input_dir="$RUN/sample_inputs" \
+$PY -m trainers.reconstruct --model="$RUN" --input_dir="$RUN/sample_inputs" \
     --output_dir="$RUN/reconstructions"
 if [ -f trainers/export.py ]; then
-  $PY -m trainers.export --model_dir="$RUN" --export_base="exports/demo_dvae"
+  $PY -m trainers.export --model="$RUN" --export_base="exports/demo_dvae"
 fi
 echo
 echo "Done in $(( $(date +%s) - start )) s. Outputs:"

@@ -40,7 +40,7 @@ def test_unknown_family_is_refused():
             ("training", "temperature_schedule", "steps"),
             1000,
         ),
-        ("training.lr_schedule=a=b", ("training", "lr_schedule"), "a=b"),  # split at the first =
+        ("training.dataset=a=b", ("training", "dataset"), "a=b"),  # split at the first =
     ],
 )
 def test_set_parses_values_and_dotted_keys(assignment, path, expected):

@@ -92,24 +92,6 @@ def test_interrupted_export_leaves_no_version(model, tmp_path, monkeypatch, wher
     assert listing(base) == []  # no version, no .keras, no temporary folder
 
 
-def test_find_model_file_prefers_best_then_last(tmp_path):
-    (tmp_path / "last.keras").write_bytes(b"")
-    assert export_cli.find_model_file(str(tmp_path)) == str(tmp_path / "last.keras")
-    (tmp_path / "best.keras").write_bytes(b"")
-    assert export_cli.find_model_file(str(tmp_path)) == str(tmp_path / "best.keras")
-
-
-def test_find_model_file_says_what_it_looked_for(tmp_path):
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError) as error:
-        export_cli.find_model_file(str(tmp_path))
-    message = str(error.value)
-    for expected in ("best.keras", "last.keras", "config.json", "trainers.train"):
-        assert expected in message
-    with pytest.raises(FileNotFoundError, match="is not a folder"):
-        export_cli.find_model_file(str(tmp_path / "missing"))
-
-
 def test_export_command(tmp_path, capsys):
     trained = tiny_model("vqvae")
     run_dir, base = tmp_path / "runs" / "vq", tmp_path / "exports" / "vq"

@@ -154,9 +154,11 @@ def test_rerun_trains_no_more_and_other_configs_are_refused(dvae_run):
     before = {
         name: sha256(model_dir / name) for name in ("last.keras", "best.keras", "config.json")
     }
-    ok(run_command(args))
+    again = ok(run_command(args))
+    assert "was already complete (2 epochs" in again.stdout and "--init_from=" in again.stdout
     assert [row["epoch"] for row in history(model_dir)] == ["0", "1"]
     assert {name: sha256(model_dir / name) for name in before} == before
+    assert len(json.loads((model_dir / "run_info.json").read_text())["sessions"]) == 1
 
     refused = run_command([*args, "--learning_rate=0.01", "--set=num_embeddings=32"])
     assert refused.returncode != 0

@@ -30,19 +30,26 @@ TINY = ["--set=filters=8", "--set=num_res_blocks=1", "--set=num_embeddings=16",
 WRAPPER = """
 import os, sys
 import numpy as np
-from absl import app
-from trainers import train, training
+from trainers import cli, train
 
-real_train = training.train
 
-def train_and_dump(config, model_dir, verbose="auto"):
-    model, history = real_train(config, model_dir, verbose=verbose)
-    np.savez(os.environ["ZOO_TEST_DUMP"], *[np.asarray(v) for v in model.weights])
-    return model, history
+def main(argv):
+    # Imported here, after cli.run's quiet TensorFlow start, as the real command does.
+    from trainers import training
 
-training.train = train_and_dump  # train.main imports it when it runs
+    real_train = training.train
+
+    def train_and_dump(config, model_dir, verbose="auto"):
+        model, history = real_train(config, model_dir, verbose=verbose)
+        np.savez(os.environ["ZOO_TEST_DUMP"], *[np.asarray(v) for v in model.weights])
+        return model, history
+
+    training.train = train_and_dump  # train.main imports it when it runs
+    return train.main(argv)
+
+
 sys.argv = ["trainers.train", *sys.argv[1:]]
-app.run(train.main)
+cli.run(main)
 """
 
 

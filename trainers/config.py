@@ -7,16 +7,25 @@ A run's config is one JSON-serialisable dict:
      "training": {...}}               # everything else, see TRAINING_DEFAULTS
 
 The train command writes the resolved config to `<model_dir>/config.json`,
-so any run can be reproduced with `--config=<model_dir>/config.json`.
+so any run can be reproduced with `--config=<model_dir>/config.json`. The
+recipes of the pretrained models (the repository's `configs/`, installed as
+`trainers/recipes/`) are also found by name: `--config=dvae_fashion_mnist`.
 """
 
 import copy
 import inspect
 import json
+import math
 import os
 import pathlib
 
 import zoo
+from zoo.atomic import write_text
+
+
+class ConfigError(ValueError):
+    """A run's config, flags or inputs are invalid: the user's to fix, reported in one line."""
+
 
 TRAINING_DEFAULTS = {
     "dataset": "fashion_mnist",
@@ -60,7 +69,7 @@ def constructor_defaults(cls) -> dict:
 def default_config(model: str) -> dict:
     """The full default config of a family (`"ae"`, `"vae"`, `"vqvae"`, `"dvae"`)."""
     if model not in zoo.FAMILIES:
-        raise ValueError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
+        raise ConfigError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
     model_config = constructor_defaults(zoo.FAMILIES[model])
     training = copy.deepcopy(TRAINING_DEFAULTS)
     return {"model": model, "model_config": model_config, "training": training}
@@ -118,12 +127,45 @@ def merge(base: dict, update: dict) -> dict:
     return merged
 
 
+def recipes_dir() -> pathlib.Path:
+    """The folder of the shipped recipes: `trainers/recipes/` when installed, else `configs/`."""
+    package = pathlib.Path(__file__).resolve().parent
+    installed = package / "recipes"
+    return installed if installed.is_dir() else package.parent / "configs"
+
+
+def list_recipes() -> list[str]:
+    """Names of the shipped recipes (`--config=<name>`), sorted."""
+    folder = recipes_dir()
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
 def load(path: str | os.PathLike) -> dict:
-    """Reads a config JSON file."""
-    path = pathlib.Path(path)
+    """Reads a config JSON file, or a shipped recipe by name (`"dvae_fashion_mnist"`).
+
+    Raises:
+        FileNotFoundError: neither a file nor a recipe (the message lists the recipes).
+        ConfigError: the file is not a JSON object (the message names the file).
+    """
+    path = pathlib.Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"No such config file: {path}")
-    return json.loads(path.read_text())
+        text = str(path)
+        recipe = recipes_dir() / f"{text}.json"
+        if not any(sep in text for sep in "/\\") and path.suffix != ".json" and recipe.is_file():
+            path = recipe
+        else:
+            raise FileNotFoundError(
+                f"No such config file or recipe: {text}. Recipes: {', '.join(list_recipes())}."
+            )
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"Config file {path} is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"Config file {path} must hold a JSON object. Received: {type(config).__name__}"
+        )
+    return config
 
 
 def resolve(model: str | None, config_file=None, training_overrides=None, assignments=()) -> dict:
@@ -141,17 +183,101 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
     from_file = load(config_file) if config_file else {}
     name = model or from_file.get("model")
     if from_file.get("model") and model and from_file["model"] != model:
-        raise ValueError(
+        raise ConfigError(
             f"--model={model} contradicts the config file's model {from_file['model']!r}."
         )
     config = default_config(name or "dvae")
-    config = merge(config, {k: v for k, v in from_file.items() if k != "model"})
-    config["training"] = merge(config["training"], training_overrides or {})
-    for assignment in assignments:
-        apply_override(config, assignment)
+    try:
+        config = merge(config, {k: v for k, v in from_file.items() if k != "model"})
+        config["training"] = merge(config["training"], training_overrides or {})
+        for assignment in assignments:
+            apply_override(config, assignment)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if config["training"].get("init_from") and not name:
+        # The family comes from the initial model (`training.resolve_init`);
+        # None lets it tell a family the user asked for from a default.
+        config["model"] = None
+    validate(config)
+    return config
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_CHOICES = {
+    "lr_schedule": ("cosine", "constant"),
+    "strategy": ("auto", "one_device", "mirrored", "multi_worker"),
+    "precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+}
+_SCHEDULES = ("cosine", "exponential", "linear")
+
+
+def _check(ok: bool, key: str, expected: str, value) -> None:
+    if not ok:
+        raise ConfigError(
+            f"`{key}` must be {expected}. Received: {value!r} ({type(value).__name__})"
+        )
+
+
+def validate(config: dict) -> dict:
+    """Checks the training part of a resolved config; model options are checked by the model.
+
+    Raises:
+        ConfigError: naming the key, what it must be and what it is.
+    """
+    model = config.get("model")
+    if model is not None and model not in zoo.FAMILIES:
+        raise ConfigError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
+    _check(isinstance(config.get("model_config"), dict), "model_config", "a JSON object",
+           config.get("model_config"))
+    t = config["training"]
+    _check(isinstance(t["dataset"], str) and t["dataset"].strip() != "", "training.dataset",
+           "a dataset name, folder or file", t["dataset"])
+    _check(_is_int(t["epochs"]) and t["epochs"] >= 1, "training.epochs",
+           "an integer >= 1 (to evaluate a model without training, use trainers.evaluate)",
+           t["epochs"])
+    _check(_is_int(t["batch_size"]) and t["batch_size"] >= 1, "training.batch_size",
+           "an integer >= 1", t["batch_size"])
+    _check(t["steps_per_epoch"] is None or (_is_int(t["steps_per_epoch"])
+                                            and t["steps_per_epoch"] >= 1),
+           "training.steps_per_epoch", "an integer >= 1 or null (whole epochs)",
+           t["steps_per_epoch"])
+    _check(t["learning_rate"] is None or (_is_number(t["learning_rate"])
+                                          and t["learning_rate"] > 0),
+           "training.learning_rate", "a number > 0 or null (the default)", t["learning_rate"])
+    _check(_is_number(t["validation_fraction"]) and 0 < t["validation_fraction"] < 1,
+           "training.validation_fraction", "a number in (0, 1)", t["validation_fraction"])
+    _check(_is_int(t["seed"]) and t["seed"] >= 0, "training.seed", "an integer >= 0", t["seed"])
+    for key, choices in _CHOICES.items():
+        _check(t[key] in choices, f"training.{key}", f"one of {list(choices)}", t[key])
+    _check(t["init_from"] is None or (isinstance(t["init_from"], str) and t["init_from"] != ""),
+           "training.init_from", "a zoo name, preset or run folder, .keras file, or null",
+           t["init_from"])
+    _check(t["kl_warmup_steps"] is None or (_is_int(t["kl_warmup_steps"])
+                                            and t["kl_warmup_steps"] >= 0),
+           "training.kl_warmup_steps", "an integer >= 0 or null (10 % of the run)",
+           t["kl_warmup_steps"])
+    schedule = t["temperature_schedule"]
+    _check(isinstance(schedule, dict) and set(schedule) == {"start", "end", "steps", "schedule"},
+           "training.temperature_schedule", "an object with start, end, steps, schedule",
+           schedule)
+    for key in ("start", "end"):
+        _check(_is_number(schedule[key]) and schedule[key] > 0,
+               f"training.temperature_schedule.{key}", "a number > 0", schedule[key])
+    _check(schedule["steps"] is None or (_is_int(schedule["steps"]) and schedule["steps"] >= 1),
+           "training.temperature_schedule.steps", "an integer >= 1 or null (75 % of the run)",
+           schedule["steps"])
+    _check(schedule["schedule"] in _SCHEDULES, "training.temperature_schedule.schedule",
+           f"one of {list(_SCHEDULES)}", schedule["schedule"])
     return config
 
 
 def save(config: dict, path: str | os.PathLike) -> None:
-    """Writes a config as indented JSON."""
-    pathlib.Path(path).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    """Writes a config as indented JSON (atomically)."""
+    write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -1,15 +1,25 @@
-r"""Evaluate a trained model on a test set: `python -m trainers.evaluate --model_dir=runs/dvae`.
+r"""Evaluate a model on a test set: `python -m trainers.evaluate --model=runs/dvae`.
 
-Prints a table and writes `<output_dir>/metrics.json`, `reconstructions.png`
-(test images over their reconstructions) and, for the VAE and the dVAE,
-`samples.png` (decoded draws from the prior). `--output_dir` defaults to
-`<model_dir>/eval`.
+`--model` is a zoo name, a preset folder, a training run folder or a `.keras`
+file (`--model_dir=<run folder>` works too). Shows a progress bar over the
+test images, prints a table and writes `<output_dir>/metrics.json`,
+`reconstructions.png` (test images over their reconstructions) and, for the
+VAE and the dVAE, `samples.png` (decoded draws from the prior).
+`--output_dir` defaults to `<run folder>/eval`, or `runs/eval/<name>` for a
+zoo model or preset. The dataset defaults to the one in the model's
+`config.json` (else Fashion-MNIST).
+
+Examples:
+    python -m trainers.evaluate --model=dvae_fashion_mnist
+    python -m trainers.evaluate --model=runs/dvae --max_images=1000
 """
 
 import json
 import pathlib
 
 from absl import app, flags
+
+from trainers import cli
 
 FLAGS = flags.FLAGS
 
@@ -22,18 +32,49 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     (`trainers.publish`, `trainers.train`).
     """
     fv = {"flag_values": flag_values}
-    flags.DEFINE_string("model_dir", None, "A training run's folder (required).", **fv)
+    flags.DEFINE_string("model", None, cli.MODEL_HELP, **fv)
+    flags.DEFINE_string("model_dir", None, "A training run's folder (same as --model).", **fv)
     flags.DEFINE_string("dataset", None, "Dataset; defaults to the run's.", **fv)
     flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.", **fv)
     flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", **fv)
     flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.", **fv)
-    flags.DEFINE_string("output_dir", None, "Where to write results; defaults to <model_dir>/eval.",
-                        **fv)
+    flags.DEFINE_string("output_dir", None, "Where to write results; defaults to <run>/eval, "
+                        "or runs/eval/<name> for a zoo model or preset.", **fv)
 
 
-def run_evaluation(model_dir, dataset=None, split="test", batch_size=256, max_images=None,
-                   output_dir=None) -> dict:
-    """Evaluates a run's model and writes metrics.json and pictures.
+def default_output_dir(model) -> pathlib.Path:
+    """`<run folder>/eval` for a run or `.keras` file, `runs/eval/<name>` for a preset."""
+    from trainers.runs import locate_model
+
+    location = locate_model(model)
+    if location.is_dir():  # a zoo model or preset: never write into it
+        return pathlib.Path("runs") / "eval" / location.name
+    return location.parent / "eval"
+
+
+def _run_config(model_file: pathlib.Path) -> dict:
+    path = model_file.parent / "config.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        return {}  # only the default dataset is read from it
+
+
+def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images=None,
+                   output_dir=None, verbose: bool = False) -> dict:
+    """Evaluates a model and writes metrics.json and pictures.
+
+    Args:
+        model: str or PathLike. A zoo name, preset folder, run folder or
+            `.keras` file (see `trainers.runs.load_model_from`).
+        dataset: str. Defaults to the dataset of the model's `config.json`,
+            else `"fashion_mnist"`.
+        split: str. `"train"`, `"validation"` or `"test"`. Defaults to `"test"`.
+        batch_size: int. Defaults to `256`.
+        max_images: int. Evaluate only the first N images. Defaults to all.
+        output_dir: str or PathLike. Defaults to `default_output_dir(model)`.
+        verbose: bool. Show a progress bar and list the files written.
+            Defaults to `False`.
 
     Returns:
         The metrics dict (also written to `metrics.json`).
@@ -42,34 +83,42 @@ def run_evaluation(model_dir, dataset=None, split="test", batch_size=256, max_im
 
     from trainers import data
     from trainers import images as image_io
+    from trainers.config import ConfigError
     from trainers.evaluation import evaluate_model, format_table
-    from trainers.runs import find_model_file, load_run_model
+    from trainers.runs import load_model_from, model_file
+    from zoo.atomic import atomic_path, write_text
 
-    model_dir = pathlib.Path(model_dir)
-    model = load_run_model(model_dir)
-    config_path = model_dir / "config.json"
-    run_config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    source = dataset or run_config.get("training", {}).get("dataset", "fashion_mnist")
-    test = data.load_split(source, split, model.image_shape)
+    try:  # the user's inputs: a missing path stays a FileNotFoundError
+        source_file = model_file(model)
+        output_dir = pathlib.Path(output_dir or default_output_dir(model))
+        model = load_model_from(model)
+        source = dataset or _run_config(source_file).get("training", {}).get(
+            "dataset", "fashion_mnist")
+        test = data.load_split(source, split, model.image_shape)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(str(error)) from error
     if max_images:
         test = data.Split(test.images[:max_images], None, min(max_images, test.num_examples),
                           test.source) if test.images is not None else data.Split(
             None, test.dataset.take(max_images), min(max_images, test.num_examples), test.source)
     batches = data.make_dataset(test, batch_size, shuffle=False)
-    results = evaluate_model(model, batches)
-    output_dir = pathlib.Path(output_dir or model_dir / "eval")
+    results = evaluate_model(model, batches, num_images=test.num_examples if verbose else None)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = {"model_file": str(find_model_file(model_dir)), "dataset": str(source), "split": split,
+    report = {"model_file": str(source_file), "dataset": str(source), "split": split,
               "latent_bits_per_image": latent_bits(model), **results}
-    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    written = [write_text(output_dir / "metrics.json", json.dumps(report, indent=2) + "\n")]
     first = next(iter(batches)).numpy()[:12]
-    image_io.save_comparison(
-        first, model.predict(first, verbose=0), output_dir / "reconstructions.png"
-    )
+    with atomic_path(output_dir / "reconstructions.png") as tmp:
+        image_io.save_comparison(first, model.predict(first, verbose=0), tmp)
+    written.append(output_dir / "reconstructions.png")
     if hasattr(model, "sample"):
-        image_io.save_samples(np.asarray(model.sample(24, seed=0)), output_dir / "samples.png")
-    print(format_table(results, f"{type(model).__name__} on {source} [{split}]"))
-    print(f"\nWrote {output_dir}/metrics.json and PNG pictures.")
+        with atomic_path(output_dir / "samples.png") as tmp:
+            image_io.save_samples(np.asarray(model.sample(24, seed=0)), tmp)
+        written.append(output_dir / "samples.png")
+    if verbose:
+        print(format_table(results, f"{type(model).__name__} ({source_file}) on {source} "
+                                    f"[{split}]"))
+        print("\nWrote:\n" + "\n".join(f"  {path}" for path in written))
     return report
 
 
@@ -87,14 +136,18 @@ def latent_bits(model) -> float:
     return h * w * model.latent_channels * 32.0
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
-    if not FLAGS.model_dir:
-        raise app.UsageError("--model_dir is required.")
-    run_evaluation(FLAGS.model_dir, FLAGS.dataset, FLAGS.split, FLAGS.batch_size, FLAGS.max_images,
-                   FLAGS.output_dir)
+    fv = flag_values
+    model = cli.model_flag(fv)
+    if fv.batch_size < 1 or (fv.max_images is not None and fv.max_images < 1):
+        raise app.UsageError("--batch_size and --max_images must be >= 1.")
+    from trainers.config import ConfigError
+
+    with cli.user_errors("Evaluation failed", ConfigError, FileNotFoundError):
+        run_evaluation(model, fv.dataset, fv.split, fv.batch_size, fv.max_images,
+                       fv.output_dir, verbose=True)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

@@ -1,17 +1,22 @@
 """Test-set evaluation shared by `trainers.evaluate`, the zoo cards and the tests."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from zoo.quantizers import code_histogram
 
 
-def evaluate_model(model, dataset: tf.data.Dataset) -> dict[str, float]:
+def evaluate_model(
+    model, dataset: tf.data.Dataset, num_images: int | None = None
+) -> dict[str, float]:
     """Evaluates a zoo model over a whole batched dataset of images in [0, 1].
 
     Args:
         model: a zoo model.
         dataset: batched `tf.data.Dataset` of float32 images (or `(images, _)`).
+        num_images: int. When given, a progress bar counts the images up to
+            it. Defaults to `None` (silent).
 
     Returns:
         A dict: `mse` (mean over pixels and images), `psnr` and `ssim` (mean
@@ -40,6 +45,7 @@ def evaluate_model(model, dataset: tf.data.Dataset) -> dict[str, float]:
         return {k: tf.reduce_sum(v) for k, v in per_image.items()}, histogram
 
     totals, histogram, count = {}, None, 0
+    progress = keras.utils.Progbar(num_images, unit_name="image") if num_images else None
     for batch in dataset:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         sums, batch_histogram = step(images)
@@ -48,6 +54,8 @@ def evaluate_model(model, dataset: tf.data.Dataset) -> dict[str, float]:
         batch_histogram = batch_histogram.numpy()
         histogram = batch_histogram if histogram is None else histogram + batch_histogram
         count += int(images.shape[0])
+        if progress is not None:
+            progress.update(count)
     if count == 0:
         raise ValueError("The evaluation dataset is empty.")
     results = {name: total / count for name, total in totals.items()}

@@ -2,28 +2,44 @@ r"""Publish a training run into the zoo: `python -m trainers.publish --name=dvae
     --model_dir=runs/zoo/dvae_fashion_mnist`.
 
 Evaluates the run's model on the whole test set, then writes
-`saved_models/<name>/`: `model.keras`, `config.json`, `metrics.json`,
-`reconstructions.png`, `samples.png` (VAE, dVAE), the model card
-`README.md` (built from those files, so every number on it comes from this
-command) and `manifest.json` with the sha256 of every file.
+`saved_models/<name>/` with `zoo.presets.save_preset`: `model.keras`,
+`config.json`, `metrics.json`, `run_info.json`, `reconstructions.png`,
+`samples.png` (VAE, dVAE), the model card `README.md` (built from those
+files, so every number on it comes from this command) and `manifest.json`
+with the sha256 of every file.
+
+Publishing over an existing model is refused when the new one is worse on
+the family's main test metric (`mse`, or `bits_per_dim` for the VAE) unless
+`--force`. To check a retrained model against its card without publishing,
+use `trainers.reproduce` (`make zoo-train`).
+
+`--rerender_cards` rewrites every card in `--output_root` from its existing
+`metrics.json`, `config.json` and `run_info.json` (no training, no evaluation)
+and updates the manifests.
 """
 
 import json
 import pathlib
-import shutil
+import re
 
-from absl import app, flags
+from absl import flags
+
+from trainers import cli
 
 FLAGS = flags.FLAGS
 CHECK_IMAGES = 1000  # the subset the default test suite re-evaluates
 
 
-
-def define_flags() -> None:
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
-    flags.DEFINE_string("name", None, "Zoo name, e.g. dvae_fashion_mnist (required).")
-    flags.DEFINE_string("model_dir", None, "The training run to publish (required).")
-    flags.DEFINE_string("output_root", None, "Defaults to the repo's saved_models/.")
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("name", None, "Zoo name, e.g. dvae_fashion_mnist.", **fv)
+    flags.DEFINE_string("model_dir", None, "The training run to publish.", **fv)
+    flags.DEFINE_string("output_root", None, "Defaults to the repo's saved_models/.", **fv)
+    flags.DEFINE_bool("force", False, "Publish even if the new model is worse.", **fv)
+    flags.DEFINE_bool("rerender_cards", False,
+                      "Only rewrite the cards (and manifests) from the existing files.", **fv)
+
 
 FAMILY_TEXT = {
     "AE": "Deterministic convolutional autoencoder (continuous latent grid).",
@@ -31,24 +47,44 @@ FAMILY_TEXT = {
     "VQVAE": "VQ-VAE with an EMA codebook and dead-code restarts.",
     "DVAE": "DALL-E discrete VAE (Gumbel-softmax relaxation, argmax codes at inference).",
 }
+LATENT_COMMENT = {
+    "AE": "float32 latents (8, 7, 7, channels)",
+    "VAE": "posterior means (8, 7, 7, channels)",
+    "VQVAE": "int32 codes (8, 7, 7)",
+    "DVAE": "int32 codes (8, 7, 7)",
+}
 
 
-def _card(name: str, report: dict, config: dict, run_info: dict, params: int, family: str) -> str:
+def main_metric(family: str) -> str:
+    """The test metric that decides whether a model is better (lower is better)."""
+    from trainers.training import MONITOR
+
+    return MONITOR[family.lower()].removeprefix("val_")
+
+
+def _timing(run_info: dict) -> str:
+    seconds = run_info.get("train_seconds")
+    if not seconds:
+        return "not recorded"
+    machines = sorted({s["machine"] for s in run_info.get("sessions", [])})
+    return (
+        f"{seconds / 60.0:.1f} minutes of wall time (`run_info.json` of the run) on "
+        f"{', '.join(machines)}\n  (CPU only; the machine was shared with other work, so this "
+        "is an upper bound)"
+    )
+
+
+def card(name: str, report: dict, config: dict, timing: str, params: int, family: str) -> str:
+    """The model card (Markdown) from a model's metrics, config and training time."""
+    from trainers.reproduce import tolerance_text
+
     metric_rows = "\n".join(
         f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"
         for key, value in report.items()
         if key not in ("model_file", "dataset", "split") and not isinstance(value, dict)
     )
-    seconds = run_info.get("train_seconds")
-    machines = sorted({s["machine"] for s in run_info.get("sessions", [])})
-    timing = (
-        f"{seconds / 60.0:.1f} minutes of wall time (`run_info.json` of the run) on "
-        f"{', '.join(machines)}\n  (CPU only; the machine was shared with other work, so this "
-        "is an upper bound)"
-        if seconds
-        else "not recorded"
-    )
     samples = "\n![samples from the prior](samples.png)\n" if family in ("VAE", "DVAE") else ""
+    metric = main_metric(family)
     return f"""# {name}
 
 {FAMILY_TEXT[family]} Trained on Fashion-MNIST (60,000 training images less a
@@ -65,10 +101,16 @@ def _card(name: str, report: dict, config: dict, run_info: dict, params: int, fa
 make zoo-train NAME={name}
 ```
 
-which runs `python -m trainers.train --config=configs/{name}.json --model_dir=runs/zoo/{name}`
-and then `python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}`
-(evaluation on the test set, this card, the manifest). The resolved training config is
-`config.json` beside this card.
+trains from the recipe `configs/{name}.json` into `runs/zoo/{name}/` (this folder
+is not touched), evaluates it on the test set and prints its metrics beside this card's:
+`python -m trainers.reproduce --name={name} --model_dir=runs/zoo/{name}`.
+It counts as reproduced when every metric is within its tolerance:
+{tolerance_text()}.
+The resolved training config is `config.json` beside this card.
+
+Replacing this model is a separate, explicit step, `make zoo-publish NAME={name}`:
+`python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}`
+refuses a model with a worse test `{metric}` unless `--force`.
 
 ## Test-set metrics (Fashion-MNIST test split, {report['num_images']} images)
 
@@ -86,10 +128,20 @@ From `python -m trainers.evaluate` (`metrics.json`); MSE on the [0, 1] scale, me
 
 ```python
 import zoo
-model = zoo.load("{name}")          # verifies sha256 checksums, compiled for fine-tuning
-reconstructions = model(images)      # float32 NHWC in [0, 1]
-latents = model.encode(images)
+from trainers import data
+
+model = zoo.load("{name}")  # verifies sha256 checksums, compiled for fine-tuning
+images = data.load_split("fashion_mnist", "test").images[:8].astype("float32") / 255.0
+reconstructions = model(images)  # float32 NHWC in [0, 1]
+latents = model.encode(images)  # {LATENT_COMMENT[family]}
+print(tuple(reconstructions.shape))  # (8, 28, 28, 1)
 ```
+
+From the command line:
+
+- `python -m trainers.evaluate --model={name}`
+- `python -m trainers.export --model={name} --export_base=exports/{name}`
+- `python -m trainers.train --init_from={name} --dataset=<your images> --model_dir=runs/tuned`
 """
 
 
@@ -102,48 +154,98 @@ def _latent_text(config: dict) -> str:
     return f"a {h}x{w}x{mc['latent_channels']} grid of float32 values"
 
 
-def publish(name: str, model_dir, output_root=None) -> pathlib.Path:
-    """Evaluates a run and writes it as `saved_models/<name>/` with card and manifest."""
-    import keras
+def _read_json(path: pathlib.Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
 
+
+def _check_not_worse(target: pathlib.Path, report: dict, family: str, force: bool) -> None:
+    """Refuses to replace a published model by a worse one (unless forced)."""
+    old = _read_json(target / "metrics.json")
+    metric = main_metric(family)
+    if metric not in old or force:
+        return
+    if report[metric] > old[metric]:
+        raise ValueError(
+            f"Not published: the new model's test {metric} {report[metric]:.6g} is worse than "
+            f"the published {target.name}'s {old[metric]:.6g} ({target}). Pass --force to "
+            "replace it anyway."
+        )
+
+
+def publish(name: str, model_dir, output_root=None, force: bool = False) -> pathlib.Path:
+    """Evaluates a run and writes it as `saved_models/<name>/` with card and manifest.
+
+    Args:
+        name: str. The zoo name (the folder's name).
+        model_dir: str or PathLike. A `trainers.train` run folder.
+        output_root: str or PathLike. Defaults to the shipped `saved_models/`.
+        force: bool. Replace a published model even if the new one is worse.
+            Defaults to `False`.
+
+    Returns:
+        pathlib.Path. The published folder.
+
+    Raises:
+        ValueError: the new model is worse than the published one (see `force`).
+    """
     from trainers.evaluate import run_evaluation
-    from trainers.runs import find_model_file, load_run_model
+    from trainers.runs import load_model_from, model_file
     from zoo import presets
+    from zoo.atomic import write_text
 
     model_dir = pathlib.Path(model_dir)
     target = pathlib.Path(output_root or presets.saved_models_dir()) / name
     eval_dir = model_dir / "eval"
-    report = run_evaluation(model_dir, output_dir=eval_dir)
-    model = load_run_model(model_dir)
+    report = run_evaluation(model_dir, output_dir=eval_dir, verbose=True)
     check = run_evaluation(model_dir, max_images=CHECK_IMAGES, output_dir=eval_dir / "check")
     report["first_1000_test_images"] = {
         key: check[key] for key in check if key not in ("model_file", "dataset", "split")
     }
+    model = load_model_from(model_file(model_dir))
+    family = type(model).__name__
+    _check_not_worse(target, report, family, force)
     config = json.loads((model_dir / "config.json").read_text())
-    info_path = model_dir / "run_info.json"
-    run_info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    # Shipped without optimizer state (a third of the size); `zoo.load`
-    # compiles a fresh optimizer for fine-tuning.
-    keras.saving.load_model(find_model_file(model_dir), compile=False).save(
-        target / presets.MODEL_FILE
-    )
-    shutil.copy(model_dir / "config.json", target / "config.json")
+    run_info = _read_json(model_dir / "run_info.json")
     report["model_file"] = presets.MODEL_FILE
-    (target / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(eval_dir / "published_metrics.json", json.dumps(report, indent=2) + "\n")
+    extra = {"metrics.json": eval_dir / "published_metrics.json"}
     for picture in ("reconstructions.png", "samples.png"):
         if (eval_dir / picture).exists():
-            shutil.copy(eval_dir / picture, target / picture)
-    family = type(model).__name__
-    (target / "README.md").write_text(
-        _card(name, report, config, run_info, model.count_params(), family)
-    )
-    presets.write_manifest(target)
+            extra[picture] = eval_dir / picture
+    if run_info:
+        extra["run_info.json"] = model_dir / "run_info.json"
+    text = card(name, report, config, _timing(run_info), model.count_params(), family)
+    presets.save_preset(model, target, config=config, card=text, extra_files=extra,
+                        overwrite=True)
     write_index(target.parent)
     print(f"Published {target}/")
     return target
+
+
+def rerender_card(folder) -> pathlib.Path:
+    """Rewrites a published model's card from its files, and its manifest. No evaluation.
+
+    The training time comes from the folder's `run_info.json`; a folder
+    published before it was kept there keeps its card's training-time text.
+    """
+    from trainers.runs import load_model_from
+    from zoo import presets
+    from zoo.atomic import write_text
+
+    folder = pathlib.Path(folder)
+    model = load_model_from(folder)  # verifies the manifest first
+    report = _read_json(folder / "metrics.json")
+    config = _read_json(folder / "config.json")
+    run_info = _read_json(folder / "run_info.json")
+    timing = _timing(run_info)
+    if not run_info:
+        found = re.search(r"^- Training time: (.*?)\n\n", (folder / "README.md").read_text(),
+                          re.M | re.S)
+        timing = found.group(1) if found else timing
+    text = card(folder.name, report, config, timing, model.count_params(), type(model).__name__)
+    write_text(folder / presets.CARD_FILE, text)
+    presets.write_manifest(folder)
+    return folder
 
 
 INDEX_COLUMNS = ("mse", "psnr", "ssim", "bits_per_dim", "perplexity", "codebook_usage")
@@ -151,6 +253,8 @@ INDEX_COLUMNS = ("mse", "psnr", "ssim", "bits_per_dim", "perplexity", "codebook_
 
 def write_index(root) -> pathlib.Path:
     """Writes `<root>/README.md`: one table row per published model, from its metrics.json."""
+    from zoo.atomic import write_text
+
     root = pathlib.Path(root)
     rows = []
     for folder in sorted(p for p in root.iterdir() if (p / "metrics.json").is_file()):
@@ -167,23 +271,33 @@ def write_index(root) -> pathlib.Path:
 
 Generated by `python -m trainers.publish` from each model's `metrics.json` (Fashion-MNIST
 test set, 10,000 images; MSE on the [0, 1] scale). Load one with `zoo.load(name)`; each card
-gives the command that reproduces it (`make zoo-train NAME=<name>`).
+gives the command that reproduces it (`make zoo-train NAME=<name>`, which writes to
+`runs/zoo/<name>/` and compares with the card) and the separate step that publishes a
+retrained model (`make zoo-publish NAME=<name>`).
 
 {header}
 |{"---|" * (len(INDEX_COLUMNS) + 2)}
 """ + "\n".join(rows) + "\n"
-    path = root / "README.md"
-    path.write_text(text)
-    return path
+    return write_text(root / "README.md", text)
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
-    if not FLAGS.name or not FLAGS.model_dir:
-        raise app.UsageError("--name and --model_dir are required.")
-    publish(FLAGS.name, FLAGS.model_dir, FLAGS.output_root)
+    fv = flag_values
+    from zoo import presets
+
+    if fv.rerender_cards:
+        root = pathlib.Path(fv.output_root or presets.saved_models_dir())
+        with cli.user_errors("Re-rendering failed"):
+            folders = [p for p in sorted(root.iterdir()) if (p / presets.MANIFEST).is_file()]
+            for folder in folders:
+                print(f"Re-rendered {rerender_card(folder) / presets.CARD_FILE}")
+            write_index(root)
+        return
+    cli.require(fv, "name", "model_dir")
+    with cli.user_errors("Publishing failed"):
+        publish(fv.name, fv.model_dir, fv.output_root, fv.force)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

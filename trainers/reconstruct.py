@@ -4,13 +4,16 @@ r"""Reconstruct a folder of images: `python -m trainers.reconstruct --model_dir=
 Each image under `--input_dir` (PNG/JPEG/BMP/GIF, nested or flat) is
 converted to the model's input (channels, center crop, resize), passed
 through the model, and its reconstruction written as PNG to the same
-relative path under `--output_dir` (suffix `.png`). `--model` may name a
-zoo model or a `.keras` file instead of `--model_dir`.
+relative path under `--output_dir` (suffix `.png`). `--model` is a zoo name,
+a preset folder, a run folder or a `.keras` file (`--model_dir=<run folder>`
+works too).
 """
 
 import pathlib
 
 from absl import app, flags
+
+from trainers import cli
 
 FLAGS = flags.FLAGS
 
@@ -19,10 +22,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines this command's flags, only when it runs (not on import), so
     `reconstruct_folder` can be imported next to other commands' flags."""
     fv = {"flag_values": flag_values}
-    flags.DEFINE_string("model_dir", None, "A training run's folder.", **fv)
-    flags.DEFINE_string(
-        "model", None, "A zoo model name or a .keras file (instead of --model_dir).", **fv
-    )
+    flags.DEFINE_string("model_dir", None, "A training run's folder (same as --model).", **fv)
+    flags.DEFINE_string("model", None, cli.MODEL_HELP, **fv)
     flags.DEFINE_string("input_dir", None, "Folder of images (required).", **fv)
     flags.DEFINE_string("output_dir", None, "Where to write PNG reconstructions (required).", **fv)
     flags.DEFINE_integer("batch_size", 64, "Batch size.", **fv)
@@ -39,6 +40,7 @@ def reconstruct_folder(model, input_dir, output_dir, batch_size: int = 64) -> li
 
     from trainers import data
     from trainers import images as image_io
+    from zoo.atomic import atomic_path
 
     input_dir, output_dir = pathlib.Path(input_dir), pathlib.Path(output_dir)
     files = data.image_files(input_dir)
@@ -50,25 +52,30 @@ def reconstruct_folder(model, input_dir, output_dir, batch_size: int = 64) -> li
         outputs = model.predict(batch.astype("float32") / 255.0, verbose=0)
         for path, output in zip(chunk, outputs, strict=True):
             target = output_dir / path.relative_to(input_dir).with_suffix(".png")
-            written.append(image_io.save_png(np.round(np.clip(output, 0, 1) * 255), target))
+            with atomic_path(target) as tmp:
+                image_io.save_png(np.round(np.clip(output, 0, 1) * 255), tmp)
+            written.append(target)
         progress.update(start + len(chunk))
     return written
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
-    from trainers.runs import load_run_model
-    from trainers.training import load_initial_model
+    fv = flag_values
+    from trainers import data
+    from trainers.runs import load_model_from
 
-    if not FLAGS.input_dir or not FLAGS.output_dir:
-        raise app.UsageError("--input_dir and --output_dir are required.")
-    if bool(FLAGS.model_dir) == bool(FLAGS.model):
-        raise app.UsageError("Give exactly one of --model_dir and --model.")
-    model = load_run_model(FLAGS.model_dir) if FLAGS.model_dir else load_initial_model(FLAGS.model)
-    written = reconstruct_folder(model, FLAGS.input_dir, FLAGS.output_dir, FLAGS.batch_size)
-    print(f"Wrote {len(written)} reconstructions under {FLAGS.output_dir}/")
+    cli.require(fv, "input_dir", "output_dir")
+    spec = cli.model_flag(fv)
+    if fv.batch_size < 1:
+        raise app.UsageError(f"--batch_size must be >= 1. Received: {fv.batch_size}")
+    with cli.user_errors("Reconstruction failed"):
+        data.image_files(fv.input_dir)  # a missing or empty folder, before the model loads
+        model = load_model_from(spec)
+    with cli.user_errors("Reconstruction failed", ValueError):  # unreadable image files
+        written = reconstruct_folder(model, fv.input_dir, fv.output_dir, fv.batch_size)
+    print(f"Wrote {len(written)} reconstructions under {fv.output_dir}/")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

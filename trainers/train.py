@@ -11,34 +11,51 @@ Examples:
     python -m trainers.train --model=vqvae --model_dir=runs/vq --set num_embeddings=256 \
         --set training.batch_size=64
     python -m trainers.train --config=runs/dvae/config.json --model_dir=runs/dvae2
+    python -m trainers.train --config=dvae_fashion_mnist --model_dir=runs/recipe  # a recipe
     python -m trainers.train --init_from=dvae_fashion_mnist --dataset=~/my_images \
         --model_dir=runs/finetune --epochs=2
+
+Mistakes in flags, config or data end the command with one line and exit
+status 1; re-running a finished command says so and trains no more.
 """
 
+import errno
 import json
 import pathlib
 
 from absl import app, flags, logging
 
+from trainers import cli
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", None, ["ae", "vae", "vqvae", "dvae"], "Model family.")
-flags.DEFINE_string("model_dir", None, "Where the run's files go (required).")
-flags.DEFINE_string(
-    "dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz."
-)
-flags.DEFINE_integer("epochs", None, "Number of epochs.")
-flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
-flags.DEFINE_float("learning_rate", None,
-                  "Adam learning rate for the global batch (default 1e-3; 1e-4 with --init_from).")
-flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.")
-flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and noise.")
-flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json).")
-flags.DEFINE_multi_string("set", [], "key=value model option, or training.key=value.")
-flags.DEFINE_string("init_from", None, "Start from a zoo model name or a .keras file.")
-flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
-                  "tf.distribute strategy; multi_worker reads TF_CONFIG.")
-flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
-                  "Keras dtype policy.")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines this command's flags (on `FLAGS` at import, as the multi-worker tests expect)."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_enum("model", None, ["ae", "vae", "vqvae", "dvae"], "Model family.", **fv)
+    flags.DEFINE_string("model_dir", None, "Where the run's files go (required).", **fv)
+    flags.DEFINE_string(
+        "dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz.", **fv
+    )
+    flags.DEFINE_integer("epochs", None, "Number of epochs.", **fv)
+    flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).", **fv)
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate for the global batch (default "
+                       "1e-3; 1e-4 with --init_from).", **fv)
+    flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.", **fv)
+    flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and noise.", **fv)
+    flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json), "
+                        "or a shipped recipe by name (e.g. dvae_fashion_mnist).", **fv)
+    flags.DEFINE_multi_string("set", [], "key=value model option, or training.key=value.", **fv)
+    flags.DEFINE_string("init_from", None, "Start from a model: a zoo name, a preset folder, a run "
+                        "folder or a .keras file.", **fv)
+    flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
+                      "tf.distribute strategy; multi_worker reads TF_CONFIG.", **fv)
+    flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+                      "Keras dtype policy.", **fv)
+
+
+define_flags()
 
 TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed",
                   "init_from", "strategy", "precision")
@@ -47,8 +64,13 @@ TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per
 def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
     """Refuses to mix two different runs in one model_dir."""
     saved = model_dir / "config.json"
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ValueError(f"--model_dir={model_dir} is a file, not a folder.")
     if saved.exists():
-        previous = json.loads(saved.read_text())
+        try:
+            previous = json.loads(saved.read_text())
+        except ValueError as error:
+            raise ValueError(f"{saved} (of an earlier run) is not valid JSON: {error}") from error
         current = json.loads(json.dumps(config))
         if current["training"].get("init_from"):
             # train() saved what the initial model dictates (family, architecture,
@@ -80,28 +102,38 @@ def _differing(previous: dict, current: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def main(argv):
+# A full or read-only disk: the user's to fix, and the atomic writes kept the last good files.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+
+
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
     from trainers import config as config_lib
     from trainers.training import train
 
-    if not FLAGS.model_dir:
-        raise app.UsageError("--model_dir is required.")
-    if not (FLAGS.model or FLAGS.config or FLAGS.init_from):
+    fv = flag_values
+    cli.require(fv, "model_dir")
+    if not (fv.model or fv.config or fv.init_from):
         raise app.UsageError("Give --model (ae, vae, vqvae, dvae), --config or --init_from.")
-    overrides = {name: FLAGS[name].value for name in TRAINING_FLAGS if FLAGS[name].present}
-    try:
-        config = config_lib.resolve(FLAGS.model, FLAGS.config, overrides, FLAGS.set)
-        model_dir = pathlib.Path(FLAGS.model_dir)
+    overrides = {name: fv[name].value for name in TRAINING_FLAGS if fv[name].present}
+    with cli.user_errors("Training refused"):
+        config = config_lib.resolve(fv.model, fv.config, overrides, fv.set)
+        model_dir = pathlib.Path(fv.model_dir).expanduser()
         _check_model_dir(model_dir, config)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"Training refused: {error}") from error
     logging.set_verbosity(logging.WARNING)
     try:
-        train(config, model_dir)
+        with cli.user_errors("Training refused", config_lib.ConfigError, FileNotFoundError):
+            train(config, model_dir)
     except FloatingPointError as error:  # StopOnNaN: a clear line, not a traceback
-        raise SystemExit(f"Training stopped: {error}") from error
+        raise SystemExit(f"Training stopped: {error}") from None
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        raise SystemExit(
+            f"Training stopped: {error}. The checkpoints, history.csv and pictures of the last "
+            "completed epoch are intact; free space and re-run the same command to resume."
+        ) from None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

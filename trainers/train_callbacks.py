@@ -1,5 +1,10 @@
-"""The callbacks the train command adds to every run (beyond Keras's own)."""
+"""The callbacks the train command adds to every run (beyond Keras's own).
 
+Every file they write goes through `zoo.atomic.atomic_path`: a crash or a full
+disk leaves the previous good file, never a truncated one.
+"""
+
+import io
 import math
 import pathlib
 
@@ -7,6 +12,45 @@ import keras
 import numpy as np
 
 from trainers import images as image_io
+from zoo.atomic import atomic_path, write_text
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras's `ModelCheckpoint`, writing to a temporary file renamed over the checkpoint.
+
+    Uses `ModelCheckpoint`'s own decision (`_should_save_model`, which also
+    tracks the best value) and path formatting (`_get_file_path`) of the
+    pinned Keras 3.15; only the write differs.
+    """
+
+    def _save_model(self, epoch, batch, logs):
+        filepath = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, filepath):
+            with atomic_path(filepath) as tmp:
+                if self.save_weights_only:
+                    self.model.save_weights(tmp, overwrite=True)
+                else:
+                    self.model.save(tmp, overwrite=True)
+
+
+class AtomicCSVLogger(keras.callbacks.CSVLogger):
+    """Keras's `CSVLogger` (appending rows), rewriting the whole file atomically each epoch.
+
+    The rows are formatted by `CSVLogger` into memory; the file on disk is
+    replaced only by a complete copy, so it is never empty or cut mid-row.
+    """
+
+    def on_train_begin(self, logs=None):
+        path = pathlib.Path(self.filename)
+        previous = path.read_text() if self.append and path.exists() else ""
+        self.append_header = not previous.strip()
+        self.csv_file = io.StringIO(previous)
+        self.csv_file.seek(0, io.SEEK_END)
+        self.writer, self.keys = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        write_text(self.filename, self.csv_file.getvalue())
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -43,6 +87,5 @@ class ReconstructionGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         reconstructions = self.model.predict(self.images, verbose=0)
-        image_io.save_comparison(
-            self.images, reconstructions, self.directory / f"epoch_{epoch + 1:03d}.png"
-        )
+        with atomic_path(self.directory / f"epoch_{epoch + 1:03d}.png") as tmp:
+            image_io.save_comparison(self.images, reconstructions, tmp)

@@ -14,8 +14,15 @@ import numpy as np
 import zoo
 from trainers import callbacks as schedule_callbacks
 from trainers import config as config_lib
-from trainers import data, distribute
-from trainers.train_callbacks import ReconstructionGrid, StopOnNaN
+from trainers import data, distribute, runs
+from trainers.config import ConfigError
+from trainers.train_callbacks import (
+    AtomicCSVLogger,
+    AtomicModelCheckpoint,
+    ReconstructionGrid,
+    StopOnNaN,
+)
+from zoo.atomic import write_text
 
 # What "best.keras" minimises: the VAE's bits/dim does not move with the KL
 # warm-up; for the others the pixel MSE is the quantity users compare.
@@ -26,13 +33,11 @@ FINE_TUNING_LEARNING_RATE = 1e-4
 
 
 def load_initial_model(init_from: str) -> keras.Model:
-    """Loads a zoo model by name, or a `.keras` file, to start training from."""
-    path = pathlib.Path(init_from).expanduser()
-    if path.suffix == ".keras":
-        if not path.exists():
-            raise FileNotFoundError(f"--init_from file not found: {path}")
-        return keras.saving.load_model(path, safe_mode=True)
-    return zoo.load(init_from)
+    """Loads the model `init_from` names (`runs.load_model_from`), as a `ConfigError` if bad."""
+    try:
+        return runs.load_model_from(init_from)
+    except ValueError as error:  # a missing file stays a FileNotFoundError
+        raise ConfigError(f"--init_from={init_from}: {error}") from error
 
 
 def family_of(model: keras.Model) -> str:
@@ -54,7 +59,14 @@ def resolve_init(config: dict) -> dict:
     if not init_from:
         return config
     model = load_initial_model(init_from)
-    resolved = {**config, "model": family_of(model)}
+    family = family_of(model)
+    if config.get("model") not in (None, family):
+        raise ConfigError(
+            f"--model={config['model']} contradicts --init_from={init_from}, which is a "
+            f"{family} ({type(model).__name__}). Drop --model (the family comes from the "
+            "initial model), or train a new model without --init_from."
+        )
+    resolved = {**config, "model": family}
     model_config = model.get_config()
     model_config.pop("name", None)
     model_config.pop("trainable", None)
@@ -105,7 +117,7 @@ def _record_time(path: pathlib.Path, seconds: float, history) -> None:
         "epochs_run": len(history.epoch),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.node()}",
     })
-    path.write_text(json.dumps(info, indent=2) + "\n")
+    write_text(path, json.dumps(info, indent=2) + "\n")
 
 
 def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.callbacks.History]:
@@ -142,8 +154,13 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
 
     image_shape = tuple(config["model_config"]["image_shape"])
     fraction = training["validation_fraction"]
-    train_split = data.load_split(training["dataset"], "train", image_shape, fraction, verbose=True)
-    val_split = data.load_split(training["dataset"], "validation", image_shape, fraction)
+    try:
+        train_split = data.load_split(
+            training["dataset"], "train", image_shape, fraction, verbose=True
+        )
+        val_split = data.load_split(training["dataset"], "validation", image_shape, fraction)
+    except (ValueError, TypeError) as error:  # a missing file stays a FileNotFoundError
+        raise ConfigError(f"--dataset={training['dataset']}: {error}") from error
     batch_size = training["batch_size"]
     full_epoch = math.ceil(train_split.num_examples / batch_size)
     steps_per_epoch = training["steps_per_epoch"] or full_epoch
@@ -157,7 +174,10 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         if training.get("init_from"):
             model = load_initial_model(training["init_from"])
         else:
-            model = zoo.FAMILIES[config["model"]](**config["model_config"])
+            try:
+                model = zoo.FAMILIES[config["model"]](**config["model_config"])
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"Invalid model_config for {config['model']}: {error}") from error
         model.compile(optimizer=keras.optimizers.Adam(
             learning_rate_schedule(training, steps_per_epoch * training["epochs"])
         ))
@@ -175,11 +195,11 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         ),
         StopOnNaN(),
         *_schedule_callbacks(model, training, steps_per_epoch * training["epochs"]),
-        keras.callbacks.ModelCheckpoint(str(write_dir / "last.keras")),  # write_dir: chief only
-        keras.callbacks.ModelCheckpoint(
+        AtomicModelCheckpoint(str(write_dir / "last.keras")),  # write_dir: chief only
+        AtomicModelCheckpoint(
             str(write_dir / "best.keras"), monitor=monitor, mode="min", save_best_only=True
         ),
-        keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
+        AtomicCSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
         ReconstructionGrid(grid_images, write_dir / "images"),
     ]
@@ -195,13 +215,30 @@ def train(config: dict, model_dir, verbose="auto") -> tuple[keras.Model, keras.c
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
-    _record_time(write_dir / "run_info.json", time.monotonic() - started, history)
+    if history.epoch:
+        _record_time(write_dir / "run_info.json", time.monotonic() - started, history)
     # A non-chief's backup sits in model_dir/workertemp_<id>/ (write_path of
     # model_dir/backup); it is never read back (workers restore from the chief's).
     distribute.remove_temporary(str(model_dir / "backup"), strategy)
     distribute.remove_temporary(str(model_dir), strategy)
     if distribute.is_chief(strategy) and verbose:
-        print(f"\nRun written to {model_dir}/: config.json, best.keras, last.keras, history.csv, "
-              f"logs/ (tensorboard --logdir {model_dir}/logs), images/ "
-              f"(reconstructions per epoch), backup/ (resume state).")
+        print(_summary(model_dir, history, training["epochs"]))
     return model, history
+
+
+def _summary(model_dir: pathlib.Path, history, epochs: int) -> str:
+    """What the run did and where its files are; says so when it was already complete."""
+    if not history.epoch:
+        return (
+            f"\nThe run in {model_dir}/ was already complete ({epochs} epochs; its backup/ "
+            "says so), so nothing was trained and no file changed. To train longer, start a "
+            f"new run from it: python -m trainers.train --init_from={model_dir} "
+            f"--model_dir={model_dir}_more --epochs=N (add the same --dataset and other "
+            "flags). To evaluate it: python -m trainers.evaluate "
+            f"--model={model_dir}"
+        )
+    return (
+        f"\nRun written to {model_dir}/: config.json, best.keras, last.keras, history.csv, "
+        f"logs/ (tensorboard --logdir {model_dir}/logs), images/ (reconstructions per epoch), "
+        f"backup/ (resume state). Next: python -m trainers.evaluate --model={model_dir}"
+    )

@@ -12,6 +12,7 @@ import tensorflow as tf
 from zoo import distribution, serving, validation
 from zoo.blocks import Decoder, Encoder
 from zoo.models.multi_worker import MultiWorkerFitMixin
+from zoo.presets import PresetMixin
 
 BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
 
@@ -27,12 +28,14 @@ def psnr(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
     return 10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
 
 
-class Autoencoder(MultiWorkerFitMixin, keras.Model):
+class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
     """Base class of the zoo's autoencoders (not registered, not for direct use).
 
     Images are float NHWC in [0, 1]; `model(images)` returns reconstructions of
     the same shape in [0, 1]. Subclasses build their layers in `__init__` and
     then call `self.build()`, so a model is complete from its config alone.
+    `from_preset(name_or_folder)` and `save_to_preset(folder)` come from
+    `zoo.presets.PresetMixin`.
 
     Args:
         image_shape: tuple. Nominal `(height, width, channels)`. The channel
@@ -200,28 +203,6 @@ class Autoencoder(MultiWorkerFitMixin, keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
-
-    @classmethod
-    def from_preset(cls, name: str, **kwargs):
-        """Loads a pretrained zoo model by name, as `zoo.load(name)` does.
-
-        Checksums are verified; the model must be of this class.
-
-        Args:
-            name: str. One of `zoo.list_models()`.
-            **kwargs: passed to `zoo.load` (e.g. `learning_rate`).
-
-        Example:
-        >>> model = zoo.DVAE.from_preset("dvae_fashion_mnist")
-        """
-        from zoo import presets
-
-        model = presets.load(name, **kwargs)
-        if not isinstance(model, cls):
-            raise ValueError(
-                f"Zoo model {name!r} is a {type(model).__name__}, not a {cls.__name__}."
-            )
-        return model
 
     # Config -------------------------------------------------------------------
 

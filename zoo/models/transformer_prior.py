@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from zoo import distribution, sampling, validation
 from zoo.models.multi_worker import MultiWorkerFitMixin
+from zoo.presets import PresetMixin
 from zoo.transformer import _INITIALIZER, ConditionedGridEmbedding, TransformerBlock
 
 PRIOR_METRICS = ("loss", "accuracy", "bits_per_image")
@@ -43,7 +44,7 @@ def _check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class TransformerPrior(MultiWorkerFitMixin, keras.Model):
+class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
     """A decoder-only Transformer over the raster-ordered code grid (mini-DALL-E).
 
     The sequence is one condition token (a class id, or `num_classes` for

@@ -1,0 +1,119 @@
+"""Publishing into a zoo folder, refusing worse models, re-rendering cards, reproduction checks.
+
+Tiny runs are published into a temporary zoo root (added with
+`ZOO_SAVED_MODELS`), never into the shipped `saved_models/`.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import zoo
+from tests.helpers import random_images, tiny_model
+from trainers import config as config_lib
+from trainers import publish, reproduce
+from zoo import presets
+
+
+def make_run(root, name="run", family="ae"):
+    """A finished-looking run folder: best.keras, config.json (a .npy dataset), run_info.json."""
+    dataset = root / "images.npy"
+    if not dataset.exists():
+        np.save(dataset, random_images(20))
+    run = root / name
+    run.mkdir()
+    tiny_model(family).save(run / "best.keras")
+    config = config_lib.resolve(family, training_overrides={"dataset": str(dataset)})
+    config_lib.save(config, run / "config.json")
+    (run / "run_info.json").write_text(json.dumps(
+        {"train_seconds": 90.0, "sessions": [{"seconds": 90.0, "epochs_run": 1,
+                                              "machine": "x86_64, 2 CPU cores, test"}]}))
+    return run
+
+
+@pytest.fixture
+def zoo_root(tmp_path, monkeypatch):
+    root = tmp_path / "zoo"
+    root.mkdir()
+    monkeypatch.setenv("ZOO_SAVED_MODELS", str(root))
+    return root
+
+
+def test_publish_writes_a_verified_preset_with_card_and_index(tmp_path, zoo_root):
+    run = make_run(tmp_path)
+    folder = publish.publish("tiny_ae", run, output_root=zoo_root)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md", "config.json", "manifest.json", "metrics.json", "model.keras",
+        "reconstructions.png", "run_info.json"]
+    assert isinstance(zoo.load("tiny_ae"), zoo.AE)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["model_file"] == "model.keras" and metrics["num_images"] == 2
+    card = (folder / "README.md").read_text()
+    assert f"{metrics['mse']:.6g}" in card and "1.5 minutes" in card
+    assert "trainers.reproduce --name=tiny_ae" in card and "mse ±10 %" in card
+    assert "[tiny_ae](tiny_ae/README.md)" in (zoo_root / "README.md").read_text()
+    # The card is a function of the folder's files: re-rendering changes nothing.
+    before = (folder / "README.md").read_text()
+    publish.rerender_card(folder)
+    assert (folder / "README.md").read_text() == before
+    presets.verify(folder)
+
+
+def test_a_worse_model_is_not_published_unless_forced(tmp_path, zoo_root):
+    folder = publish.publish("tiny_ae", make_run(tmp_path), output_root=zoo_root)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["mse"] = 1e-9  # the published model is now "much better"
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    presets.write_manifest(folder)
+    before = {p.name: presets.sha256(p) for p in folder.iterdir()}
+    worse = make_run(tmp_path, "worse", family="ae")
+    with pytest.raises(ValueError, match=r"Not published: .*mse .* is worse .*--force"):
+        publish.publish("tiny_ae", worse, output_root=zoo_root)
+    assert {p.name: presets.sha256(p) for p in folder.iterdir()} == before
+    publish.publish("tiny_ae", worse, output_root=zoo_root, force=True)
+    assert json.loads((folder / "metrics.json").read_text())["mse"] > 1e-9
+    presets.verify(folder)
+
+
+def test_rerender_keeps_the_training_time_of_an_old_card(tmp_path, zoo_root):
+    folder = publish.publish("tiny_ae", make_run(tmp_path), output_root=zoo_root)
+    (folder / "run_info.json").unlink()
+    card = (folder / "README.md").read_text()
+    (folder / "README.md").write_text(card.replace("1.5 minutes", "7.5 minutes"))
+    presets.write_manifest(folder)
+    publish.rerender_card(folder)
+    assert "- Training time: 7.5 minutes of wall time" in (folder / "README.md").read_text()
+    presets.verify(folder)
+
+
+def test_reproduce_compares_a_rerun_with_the_card(tmp_path, zoo_root, capsys):
+    run = make_run(tmp_path)
+    publish.publish("tiny_ae", run, output_root=zoo_root)
+    assert reproduce.reproduce("tiny_ae", run)  # the same model: every metric matches
+    out = capsys.readouterr().out
+    assert "this run" in out and "NOT REPRODUCED" not in out
+    folder = zoo_root / "tiny_ae"
+    card = json.loads((folder / "metrics.json").read_text())
+    card["mse"] *= 0.5
+    (folder / "metrics.json").write_text(json.dumps(card))
+    presets.write_manifest(folder)
+    assert not reproduce.reproduce("tiny_ae", run)
+    assert "NOT REPRODUCED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name, new, old, ok",
+    [("mse", 0.0029, 0.0027, True), ("mse", 0.0031, 0.0027, False),
+     ("psnr", 26.6, 27.0, True), ("psnr", 26.4, 27.0, False),
+     ("bits_per_dim", 6.70, 6.64, False), ("codebook_usage", float("nan"), 1.0, False)],
+)
+def test_tolerances(name, new, old, ok):
+    assert reproduce.within(name, new, old) is ok
+    rows, all_ok = reproduce.compare({name: new}, {name: old, "unrelated": 1})
+    assert [row[0] for row in rows] == [name] and all_ok is ok
+
+
+def test_a_metric_of_the_card_missing_from_the_run_is_not_reproduced():
+    rows, ok = reproduce.compare({"mse": 0.1}, {"mse": 0.1, "bits_per_dim": 6.6})
+    assert not ok and [row[0] for row in rows if not row[-1]] == ["bits_per_dim"]

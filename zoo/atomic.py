@@ -1,0 +1,66 @@
+"""Writing files so that a crash or a full disk never leaves a broken one behind.
+
+Every file the zoo and its commands write for later reading (checkpoints,
+presets, manifests, history, pictures) goes through `atomic_path`: the data is
+written to a temporary name in the same folder and renamed over the target
+only once complete. `os.replace` is atomic on POSIX and Windows, so the target
+is always either the previous good file or the new complete one.
+"""
+
+import contextlib
+import os
+import pathlib
+import shutil
+
+TMP_PREFIX = ".tmp-"
+"""Prefix of in-progress files; readers such as `trainers.runs` ignore them."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yields a temporary path beside `path`; renames it onto `path` on success.
+
+    On any exception the temporary file (or folder) is removed and `path` is
+    left as it was.
+
+    Args:
+        path: str or PathLike. The final file.
+
+    Yields:
+        pathlib.Path. Where to write. It keeps `path`'s suffix, because some
+        writers choose the format from it (`.keras`, `.png`).
+
+    Example:
+    >>> import pathlib, tempfile
+    >>> from zoo.atomic import atomic_path
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("complete")
+    >>> target.read_text()
+    'complete'
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
+    """Writes `text` to `path` atomically (see `atomic_path`)."""
+    path = pathlib.Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def _remove(path: pathlib.Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,50 @@
+"""`.keras` archives: check that one is complete before loading it in safe mode.
+
+Keras reports a truncated or corrupted `.keras` file as "File not found"; the
+zoo and its commands check the archive first and name the problem.
+"""
+
+import os
+import pathlib
+import zipfile
+
+import keras
+
+
+def check_keras_file(path: str | os.PathLike) -> pathlib.Path:
+    """Checks that `path` is a complete `.keras` archive (exists, zip, CRCs match).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is truncated or corrupted (naming it).
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such .keras file: {path}")
+    problem = None
+    if not zipfile.is_zipfile(path):
+        problem = "not a zip archive"
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+                names = set(archive.namelist())
+            if bad is not None:
+                problem = f"member {bad!r} fails its CRC check"
+            elif "config.json" not in names:
+                problem = "it has no config.json"
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            problem = str(error)
+    if problem:
+        raise ValueError(
+            f"{path} ({path.stat().st_size:,} bytes) is not a valid .keras file: {problem}. "
+            "It is truncated or corrupted (an interrupted write or a full disk?)."
+        )
+    return path
+
+
+def load_keras_file(path: str | os.PathLike, compile: bool = True) -> keras.Model:
+    """Loads a `.keras` file in Keras safe mode after `check_keras_file`."""
+    import zoo  # noqa: F401  (registers the zoo's classes for deserialization)
+
+    return keras.saving.load_model(check_keras_file(path), compile=compile, safe_mode=True)
