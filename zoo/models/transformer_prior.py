@@ -199,35 +199,6 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         logits = self.sequence_logits(flat, labels, training=training)
         return tf.reshape(logits, [-1, *self.grid_shape, self.num_embeddings])
 
-    def empty_cache(self, batch) -> list:
-        """Zero key/value caches: per block, `(keys, values)` of (B, heads, L, head_dim)."""
-        shape = tf.stack(
-            [batch, self.num_heads, self.sequence_length, self.embed_dim // self.num_heads]
-        )
-        return [
-            (tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
-            for _ in self.blocks
-        ]
-
-    def call_with_cache(self, previous_codes, conditions, cache, step):
-        """Runs position `step` alone through the network, with the key/value cache.
-
-        Args:
-            previous_codes: int32 (B,). Code `step - 1` (ignored at step 0).
-            conditions: int32 (B,). The condition ids.
-            cache: from `empty_cache`, holding the positions before `step`.
-            step: int32 scalar.
-
-        Returns:
-            Float32 logits (B, K) of code `step`, and the updated cache.
-        """
-        x = self.embedding.step(previous_codes, conditions, step)
-        updated = []
-        for block, layer_cache in zip(self.blocks, cache, strict=True):
-            x, layer_cache = block.call_with_cache(x, layer_cache, step)
-            updated.append(layer_cache)
-        return self._head(x), updated
-
     # Public helpers -----------------------------------------------------------
 
     def _conditions(self, labels, batch=None) -> tf.Tensor:
