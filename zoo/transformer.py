@@ -334,9 +334,9 @@ class CachedDecoder:
 
     def _attention(self, x, weights, cache, number, index, seen, view):
         heads, head_dim = self.num_heads, self.head_dim
-        qkv = tf.reshape(_dense(x, weights["qkv"]), [-1, 3, heads, head_dim])
-        query = qkv[:, 0]  # (B, heads, head_dim)
-        new = tf.reshape(tf.transpose(qkv[:, 1:], [1, 0, 2, 3]), [2, -1])  # key, value rows
+        query, key, value = tf.split(_dense(x, weights["qkv"]), 3, axis=1)  # (B, d) each
+        query = tf.reshape(query, [-1, heads, head_dim])
+        new = tf.reshape(tf.concat([key, value], axis=0), [2, -1])  # a key row, a value row
         first = 2 * number * self.length
         cache = tf.raw_ops.InplaceUpdate(x=cache, i=[first, first + self.length] + index, v=new)
         keys = tf.reshape(tf.slice(cache, [first, 0], seen), view)  # (index + 1, B, heads, hd)
