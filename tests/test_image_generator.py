@@ -102,3 +102,17 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
         generator.prior.fit(codes, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
         """
     )
+
+
+def test_preset_folder_loads_compiled_for_fine_tuning(tmp_path):
+    generator = tiny_generator()
+    folder = generator.save_to_preset(tmp_path / "prior_tiny")
+    loaded = zoo.load(folder)  # what zoo.load("prior_dvae_fashion_mnist") does
+    assert isinstance(loaded, zoo.ImageGenerator) and loaded.class_names == NAMES
+    codes = loaded.autoencoder.encode(random_images(4))
+    history = loaded.prior.fit(codes, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["bits_per_image"][0])
+    np.testing.assert_array_equal(
+        zoo.ImageGenerator.from_preset(folder).generate([1], seed=2),
+        generator.generate([1], seed=2),
+    )

@@ -220,10 +220,8 @@ _SCHEDULES = ("cosine", "exponential", "linear")
 
 def _check(ok: bool, key: str, expected: str, value) -> None:
     if not ok:
-        hint = " (to evaluate a model without training, use trainers.evaluate)" if (
-            key == "training.epochs") else ""
         raise ConfigError(
-            f"`{key}` must be {expected}{hint}. Received: {value!r} ({type(value).__name__})"
+            f"`{key}` must be {expected}. Received: {value!r} ({type(value).__name__})"
         )
 
 
@@ -241,8 +239,11 @@ def validate(config: dict) -> dict:
     t = config["training"]
     _check(isinstance(t["dataset"], str) and t["dataset"].strip() != "", "training.dataset",
            "a dataset name, folder or file", t["dataset"])
-    for key in ("epochs", "batch_size"):
-        _check(_is_int(t[key]) and t[key] >= 1, f"training.{key}", "an integer >= 1", t[key])
+    _check(_is_int(t["epochs"]) and t["epochs"] >= 1, "training.epochs",
+           "an integer >= 1 (to evaluate a model without training, use trainers.evaluate)",
+           t["epochs"])
+    _check(_is_int(t["batch_size"]) and t["batch_size"] >= 1, "training.batch_size",
+           "an integer >= 1", t["batch_size"])
     _check(t["steps_per_epoch"] is None or (_is_int(t["steps_per_epoch"])
                                             and t["steps_per_epoch"] >= 1),
            "training.steps_per_epoch", "an integer >= 1 or null (whole epochs)",

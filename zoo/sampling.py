@@ -16,18 +16,34 @@ import weakref
 
 import tensorflow as tf
 
+from zoo.transformer import CachedDecoder
+
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def filter_top_k(logits: tf.Tensor, top_k: tf.Tensor) -> tf.Tensor:
-    """Keeps the `top_k` largest logits per row (ties at the k-th kept); 0 keeps all."""
+def top_k_filter(top_k: tf.Tensor, num_codes: int):
+    """A function keeping the `top_k` largest logits per row (ties at the k-th kept).
 
-    def truncate():
-        k = tf.minimum(top_k, tf.shape(logits)[-1])
+    `top_k` 0 keeps every logit. The returned function has no branch: with
+    `top_k` 0 it takes a top-1 (cheap) and compares with -inf; its
+    loop-invariant parts are computed here, once, outside the sampling loop.
+
+    Args:
+        top_k: int32 scalar >= 0.
+        num_codes: int. The number of logits per row.
+
+    Returns:
+        A function from logits (B, num_codes) to logits with the rest at -inf.
+    """
+    k = tf.clip_by_value(top_k, 1, num_codes)
+    inf = tf.constant(float("inf"), tf.float32)
+    floor = tf.where(top_k > 0, 0.0, -inf)  # added to the k-th largest: -inf keeps all
+
+    def apply(logits):
         kth = tf.math.top_k(logits, k=k, sorted=True).values[:, -1:]
-        return tf.where(logits < kth, tf.constant(-float("inf"), logits.dtype), logits)
+        return tf.where(logits < kth + floor, -inf, logits)
 
-    return tf.cond(top_k > 0, truncate, lambda: logits)
+    return apply
 
 
 def gumbel_noise(shape, seed: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
@@ -82,40 +98,48 @@ def sample_codes(
         stream_conditions = tf.concat([conditions, unconditional], axis=0)
     else:
         stream_conditions = conditions
+    # Loop invariants, computed once: the loop body is a chain of small ops at batch 1.
+    truncate = top_k_filter(top_k, prior.num_embeddings)
+    noise_shape = tf.stack([batch, prior.num_embeddings])
+    prefix_columns = tf.transpose(prefix)  # (L, B): one gather per step
 
     def choose(logits, step):
-        logits = tf.cast(logits, tf.float32)
         if guided:
             conditional, unconditional = tf.split(logits, 2, axis=0)
             logits = unconditional + guidance_scale * (conditional - unconditional)
-        logits = filter_top_k(logits / temperature, top_k)
-        noise = gumbel_noise(tf.shape(logits), seed, step)
+        logits = truncate(logits / temperature)
+        noise = gumbel_noise(noise_shape, seed, step)
         sampled = tf.argmax(logits + noise, axis=-1, output_type=tf.int32)
-        return tf.where(step < prefix_length, prefix[:, step], sampled)
-
-    def write(codes, step, code):
-        return tf.where(tf.range(length)[None, :] == step, code[:, None], codes)
+        return tf.where(step < prefix_length, tf.gather(prefix_columns, step), sampled)
 
     def stream(codes):
         return tf.concat([codes, codes], axis=0) if guided else codes
 
-    codes = tf.zeros([batch, length], tf.int32)
     step = tf.constant(0, tf.int32)
     if use_cache:
+        # The loop carries the next input tokens (B, d) and the cache; the
+        # codes go to a TensorArray, one (B,) row per step.
+        decoder = CachedDecoder(prior, tf.shape(stream_conditions)[0])
 
-        def body(step, codes, cache):
-            previous = stream(codes)[:, tf.maximum(step - 1, 0)]
-            logits, cache = prior.call_with_cache(previous, stream_conditions, cache, step)
-            return step + 1, write(codes, step, choose(logits, step)), cache
+        def body(step, tokens, cache, codes):
+            logits, cache = decoder(tokens, cache, step)
+            code = choose(logits, step)
+            tokens = decoder.code_tokens(stream(code), step)
+            return step + 1, tokens, cache, codes.write(step, code)
 
-        state = (step, codes, prior.empty_cache(tf.shape(stream_conditions)[0]))
-    else:
+        codes = tf.TensorArray(tf.int32, size=length, element_shape=tf.TensorShape([None]))
+        state = (step, decoder.condition_tokens(stream_conditions), decoder.empty_cache(), codes)
+        state = tf.while_loop(
+            lambda step, *_: step < length, body, state, maximum_iterations=length
+        )
+        return tf.transpose(state[3].stack())
 
-        def body(step, codes):
-            logits = prior.sequence_logits(stream(codes), stream_conditions)
-            return step + 1, write(codes, step, choose(logits[:, step], step))
+    def body(step, codes):
+        logits = prior.sequence_logits(stream(codes), stream_conditions)
+        code = choose(logits[:, step], step)
+        return step + 1, tf.where(tf.range(length)[None, :] == step, code[:, None], codes)
 
-        state = (step, codes)
+    state = (step, tf.zeros([batch, length], tf.int32))
     state = tf.while_loop(lambda step, *_: step < length, body, state, maximum_iterations=length)
     return state[1]
 

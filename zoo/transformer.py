@@ -1,14 +1,16 @@
-"""Decoder-only Transformer layers with a fixed-size key/value cache.
+"""Decoder-only Transformer layers, and their one-token-per-step view for sampling.
 
 `TransformerBlock` is minGPT's block (LayerNorm -> causal self-attention ->
 residual, LayerNorm -> MLP -> residual). Its attention is written here rather
-than taken from `keras.layers.MultiHeadAttention` because sampling needs
-`call_with_cache(x, cache, index)`: one new token attends to key and value
-tensors of fixed shape `(batch, heads, length, head_dim)` updated at `index`
-(keras-hub's `CachedMultiHeadAttention` gets this by reaching into
-`MultiHeadAttention`'s private sublayers). One fused query/key/value
-projection is also one matmul instead of three per step, which matters at
-batch 1 where a sampling step is a chain of tiny ops.
+than taken from `keras.layers.MultiHeadAttention`: one fused query/key/value
+projection is one matmul instead of three, and `CachedDecoder` reads that
+projection's weights directly (keras-hub's `CachedMultiHeadAttention` has to
+reach into `MultiHeadAttention`'s private sublayers for its cache).
+
+`CachedDecoder` runs one token per step through the embedding, the blocks,
+the final LayerNorm and the head of a `zoo.TransformerPrior`, with a
+key/value cache, in plain TensorFlow ops on the layers' weights: the body of
+the sampling loop (`zoo.sampling`).
 """
 
 import math
@@ -27,12 +29,10 @@ _MASKED = -1e9
 
 @keras.saving.register_keras_serializable(package="zoo")
 class CausalSelfAttention(keras.layers.Layer):
-    """Multi-head causal self-attention with an optional key/value cache.
+    """Multi-head causal self-attention: position `i` attends to positions `<= i`.
 
-    Without a cache, position `i` of `x` (batch, length, dim) attends to
-    positions `<= i`. With a cache, `x` is one token (batch, 1, dim) at
-    position `index`; its key and value are written into the cache at
-    `index` and it attends to cached positions `<= index`.
+    `x` is (batch, length, dim). One-token steps with a key/value cache are
+    `CachedDecoder`'s, on this layer's weights.
 
     Args:
         num_heads: int. Attention heads; must divide the input dimension.
@@ -82,41 +82,6 @@ class CausalSelfAttention(keras.layers.Layer):
         weights = self.attention_dropout(ops.softmax(scores, axis=-1), training=training)
         attended = ops.einsum("bhqk,bkhd->bqhd", ops.cast(weights, value.dtype), value)
         return self.projection(ops.reshape(attended, (batch, length, -1)))
-
-    def call_with_cache(self, x, cache, index):
-        """Attention of one token `x` (B, dim) at position `index`, in inference.
-
-        Args:
-            x: (B, dim). The token at position `index` (rank 2: a Dense layer on
-                rank-3 input runs as a tensordot, about ten ops instead of two).
-            cache: `(keys, values)`, each (B, heads, length, head_dim); the
-                positions before `index` hold the earlier tokens' keys and values.
-            index: int32 scalar.
-
-        Returns:
-            `(output (B, dim), cache)` with this token's key and value
-            written at `index` (`tf.tensor_scatter_nd_update`, which reuses
-            the cache's buffer when it can instead of copying it).
-        """
-        batch = tf.shape(x)[0]
-        qkv = tf.reshape(self.qkv(x), [batch, 3, self.num_heads, 1, self.head_dim])
-        query, key, value = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # (B, heads, 1, head_dim)
-        rows = tf.stack(
-            tf.meshgrid(tf.range(batch), tf.range(self.num_heads), indexing="ij"), axis=-1
-        )
-        rows = tf.concat([rows, tf.fill([batch, self.num_heads, 1], index)], axis=-1)
-        keys = tf.tensor_scatter_nd_update(cache[0], rows, tf.cast(key[:, :, 0], cache[0].dtype))
-        values = tf.tensor_scatter_nd_update(
-            cache[1], rows, tf.cast(value[:, :, 0], cache[1].dtype)
-        )
-        scores = tf.matmul(query, keys, transpose_b=True)  # (B, heads, 1, length)
-        scores = tf.cast(scores, tf.float32) / math.sqrt(self.head_dim)
-        allowed = tf.range(tf.shape(keys)[2]) <= index
-        scores = tf.where(allowed, scores, _MASKED)
-        weights = tf.cast(tf.nn.softmax(scores, axis=-1), values.dtype)
-        attended = tf.matmul(weights, values)  # (B, heads, 1, head_dim)
-        output = self.projection(tf.reshape(attended, [batch, -1]))
-        return output, (keys, values)
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
@@ -169,11 +134,6 @@ class TransformerBlock(keras.layers.Layer):
     def call(self, x, training=False):
         attended = self.attention(self.attention_norm(x), training=training)
         return self._mlp(x + self.residual_dropout(attended, training=training), training)
-
-    def call_with_cache(self, x, cache, index):
-        """One token (B, dim) at position `index`; returns `(x, cache)` (see the attention)."""
-        attended, cache = self.attention.call_with_cache(self.attention_norm(x), cache, index)
-        return self._mlp(x + attended, training=False), cache
 
     def _mlp(self, x, training):
         hidden = self.mlp_out(self.mlp_in(self.mlp_norm(x)))
@@ -241,14 +201,6 @@ class ConditionedGridEmbedding(keras.layers.Layer):
         condition = self.tables["condition"](conditions)[:, None, :]
         return ops.concatenate([condition, tokens], axis=1)
 
-    def step(self, previous_codes, conditions, index):
-        """The input token (B, d) at position `index` (codes `previous_codes` at index-1)."""
-        previous = ops.maximum(index - 1, 0)
-        row, column = previous // self.grid_shape[1], previous % self.grid_shape[1]
-        position = self.tables["row"](row) + self.tables["column"](column)
-        code = self.tables["code"](previous_codes) + position
-        return ops.where(index == 0, self.tables["condition"](conditions), code)
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -257,3 +209,147 @@ class ConditionedGridEmbedding(keras.layers.Layer):
             "num_classes": self.num_classes,
             "embed_dim": self.embed_dim,
         }
+
+
+def _layer_norm(x, gamma, beta, epsilon):
+    """`keras.layers.LayerNormalization` on the last axis: the same formula, in plain ops."""
+    dtype = x.dtype
+    x = tf.cast(x, tf.float32)  # statistics in float32 at least, as in Keras
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    variance = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
+    inv = tf.math.rsqrt(variance + epsilon) * gamma
+    return tf.cast(x * inv + (beta - mean * inv), dtype)
+
+
+class CachedDecoder:
+    """One token per step through a `zoo.TransformerPrior`'s network, with a key/value cache.
+
+    The body of the sampling loop (`zoo.sampling`). Created inside the
+    `tf.function` before the loop, it reads every weight once (tensors of the
+    compute dtype; LayerNorm parameters in float32) and the position
+    embeddings, so that a step is a chain of plain TensorFlow ops on rank-2
+    tokens (B, d): no Keras layer call, autocast scope or variable read in the
+    loop. At batch 1 a step is ~50 tiny ops per block, and their number and
+    kind set the latency. The formulas are the layers' own, so the logits
+    equal `TransformerPrior.call`'s to rounding.
+
+    The cache is one buffer of shape (2 * blocks * L, B * embed_dim) from
+    `tf.raw_ops.Empty`, one row per position: block n's keys are rows
+    [2nL, 2nL + L) and its values the next L rows. A step writes its two rows
+    per block with `tf.raw_ops.InplaceUpdate` (in place: no copy of the
+    cache) and reads positions 0..t as a `tf.slice` of leading rows (a view),
+    so the token attends to exactly the positions so far, with no mask, and
+    rows not yet written are never read. In place is safe because each
+    update's input is the previous update's output and its new rows depend
+    on every earlier read of the buffer, and each call allocates its own.
+    Attention is a broadcast multiply and sum over the (t + 1, B, heads,
+    head_dim) rows, with the softmax written out: oneDNN's `BatchMatMul` and
+    `Softmax` kernels cost ~80 us each per call at batch 1 on this CPU.
+
+    Args:
+        prior: a `zoo.TransformerPrior` (its `embedding`, `blocks`,
+            `final_norm` and `head`).
+        rows: int32 scalar tensor. B, the batch of the sampling loop.
+
+    Example:
+    >>> decoder = CachedDecoder(prior, tf.shape(conditions)[0])
+    >>> tokens, cache = decoder.condition_tokens(conditions), decoder.empty_cache()
+    >>> logits, cache = decoder(tokens, cache, 0)  # logits (B, K) of code 0
+    >>> tokens = decoder.code_tokens(codes, 0)  # the input at position 1
+    """
+
+    def __init__(self, prior, rows):
+        dtype = prior.compute_dtype
+
+        def read(variable, to=dtype):  # a tensor: the loop must not re-read the variable
+            return tf.cast(tf.convert_to_tensor(variable.value), to)
+
+        def dense(layer):
+            return read(layer.kernel), read(layer.bias), layer.activation
+
+        def norm(layer):
+            return read(layer.gamma, tf.float32), read(layer.beta, tf.float32), layer.epsilon
+
+        tables = prior.embedding.tables
+        self.condition_table = read(tables["condition"].embeddings)
+        self.code_table = read(tables["code"].embeddings)
+        self.positions = tf.cast(prior.embedding.positions(), dtype)
+        self.num_heads = prior.num_heads
+        self.head_dim = prior.embed_dim // prior.num_heads
+        self.blocks = [
+            {
+                "attention_norm": norm(block.attention_norm),
+                "qkv": dense(block.attention.qkv),
+                "projection": dense(block.attention.projection),
+                "mlp_norm": norm(block.mlp_norm),
+                "mlp_in": dense(block.mlp_in),
+                "mlp_out": dense(block.mlp_out),
+            }
+            for block in prior.blocks
+        ]
+        # The cache is one (2 * blocks * L, B * heads * head_dim) buffer updated
+        # in place, a row per position: block n's keys are rows [2n L, 2n L + L),
+        # its values the next L rows.
+        self.length = prior.sequence_length
+        self.rows = rows
+        self.row_size = rows * prior.embed_dim
+        self.final_norm = norm(prior.final_norm)
+        self.head = dense(prior.head)
+        self.dtype = dtype
+
+    def condition_tokens(self, conditions):
+        """The input tokens (B, d) at position 0: the conditions' embeddings."""
+        return tf.gather(self.condition_table, conditions)
+
+    def code_tokens(self, codes, index):
+        """The input tokens (B, d) at position `index + 1`: codes (B,) at raster `index`."""
+        return tf.gather(self.code_table, codes) + tf.gather(self.positions, index)
+
+    def empty_cache(self):
+        """The cache before the first step: one buffer, uninitialised (written before read)."""
+        shape = tf.stack([2 * len(self.blocks) * self.length, self.row_size])
+        return tf.raw_ops.Empty(shape=shape, dtype=self.dtype)
+
+    def __call__(self, x, cache, index):
+        """Runs tokens `x` (B, d) at position `index`.
+
+        Args:
+            x: (B, d) input tokens (`condition_tokens` at 0, then `code_tokens`).
+            cache: `empty_cache()` at 0, then the cache this call returned.
+            index: int32 scalar.
+
+        Returns:
+            Float32 logits (B, K) of code `index`, and the updated cache.
+        """
+        seen = tf.stack([index + 1, -1])  # the rows of positions 0..index
+        view = tf.stack([index + 1, self.rows, self.num_heads, self.head_dim])
+        for number, weights in enumerate(self.blocks):
+            normed = _layer_norm(x, *weights["attention_norm"])
+            attended, cache = self._attention(normed, weights, cache, number, index, seen, view)
+            x = x + _dense(attended, weights["projection"])
+            hidden = _dense(_layer_norm(x, *weights["mlp_norm"]), weights["mlp_in"])
+            x = x + _dense(hidden, weights["mlp_out"])
+        logits = _dense(_layer_norm(x, *self.final_norm), self.head)
+        return tf.cast(logits, tf.float32), cache
+
+    def _attention(self, x, weights, cache, number, index, seen, view):
+        heads, head_dim = self.num_heads, self.head_dim
+        query, key, value = tf.split(_dense(x, weights["qkv"]), 3, axis=1)  # (B, d) each
+        query = tf.reshape(query, [-1, heads, head_dim])
+        new = tf.reshape(tf.concat([key, value], axis=0), [2, -1])  # a key row, a value row
+        first = 2 * number * self.length
+        cache = tf.raw_ops.InplaceUpdate(x=cache, i=[first, first + self.length] + index, v=new)
+        keys = tf.reshape(tf.slice(cache, [first, 0], seen), view)  # (index + 1, B, heads, hd)
+        values = tf.reshape(tf.slice(cache, [first + self.length, 0], seen), view)
+        scores = tf.reduce_sum(keys * query, axis=-1)  # (index + 1, B, heads)
+        scores = tf.cast(scores, tf.float32) / math.sqrt(head_dim)
+        scores = tf.exp(scores - tf.reduce_max(scores, axis=0))
+        probs = tf.cast(scores / tf.reduce_sum(scores, axis=0), values.dtype)
+        attended = tf.reduce_sum(probs[..., None] * values, axis=0)  # (B, heads, head_dim)
+        return tf.reshape(attended, [-1, heads * head_dim]), cache
+
+
+def _dense(x, weights):
+    """`keras.layers.Dense` on rank-2 `x` with `(kernel, bias, activation)`."""
+    kernel, bias, activation = weights
+    return activation(tf.matmul(x, kernel) + bias)

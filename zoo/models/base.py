@@ -28,7 +28,7 @@ def psnr(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
     return 10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
 
 
-class Autoencoder(PresetMixin, MultiWorkerFitMixin, keras.Model):
+class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
     """Base class of the zoo's autoencoders (not registered, not for direct use).
 
     Images are float NHWC in [0, 1]; `model(images)` returns reconstructions of

@@ -8,12 +8,13 @@ import tensorflow as tf
 
 from zoo import sampling, serving
 from zoo.models.transformer_prior import TransformerPrior
+from zoo.presets import PresetMixin
 
 AUTOENCODER_API = ("encode", "decode", "latent_grid", "num_embeddings")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class ImageGenerator(keras.Model):
+class ImageGenerator(PresetMixin, keras.Model):
     """Class-conditional image generation: prior samples codes, the autoencoder decodes.
 
     Holds a frozen discrete autoencoder (a zoo `VQVAE` or `DVAE`, or any model

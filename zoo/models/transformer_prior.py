@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from zoo import distribution, sampling, validation
 from zoo.models.multi_worker import MultiWorkerFitMixin
+from zoo.presets import PresetMixin
 from zoo.transformer import _INITIALIZER, ConditionedGridEmbedding, TransformerBlock
 
 PRIOR_METRICS = ("loss", "accuracy", "bits_per_image")
@@ -43,7 +44,7 @@ def _check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class TransformerPrior(MultiWorkerFitMixin, keras.Model):
+class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
     """A decoder-only Transformer over the raster-ordered code grid (mini-DALL-E).
 
     The sequence is one condition token (a class id, or `num_classes` for
@@ -197,35 +198,6 @@ class TransformerPrior(MultiWorkerFitMixin, keras.Model):
         flat = tf.reshape(codes, [-1, self.sequence_length])
         logits = self.sequence_logits(flat, labels, training=training)
         return tf.reshape(logits, [-1, *self.grid_shape, self.num_embeddings])
-
-    def empty_cache(self, batch) -> list:
-        """Zero key/value caches: per block, `(keys, values)` of (B, heads, L, head_dim)."""
-        shape = tf.stack(
-            [batch, self.num_heads, self.sequence_length, self.embed_dim // self.num_heads]
-        )
-        return [
-            (tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
-            for _ in self.blocks
-        ]
-
-    def call_with_cache(self, previous_codes, conditions, cache, step):
-        """Runs position `step` alone through the network, with the key/value cache.
-
-        Args:
-            previous_codes: int32 (B,). Code `step - 1` (ignored at step 0).
-            conditions: int32 (B,). The condition ids.
-            cache: from `empty_cache`, holding the positions before `step`.
-            step: int32 scalar.
-
-        Returns:
-            Float32 logits (B, K) of code `step`, and the updated cache.
-        """
-        x = self.embedding.step(previous_codes, conditions, step)
-        updated = []
-        for block, layer_cache in zip(self.blocks, cache, strict=True):
-            x, layer_cache = block.call_with_cache(x, layer_cache, step)
-            updated.append(layer_cache)
-        return self._head(x), updated
 
     # Public helpers -----------------------------------------------------------
 
