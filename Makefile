@@ -39,9 +39,14 @@ bench: setup
 # Retrain one pretrained model from its recipe into runs/zoo/NAME (saved_models/ is
 # not touched) and compare its test metrics with the card's:
 #   make zoo-train NAME=dvae_fashion_mnist
+# Generators (prior_*) train with trainers.train_prior and are measured by
+# trainers.evaluate_prior (10,000 samples) instead of trainers.reproduce.
 zoo-train: setup
-	$(PY) -m trainers.train --config=configs/$(NAME).json --model_dir=runs/zoo/$(NAME)
-	$(PY) -m trainers.reproduce --name=$(NAME) --model_dir=runs/zoo/$(NAME)
+	$(if $(filter prior_%,$(NAME)),\
+	$(PY) -m trainers.train_prior --config=configs/$(NAME).json --model_dir=runs/zoo/$(NAME) && \
+	$(PY) -m trainers.evaluate_prior --model=runs/zoo/$(NAME),\
+	$(PY) -m trainers.train --config=configs/$(NAME).json --model_dir=runs/zoo/$(NAME) && \
+	$(PY) -m trainers.reproduce --name=$(NAME) --model_dir=runs/zoo/$(NAME))
 
 # Replace the shipped model by that run (refused if worse, unless FORCE=1).
 zoo-publish: setup

@@ -32,6 +32,7 @@ PROFILES = {
         "serving": {"latency_calls": 100, "throughput_calls": 4, "repeats": 3, "shipped": True,
                     "precisions": ("float32", "mixed_bfloat16")},
         "scaling": {"families": ("ae", "vqvae"), "steps": 6, "repeats": 3},
+        "generation": {"latency_calls": 20, "throughput_calls": 1, "repeats": 3},
         "peak": {"size": 2048, "repeats": 5},
         "dalle": {"calls": 5, "repeats": 3},
         "model_kwargs": {},
@@ -50,6 +51,7 @@ PROFILES = {
         "serving": {"latency_calls": 50, "throughput_calls": 2, "repeats": 2, "shipped": True,
                     "precisions": ("float32", "mixed_bfloat16")},
         "scaling": {"families": ("ae",), "steps": 4, "repeats": 2},
+        "generation": {"latency_calls": 10, "throughput_calls": 1, "repeats": 2},
         "peak": {"size": 1024, "repeats": 3},
         "dalle": {"calls": 3, "repeats": 2},
         "model_kwargs": {},
@@ -60,7 +62,7 @@ PROFILES = {
 
 
 def _tiny_profile() -> dict:
-    from bench import dalle
+    from bench import dalle, generation
     from bench.common import TINY_MODEL_KWARGS
 
     return {
@@ -85,6 +87,13 @@ def _tiny_profile() -> dict:
             "repeats": 2,
         },
         "scaling": {"families": ("ae",), "batch_size": 8, "steps": 2, "repeats": 2},
+        "generation": {
+            "latency_calls": 2,
+            "throughput_calls": 1,
+            "batch": 8,
+            "repeats": 1,
+            "model_kwargs": generation.TINY,
+        },
         "peak": {"size": 128, "iterations": 2, "repeats": 2},
         "dalle": {"model_kwargs": dalle.TINY, "calls": 1, "repeats": 1, "conversion": False},
         "model_kwargs": TINY_MODEL_KWARGS,
@@ -102,6 +111,7 @@ SECTIONS = {
     "layouts": "## Layouts: FLOPs against test MSE",
     "remapper": "## Residual block and the Grappler remapper",
     "dalle": "## DALL-E dVAE",
+    "generation": "## Generation",
 }
 
 
@@ -172,6 +182,7 @@ def run(profile_name: str, output: str) -> dict:
     from bench import (
         common,
         dalle,
+        generation,
         input_pipeline,
         layouts,
         remapper,
@@ -219,6 +230,7 @@ def run(profile_name: str, output: str) -> dict:
     except RuntimeError as error:  # keep the other tables when a conversion step fails
         tables["dalle"] = common.Table("DALL-E dVAE, full size", ["error"])
         tables["dalle"].add(common.error_cell(error))
+    tables["generation"] = generation.run(**profile["generation"])
     peak_end = common.matmul_peak(**profile["peak"])
     # The peak is measured twice because a burst of other load can depress
     # one measurement; the best of both is the denominator of "% of peak".

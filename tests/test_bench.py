@@ -31,6 +31,7 @@ def test_run_all_tiny_writes_every_table(tmp_path):
         "## Input pipeline",
         "## Serving",
         "## Scaling",
+        "## Generation",
         "fp32 matmul peak",
         "Load average",
     ):
@@ -73,3 +74,11 @@ def test_run_all_tiny_writes_every_table(tmp_path):
         ("`decode`", "mixed_bfloat16"),
     ]
     assert all(row[2].endswith(" ms") for row in dalle.rows), dalle.rows
+    generation = tables["generation"]
+    assert [r[0] for r in generation.rows] == [
+        "KV cache (served)",
+        "KV cache, guidance_scale=3",
+        "no cache",
+    ]
+    assert not any(str(r[1]).startswith("failed") for r in generation.rows)
+    assert all(str(r[5])[0].isdigit() for r in generation.rows)  # images per CPU-s

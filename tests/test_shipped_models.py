@@ -39,8 +39,10 @@ def test_images():
     return data.load_split("fashion_mnist", "test")
 
 
-def test_the_zoo_lists_the_four_models():
-    assert zoo.list_models() == EXPECTED
+def test_the_zoo_lists_the_four_models_and_the_two_generators():
+    from tests.test_shipped_priors import PRIORS
+
+    assert zoo.list_models() == sorted(EXPECTED + list(PRIORS))
 
 
 @pytest.mark.parametrize("name", EXPECTED)

@@ -302,3 +302,15 @@ def validate(config: dict) -> dict:
 def save(config: dict, path: str | os.PathLike) -> None:
     """Writes a config as indented JSON (atomically)."""
     write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def differing_keys(previous: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs (to name them in refusals)."""
+    keys = []
+    for key in sorted(set(previous) | set(current)):
+        old, new = previous.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            keys += differing_keys(old, new, f"{prefix}{key}.")
+        elif old != new:
+            keys.append(prefix + key)
+    return keys

@@ -101,12 +101,16 @@ def _find_idx(directory: pathlib.Path, stem: str) -> pathlib.Path:
     )
 
 
-def load_fashion_mnist(split: str, directory: str | None = None) -> np.ndarray:
-    """Fashion-MNIST images of `"train"` (60,000) or `"test"` (10,000), uint8 (N, 28, 28, 1)."""
+def load_fashion_mnist(split: str, directory: str | None = None, labels: bool = False
+                       ) -> np.ndarray:
+    """Fashion-MNIST images of `"train"` (60,000) or `"test"` (10,000), uint8 (N, 28, 28, 1).
+
+    With `labels=True`: the class ids instead, uint8 (N,) (`trainers.labels`).
+    """
     directory = pathlib.Path(directory or FASHION_MNIST_DIR)
-    stem = "train-images-idx3-ubyte" if split == "train" else "t10k-images-idx3-ubyte"
-    images = read_idx(_find_idx(directory, stem))
-    return images[..., np.newaxis]
+    kind = "-labels-idx1-ubyte" if labels else "-images-idx3-ubyte"
+    array = read_idx(_find_idx(directory, ("train" if split == "train" else "t10k") + kind))
+    return array if labels else array[..., np.newaxis]
 
 
 def to_unit_float(images) -> np.ndarray:

@@ -194,6 +194,12 @@ def publish(name: str, model_dir, output_root=None, force: bool = False) -> path
     from zoo.atomic import write_text
 
     model_dir = pathlib.Path(model_dir)
+    if json.loads((model_dir / "config.json").read_text()).get("model") == "prior":
+        from trainers.publish_prior import publish_prior
+
+        target = publish_prior(name, model_dir, output_root)
+        write_index(target.parent)
+        return target
     target = pathlib.Path(output_root or presets.saved_models_dir()) / name
     eval_dir = model_dir / "eval"
     report = run_evaluation(model_dir, output_dir=eval_dir, verbose=True)
@@ -233,6 +239,10 @@ def rerender_card(folder) -> pathlib.Path:
     from zoo.atomic import write_text
 
     folder = pathlib.Path(folder)
+    if "test_bits_per_image" in _read_json(folder / "metrics.json"):  # a generator
+        from trainers.publish_prior import rerender_prior_card
+
+        return rerender_prior_card(folder)
     model = load_model_from(folder)  # verifies the manifest first
     report = _read_json(folder / "metrics.json")
     config = _read_json(folder / "config.json")
@@ -256,9 +266,12 @@ def write_index(root) -> pathlib.Path:
     from zoo.atomic import write_text
 
     root = pathlib.Path(root)
-    rows = []
+    rows, generator_rows = [], []
     for folder in sorted(p for p in root.iterdir() if (p / "metrics.json").is_file()):
         metrics = json.loads((folder / "metrics.json").read_text())
+        if "test_bits_per_image" in metrics:  # a generator (trainers.publish_prior)
+            generator_rows.append(_generator_row(folder.name, metrics))
+            continue
         cells = [
             f"{metrics[key]:.4g}" if key in metrics else "–" for key in INDEX_COLUMNS
         ]
@@ -278,7 +291,30 @@ retrained model (`make zoo-publish NAME=<name>`).
 {header}
 |{"---|" * (len(INDEX_COLUMNS) + 2)}
 """ + "\n".join(rows) + "\n"
+    if generator_rows:
+        text += GENERATOR_HEADER + "\n".join(generator_rows) + "\n"
     return write_text(root / "README.md", text)
+
+
+GENERATOR_HEADER = """
+## Generators
+
+Class-conditional Transformer priors packaged with their autoencoder (`zoo.ImageGenerator`),
+measured by `python -m trainers.evaluate_prior` (class accuracy of the evaluation classifier on
+the samples; Fréchet distance to the test images in its features, beside that of the
+autoencoder's reconstructions, at the same sample count).
+
+| generator | test bits / image (raw) | class accuracy | Fréchet distance | reconstructions' |
+|---|---|---|---|---|
+"""
+
+
+def _generator_row(name: str, metrics: dict) -> str:
+    samples = metrics["samples"]
+    return (f"| [{name}]({name}/README.md) | {metrics['test_bits_per_image']:.1f} "
+            f"({metrics['raw_bits_per_image']:.0f}) | {100 * samples['class_accuracy']:.1f} % | "
+            f"{samples['frechet_distance']:.3g} | "
+            f"{metrics['reconstructions']['frechet_distance']:.3g} |")
 
 
 def main(argv, flag_values: flags.FlagValues = FLAGS):

@@ -64,6 +64,8 @@ TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per
 
 def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
     """Refuses to mix two different runs in one model_dir."""
+    from trainers import config as config_lib
+
     saved = model_dir / "config.json"
     if model_dir.exists() and not model_dir.is_dir():
         raise ValueError(f"--model_dir={model_dir} is a file, not a folder.")
@@ -77,7 +79,7 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
             # train() saved what the initial model dictates (family, architecture,
             # no KL warm-up, temperature from the model): compare the rest only.
             previous, current = _without_init_values(previous), _without_init_values(current)
-        differ = _differing(previous, current)
+        differ = config_lib.differing_keys(previous, current)
         if differ:
             raise ValueError(
                 f"{model_dir} already holds a run with a different config ({saved}; differing: "
@@ -89,18 +91,6 @@ def _without_init_values(config: dict) -> dict:
     training = {k: v for k, v in config.get("training", {}).items()
                 if k not in ("kl_warmup_steps", "temperature_schedule")}
     return {"training": training}
-
-
-def _differing(previous: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two configs."""
-    keys = []
-    for key in sorted(set(previous) | set(current)):
-        old, new = previous.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            keys += _differing(old, new, f"{prefix}{key}.")
-        elif old != new:
-            keys.append(prefix + key)
-    return keys
 
 
 # A full or read-only disk: the user's to fix, and the atomic writes kept the last good files.

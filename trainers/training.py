@@ -199,34 +199,112 @@ def train(
     # fails (a dataset typo) must not claim model_dir for itself.
     config_lib.save(config, write_dir / "config.json")
     grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
-    monitor = MONITOR[config["model"]]
-    extra_callbacks = list(callbacks)
-    callbacks = [
+    history = fit_run(
+        model, train_ds, val_ds, model_dir=model_dir, strategy=strategy,
+        epochs=training["epochs"], steps_per_epoch=steps_per_epoch,
+        monitor=MONITOR[config["model"]],
+        callbacks=[
+            *_schedule_callbacks(model, training, steps_per_epoch * training["epochs"]),
+            ReconstructionGrid(grid_images, write_dir / "images"),
+            *callbacks,
+        ],
+        pictures="reconstructions per epoch", verbose=verbose,
+    )
+    return model, history
+
+
+class _SaveOther(AtomicModelCheckpoint):
+    """An `AtomicModelCheckpoint` that writes another model than the one `fit` trains."""
+
+    def __init__(self, saved_model: keras.Model, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.saved_model = saved_model
+
+    def set_model(self, model):
+        super().set_model(self.saved_model)  # the checkpoint only uses its model to save it
+
+
+def fit_run(
+    model: keras.Model,
+    train_ds,
+    val_ds,
+    *,
+    model_dir,
+    strategy,
+    epochs: int,
+    steps_per_epoch: int,
+    monitor: str,
+    callbacks: list | tuple = (),
+    saved_model: keras.Model | None = None,
+    pictures: str = "pictures per epoch",
+    command: str = "trainers.train",
+    evaluate_command: str = "trainers.evaluate",
+    verbose="auto",
+) -> keras.callbacks.History:
+    """Runs `model.fit` with the run layout every training command shares.
+
+    Into `model_dir` (the chief's; other workers write to a temporary copy):
+    `backup/` (`BackupAndRestore`, kept after the run so a finished command
+    re-run trains no more), `last.keras`, `best.keras` (lowest `monitor`),
+    `history.csv`, `logs/` (TensorBoard) and `run_info.json` (wall time,
+    added up over resumed sessions); `StopOnNaN` stops at the first
+    non-finite loss. The caller writes `config.json` before.
+
+    Args:
+        model: the compiled model to fit (built in `strategy.scope()`).
+        train_ds: training data for `fit`.
+        val_ds: validation data.
+        model_dir: the run's folder.
+        strategy: the `tf.distribute.Strategy` the model was built under.
+        epochs: int. Number of epochs.
+        steps_per_epoch: int. Steps per epoch.
+        monitor: str. The validation metric `best.keras` minimises.
+        callbacks: run-specific callbacks (schedules, pictures), run after
+            the checkpoints and logs at each epoch's end.
+        saved_model: the model written to `best.keras`/`last.keras`.
+            Defaults to `model` (`trainers.train_prior` saves the
+            `ImageGenerator` that holds the prior it fits).
+        pictures: str. What `images/` holds, for the final message.
+        command: str. The training command's module, for the final message.
+        evaluate_command: str. The command that evaluates the run, for the
+            final message.
+        verbose: `"auto"` (progress bars on a terminal, a line per epoch
+            otherwise), or a `fit` verbosity (0, 1, 2).
+
+    Returns:
+        The `History` of `fit`.
+    """
+    model_dir = pathlib.Path(model_dir)
+    write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
+
+    def checkpoint(path, **kwargs):
+        if saved_model is None:
+            return AtomicModelCheckpoint(str(path), **kwargs)
+        return _SaveOther(saved_model, str(path), **kwargs)
+
+    all_callbacks = [
         # Kept after the run: re-running a finished command restores the last
         # epoch and trains no more, instead of silently starting over.
         distribute.WorkerBackupAndRestore(
             str(model_dir / "backup"), strategy, delete_checkpoint=False
         ),
         StopOnNaN(),
-        *_schedule_callbacks(model, training, steps_per_epoch * training["epochs"]),
-        AtomicModelCheckpoint(str(write_dir / "last.keras")),  # write_dir: chief only
-        AtomicModelCheckpoint(
-            str(write_dir / "best.keras"), monitor=monitor, mode="min", save_best_only=True
-        ),
+        checkpoint(write_dir / "last.keras"),  # write_dir: chief only
+        checkpoint(write_dir / "best.keras", monitor=monitor, mode="min", save_best_only=True),
         AtomicCSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
-        ReconstructionGrid(grid_images, write_dir / "images"),
-        *extra_callbacks,
+        # Last: a picture that fails does not cost the epoch its checkpoints and history row.
+        *callbacks,
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.monotonic()
     history = model.fit(
         train_ds,
-        epochs=training["epochs"],
+        epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=val_ds,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
@@ -237,23 +315,26 @@ def train(
     distribute.remove_temporary(str(model_dir / "backup"), strategy)
     distribute.remove_temporary(str(model_dir), strategy)
     if distribute.is_chief(strategy) and verbose:
-        print(_summary(model_dir, history, training["epochs"]))
-    return model, history
+        print(_summary(model_dir, history, epochs, pictures, command, evaluate_command))
+    return history
 
 
-def _summary(model_dir: pathlib.Path, history, epochs: int) -> str:
+def _summary(model_dir: pathlib.Path, history, epochs: int,
+             pictures: str = "reconstructions per epoch", command: str = "trainers.train",
+             evaluate_command: str = "trainers.evaluate") -> str:
     """What the run did and where its files are; says so when it was already complete."""
     if not history.epoch:
+        more = (f"start a new run from it: python -m trainers.train --init_from={model_dir} "
+                f"--model_dir={model_dir}_more --epochs=N (add the same --dataset and other "
+                "flags)" if command == "trainers.train" else
+                f"run python -m {command} with more --epochs and a new --model_dir")
         return (
             f"\nThe run in {model_dir}/ was already complete ({epochs} epochs; its backup/ "
-            "says so), so nothing was trained and no file changed. To train longer, start a "
-            f"new run from it: python -m trainers.train --init_from={model_dir} "
-            f"--model_dir={model_dir}_more --epochs=N (add the same --dataset and other "
-            "flags). To evaluate it: python -m trainers.evaluate "
-            f"--model={model_dir}"
+            f"says so), so nothing was trained and no file changed. To train longer, {more}. "
+            f"To evaluate it: python -m {evaluate_command} --model={model_dir}"
         )
     return (
         f"\nRun written to {model_dir}/: config.json, best.keras, last.keras, history.csv, "
-        f"logs/ (tensorboard --logdir {model_dir}/logs), images/ (reconstructions per epoch), "
-        f"backup/ (resume state). Next: python -m trainers.evaluate --model={model_dir}"
+        f"logs/ (tensorboard --logdir {model_dir}/logs), images/ ({pictures}), "
+        f"backup/ (resume state). Next: python -m {evaluate_command} --model={model_dir}"
     )

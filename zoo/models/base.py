@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from zoo import distribution, serving, validation
 from zoo.blocks import Decoder, Encoder, with_legacy_layout
+from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.presets import PresetMixin
 
 BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
@@ -33,7 +34,7 @@ def psnr(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
     return 10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
 
 
-class Autoencoder(PresetMixin, keras.Model):
+class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
     """Base class of the zoo's autoencoders (not registered, not for direct use).
 
     Images are float NHWC in [0, 1]; `model(images)` returns reconstructions of
@@ -318,44 +319,9 @@ class Autoencoder(PresetMixin, keras.Model):
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
         return self._logs_for_trainer(logs)
 
-    def _logs_for_trainer(self, logs: dict) -> dict:
-        """Gives step logs the shape Keras's TF trainer can reduce.
-
-        Under a multi-worker `MultiWorkerMirroredStrategy`, Keras 3.15's
-        `reduce_per_replica` reduces each replica's step logs with
-        `strategy.reduce("MEAN", value, axis=0)`, which rejects scalars
-        ("Invalid reduction dimension 0"). For a value of shape (1,), that
-        reduce averages over the one element of axis 0 and over all replicas
-        of all workers, so it returns the scalar mean over replicas: exactly
-        what `reduce_per_replica` returns for scalars on one worker
-        (`tf.reduce_mean` of the local results). Logs are reshaped there and
-        nowhere else, so single-worker logs keep their scalar shape. Epoch
-        logs are read from the metric trackers (sync-on-read variables summed
-        over replicas), not from these.
-        """
-        if distribution.is_multi_worker(self.distribute_strategy):
-            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Completes the build from the nominal input spec, not from data.
-
-        Keras 3.15's TF trainer (`fit`, `evaluate`, `train_on_batch`, ...)
-        fetches the first distributed batch and averages it over replicas with
-        `strategy.reduce("MEAN", batch, axis=None)` only to learn its shapes
-        and dtypes for a symbolic build. Under `MultiWorkerMirroredStrategy`
-        that reduce is a cross-worker all-reduce of a whole image batch, and
-        it fails outright for a structured batch such as `(images, labels)`
-        (which `train_step` accepts). A zoo model is built in `__init__` from
-        its config, so its input spec is known: (None, *image_shape) float32.
-        The symbolic build (optimizer variables, compiled metrics if any) is
-        run from that spec, inside the strategy scope, as Keras does.
-        """
-        if getattr(self, "_distribute_strategy", None) is None:
-            return  # Keras builds lazily when no strategy was set.
-        spec = keras.KerasTensor((None, *self.image_shape), "float32")
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=(spec,))
+    def symbolic_build_inputs(self) -> keras.KerasTensor:
+        """Images (None, *image_shape) float32: the input of `fit`'s symbolic build."""
+        return keras.KerasTensor((None, *self.image_shape), "float32")
 
     @property
     def metrics(self):

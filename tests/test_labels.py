@@ -1,0 +1,71 @@
+"""trainers.labels: class ids aligned with `data.load_split`'s images, and class names."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_data import write_idx
+from trainers import data, labels
+
+
+def test_fashion_mnist_labels_follow_the_images_and_the_held_out_split(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    train_labels = rng.integers(0, 10, 20, dtype=np.uint8)
+    # Each image carries its label in its pixels, so alignment can be checked directly.
+    train_images = np.repeat(train_labels[:, None, None], 28 * 28, 1).reshape(20, 28, 28)
+    test_labels = np.array([9, 0, 3], np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", train_images.astype(np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", train_labels)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", test_labels)
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path))
+
+    for split in ("train", "validation"):
+        images = data.load_split("fashion_mnist", split, (28, 28, 1), 0.25).images
+        ids = labels.load_labels("fashion_mnist", split, 0.25)
+        assert ids.dtype == np.int32 and len(ids) == len(images) == {"train": 15,
+                                                                      "validation": 5}[split]
+        np.testing.assert_array_equal(ids, images[:, 0, 0, 0])
+    np.testing.assert_array_equal(labels.load_labels("fashion_mnist", "test"), [9, 0, 3])
+    assert labels.class_names("fashion_mnist")[0] == "T-shirt/top"
+    assert labels.class_names("fashion_mnist")[9] == "Ankle boot"
+
+
+def test_npz_labels_and_class_names(tmp_path):
+    images = np.zeros((10, 28, 28), np.uint8)
+    ids = np.arange(10) % 3
+    np.savez(tmp_path / "plain.npz", images=images, labels=ids)
+    np.savez(tmp_path / "named.npz", images=images, labels=ids, class_names=["a", "b", "c"])
+    np.testing.assert_array_equal(labels.load_labels(tmp_path / "plain.npz", "train", 0.2),
+                                  ids[:8])
+    np.testing.assert_array_equal(labels.load_labels(tmp_path / "plain.npz", "test", 0.2),
+                                  ids[8:])
+    assert labels.class_names(tmp_path / "plain.npz") == ["0", "1", "2"]
+    assert labels.class_names(tmp_path / "named.npz") == ["a", "b", "c"]
+
+
+def test_folder_labels_come_from_subfolders_in_reading_order(tmp_path):
+    for name, value in [("coat/1.png", 10), ("bag/x.png", 20), ("bag/y.png", 30),
+                        ("coat/0.png", 40)]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((28, 28), value, np.uint8)).save(tmp_path / name)
+    images = data.load_split(tmp_path, "train", (28, 28, 1), 0.25).images
+    ids = labels.load_labels(tmp_path, "train", 0.25)
+    assert labels.class_names(tmp_path) == ["bag", "coat"]
+    value_to_class = {20: 0, 30: 0, 10: 1, 40: 1}
+    assert [value_to_class[int(v)] for v in images[:, 0, 0, 0]] == ids.tolist()
+
+
+def test_unlabelled_sources_are_clear_errors(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((4, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="No labels for"):
+        labels.load_labels(tmp_path / "x.npy")
+    np.savez(tmp_path / "x.npz", images=np.zeros((4, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="holds no `labels` array"):
+        labels.load_labels(tmp_path / "x.npz")
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "flat" / "a.png")
+    with pytest.raises(ValueError, match="subfolders \\(one per class\\)"):
+        labels.load_labels(tmp_path / "flat")
+    with pytest.raises(ValueError, match="`split` must be one of"):
+        labels.load_labels("fashion_mnist", "dev")

@@ -1,0 +1,186 @@
+"""The prior commands end to end, in subprocesses: train_prior (with resume), generate,
+evaluate_prior, on a tiny dVAE, a tiny prior and 60 labelled images.
+
+One run (a module fixture) is killed at the start of its second epoch and
+resumed by the same command; generate and evaluate_prior then read it.
+"""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import REPO_ROOT, random_images, tiny_model
+from tests.test_train_cli import _env, ok
+from trainers.labels import FASHION_MNIST_CLASSES
+
+# The first epoch compiles the training step and the sampling loop: minutes on a loaded
+# 2-core machine, so more room than test_train_cli's 240 s.
+TIMEOUT = 900
+
+
+def run_command(args: list[str]) -> subprocess.CompletedProcess:
+    """Runs `python <args>` at the repository root; returns the finished process."""
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+TINY_PRIOR = ["--set=embed_dim=16", "--set=num_layers=1", "--set=num_heads=2", "--set=mlp_dim=32"]
+
+# Runs train_prior, but hangs at the start of the second epoch (the first epoch's files
+# written) until killed.
+HANG = """
+import os, pathlib, sys, time
+from absl import app
+from trainers import generation, train_prior
+
+def on_epoch_begin(self, epoch, logs=None):
+    if epoch >= 1:
+        pathlib.Path(os.environ["ZOO_TEST_MARK"]).write_text(str(epoch))
+        time.sleep(600)
+
+generation.SampleGrid.on_epoch_begin = on_epoch_begin
+train_prior.define_flags()
+sys.argv = ["trainers.train_prior", *sys.argv[1:]]
+app.run(train_prior.main)
+"""
+
+
+def _history(model_dir) -> list[dict]:
+    with open(model_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A tiny untrained dVAE (.keras) and 60 labelled images (.npz with class names)."""
+    folder = tmp_path_factory.mktemp("prior_inputs")
+    tiny_model("dvae").save(folder / "dvae.keras")
+    images = np.round(random_images(60) * 255).astype(np.uint8)
+    np.savez(folder / "data.npz", images=images, labels=np.arange(60) % 10,
+             class_names=list(FASHION_MNIST_CLASSES))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prior_run(inputs, tmp_path_factory):
+    """A two-epoch train_prior run, killed during epoch 2 and resumed: (model_dir, args, out)."""
+    model_dir = tmp_path_factory.mktemp("prior_runs") / "run"
+    mark = model_dir.parent / "mark"
+    args = ["-m", "trainers.train_prior", f"--autoencoder={inputs / 'dvae.keras'}",
+            f"--model_dir={model_dir}", f"--dataset={inputs / 'data.npz'}", "--epochs=2",
+            "--steps_per_epoch=2", "--batch_size=8", *TINY_PRIOR]
+    with open(model_dir.parent / "log.txt", "w") as log:
+        child = subprocess.Popen([sys.executable, "-c", HANG, *args[2:]], cwd=REPO_ROOT,
+                                 env=_env(ZOO_TEST_MARK=str(mark)), stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not mark.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert mark.exists(), (model_dir.parent / "log.txt").read_text()[-3000:]
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=60)
+    assert [row["epoch"] for row in _history(model_dir)] == ["0"]
+    assert (model_dir / "codes.npz").is_file()
+    return model_dir, args, ok(run_command(args))
+
+
+def test_train_prior_writes_the_run_layout_and_resumes(prior_run, inputs):
+    model_dir, _, result = prior_run
+    assert "Reusing the codes" in result.stdout  # encoded once, by the killed session
+    rows = _history(model_dir)
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"loss", "accuracy", "bits_per_image", "val_bits_per_image"} <= set(rows[0])
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["autoencoder"] == str(inputs / "dvae.keras")
+    assert config["model_config"]["num_embeddings"] == 16
+    assert config["model_config"]["grid_shape"] == [7, 7]
+    assert config["model_config"]["num_classes"] == 10
+    assert config["model_config"]["num_layers"] == 1
+    with np.load(model_dir / "codes.npz") as codes:
+        assert codes["train_codes"].shape == (54, 7, 7) and codes["train_codes"].dtype == np.int32
+        np.testing.assert_array_equal(codes["validation_labels"], np.arange(54, 60) % 10)
+    for name in ("best.keras", "last.keras", "run_info.json", "backup/training_metadata.json"):
+        assert (model_dir / name).is_file(), name
+    assert list((model_dir / "logs").rglob("events.out.tfevents.*"))
+    for epoch in (1, 2):  # one row per class
+        with Image.open(model_dir / "images" / f"epoch_{epoch:03d}.png") as picture:
+            assert picture.height == 2 * (10 * 30 + 2)
+    sessions = json.loads((model_dir / "run_info.json").read_text())["sessions"]
+    assert [s["epochs_run"] for s in sessions] == [1]  # the killed session never finished
+
+
+def test_train_prior_run_holds_an_image_generator(prior_run):
+    import keras
+
+    import zoo
+
+    model_dir, _, _ = prior_run
+    generator = keras.saving.load_model(model_dir / "best.keras", safe_mode=True)
+    assert isinstance(generator, zoo.ImageGenerator)
+    assert isinstance(generator.prior, zoo.TransformerPrior) and generator.prior.num_layers == 1
+    assert generator.class_names[9] == "Ankle boot"
+    images = np.asarray(generator.generate(["ankle boot", 0], seed=3))
+    assert images.shape == (2, 28, 28, 1) and 0.0 <= images.min() <= images.max() <= 1.0
+
+
+def test_train_prior_refuses_another_config_in_the_same_folder(prior_run):
+    model_dir, args, _ = prior_run
+    refused = run_command([*args, "--set=num_layers=2"])
+    assert refused.returncode != 0
+    assert "different config" in refused.stderr and "model_config.num_layers" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_generate_command_writes_a_grid_and_the_images(prior_run, tmp_path):
+    model_dir, _, _ = prior_run
+    out = tmp_path / "generated"
+    result = ok(run_command(["-m", "trainers.generate", f"--model={model_dir}",
+                             "--prompt=ankle boot", "--prompt=T-shirt/top", "--count=3",
+                             f"--output_dir={out}", "--top_k=4", "--guidance_scale=2"]))
+    assert str(out / "grid.png") in result.stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["ankle_boot_000.png", "ankle_boot_001.png", "ankle_boot_002.png",
+                     "grid.png", "t-shirt_top_000.png", "t-shirt_top_001.png",
+                     "t-shirt_top_002.png"]
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size == (2 * (3 * 30 + 2), 2 * (2 * 30 + 2))  # 2 prompts x 3, scaled 2x
+    with Image.open(out / "ankle_boot_000.png") as image:
+        assert image.size == (28, 28)
+
+    refused = run_command(["-m", "trainers.generate", f"--model={model_dir}", "--prompt=hat",
+                           f"--output_dir={tmp_path / 'no'}"])
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "Unknown class name 'hat'" in refused.stderr and "Ankle boot" in refused.stderr
+
+
+def test_evaluate_prior_command_with_tiny_counts(prior_run, inputs, tmp_path):
+    model_dir, _, _ = prior_run
+    out = tmp_path / "eval"
+    result = ok(run_command(["-m", "trainers.evaluate_prior", f"--model={model_dir}",
+                             f"--dataset={inputs / 'data.npz'}", "--num_samples=20",
+                             "--guidance_scales=1,2", "--guidance_samples=10",
+                             f"--output_dir={out}"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_samples"] == 20
+    for key in ("samples", "real_floor", "reconstructions", "uniform_prior"):
+        assert metrics[key]["frechet_distance"] >= 0.0, key
+    assert 0.0 <= metrics["samples"]["class_accuracy"] <= 1.0
+    assert [row["guidance_scale"] for row in metrics["guidance"]["rows"]] == [1.0, 2.0]
+    assert metrics["raw_bits_per_image"] == pytest.approx(49 * 4)  # 7x7 codes of K = 16
+    assert 0.0 < metrics["test_bits_per_image"]
+    assert metrics["completion_rows_kept"] == 3
+    with Image.open(out / "samples.png") as picture:
+        assert picture.height == 2 * (10 * 30 + 2)  # one row per class
+    with Image.open(out / "completions.png") as picture:  # original, reconstruction, 6
+        # one row per class present in the tiny test split (the last 6 images: classes 4-9)
+        assert picture.size == (2 * (8 * 30 + 2), 2 * (6 * 30 + 2))
+    assert "Fréchet distance" in result.stdout and "guidance scale" in result.stdout

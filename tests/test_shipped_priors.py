@@ -1,0 +1,75 @@
+"""The generators shipped in `saved_models/prior_*`: they load by name, hold the shipped
+autoencoder, generate the class asked for, and meet their cards.
+
+The default tests measure 200 samples (20 per class) live; the slow test re-runs
+`evaluate_prior` at the card's 10,000 samples and compares with `metrics.json`.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import zoo
+from trainers import sample_quality
+from zoo import presets
+
+PRIORS = {"prior_dvae_fashion_mnist": "dvae_fashion_mnist",
+          "prior_vqvae_fashion_mnist": "vqvae_fashion_mnist"}
+
+
+def _metrics(name: str) -> dict:
+    return json.loads((presets.saved_models_dir() / name / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_shipped_generator_holds_the_shipped_autoencoder(name):
+    generator = zoo.load(name)
+    assert isinstance(generator, zoo.ImageGenerator)
+    assert isinstance(generator.prior, zoo.TransformerPrior)
+    autoencoder = zoo.load(PRIORS[name])
+    assert type(generator.autoencoder) is type(autoencoder)
+    for ours, shipped in zip(generator.autoencoder.weights, autoencoder.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), shipped.numpy(), err_msg=ours.path)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_shipped_generator_draws_the_class_asked_for(name):
+    generator = zoo.load(name)
+    labels = np.repeat(np.arange(10), 20)
+    images = np.asarray(generator.generate(labels, seed=0))
+    assert images.shape == (200, 28, 28, 1) and images.dtype == np.float32
+    accuracy = sample_quality.classifier_accuracy(sample_quality.load_classifier(), images, labels)
+    recorded = _metrics(name)["samples"]["class_accuracy"]
+    # 200 samples: a binomial standard error of at most 3.5 points; 3 of them of slack.
+    assert accuracy >= recorded - 0.11, (accuracy, recorded)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_card_shows_the_measured_figures(name):
+    metrics = _metrics(name)
+    card = (presets.saved_models_dir() / name / "README.md").read_text()
+    assert f"{metrics['test_bits_per_image']:.1f}" in card
+    assert f"{100 * metrics['samples']['class_accuracy']:.1f} %" in card
+    for key in ("samples", "reconstructions", "uniform_prior", "real_floor"):
+        assert f"{metrics[key]['frechet_distance']:.3g}" in card, key
+    assert metrics["num_samples"] == 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRIORS)
+def test_shipped_generator_meets_its_card_at_10000_samples(name, tmp_path):
+    from trainers.evaluate_prior import evaluate_prior
+
+    recorded = _metrics(name)
+    sampling = {k: v for k, v in recorded["sampling"].items() if k != "seed"}
+    measured = evaluate_prior(zoo.load(name), tmp_path, num_samples=recorded["num_samples"],
+                              guidance_scales=(), guidance_samples=10,
+                              seed=recorded["sampling"]["seed"], **sampling)
+    for key in ("samples", "reconstructions", "uniform_prior", "real_floor"):
+        assert measured[key]["frechet_distance"] == pytest.approx(
+            recorded[key]["frechet_distance"], rel=0.02), key
+    assert measured["samples"]["class_accuracy"] == pytest.approx(
+        recorded["samples"]["class_accuracy"], abs=0.005)
+    assert measured["test_bits_per_image"] == pytest.approx(recorded["test_bits_per_image"],
+                                                            rel=1e-3)

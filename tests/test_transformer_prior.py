@@ -1,0 +1,226 @@
+"""Behaviour of `zoo.TransformerPrior`: causality, training, sampling, completion, saving.
+
+A tiny prior (3x4 grid, so rows and columns differ) is trained once per
+module on a fixed set where the class decides the whole code grid: class c
+has its own fixed random grid. That makes "the condition changes the
+samples" and "completion" checkable with exact codes.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.helpers import run_in_fresh_process
+
+GRID = (3, 4)
+K = 16
+CLASSES = 4
+TINY_PRIOR = {
+    "num_embeddings": K,
+    "grid_shape": GRID,
+    "num_classes": CLASSES,
+    "embed_dim": 32,
+    "num_layers": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+}
+LOSS_THRESHOLD = 0.3  # nats per code after training; ln(16) = 2.77 at chance
+
+
+def tiny_prior(**overrides) -> zoo.TransformerPrior:
+    return zoo.TransformerPrior(**{**TINY_PRIOR, **overrides})
+
+
+def class_patterns(seed: int = 0) -> np.ndarray:
+    """One fixed code grid per class, int32 (CLASSES, h, w)."""
+    return np.random.default_rng(seed).integers(0, K, (CLASSES, *GRID), dtype=np.int32)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(0)
+    patterns = class_patterns()
+    labels = np.repeat(np.arange(CLASSES, dtype=np.int32), 8)
+    codes = patterns[labels]
+    prior = tiny_prior(dropout=0.0)
+    prior.compile(optimizer=keras.optimizers.Adam(3e-3))
+    before = prior.evaluate(codes, labels, verbose=0, return_dict=True)
+    history = prior.fit(codes, labels, epochs=60, batch_size=16, verbose=0)
+    return {"prior": prior, "patterns": patterns, "before": before, "history": history.history}
+
+
+def test_fit_drives_the_loss_down(trained):
+    loss = trained["history"]["loss"]
+    assert trained["before"]["loss"] == pytest.approx(np.log(K), abs=0.1)  # chance at init
+    assert loss[-1] < LOSS_THRESHOLD < loss[0], loss
+    assert set(trained["history"]) == {"loss", "accuracy", "bits_per_image"}
+
+
+def test_bits_per_image_is_the_summed_code_nll(trained):
+    prior, patterns = trained["prior"], trained["patterns"]
+    labels = np.arange(CLASSES, dtype=np.int32)
+    logits = prior.logits(patterns, labels).numpy()
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, patterns[..., None], axis=-1)[..., 0]
+    expected = -picked.sum(axis=(1, 2)) / np.log(2)
+    np.testing.assert_allclose(prior.bits_per_image(patterns, labels), expected, rtol=1e-4)
+    logs = prior.evaluate(patterns, labels, verbose=0, return_dict=True)
+    assert logs["bits_per_image"] == pytest.approx(expected.mean(), rel=1e-4)
+    raw = GRID[0] * GRID[1] * np.log2(K)
+    assert expected.max() < 0.2 * raw  # the trained prior compresses its training grids
+
+
+def test_causality_later_codes_do_not_change_earlier_logits():
+    prior = tiny_prior()
+    codes = np.random.default_rng(1).integers(0, K, (2, *GRID), dtype=np.int32)
+    labels = np.array([0, 3], np.int32)
+    base = prior.logits(codes, labels).numpy().reshape(2, -1, K)
+    for position in (0, 5, 10):
+        changed = codes.reshape(2, -1).copy()
+        changed[:, position] = (changed[:, position] + 1) % K
+        logits = prior.logits(changed.reshape(codes.shape), labels).numpy().reshape(2, -1, K)
+        # Position p predicts code p from codes < p: positions <= p are unchanged.
+        np.testing.assert_allclose(logits[:, : position + 1], base[:, : position + 1], atol=1e-5)
+        assert np.abs(logits[:, position + 1 :] - base[:, position + 1 :]).max() > 1e-4
+
+
+def test_condition_token_changes_every_position():
+    prior = tiny_prior()
+    codes = np.zeros((1, *GRID), np.int32)
+    a, b = (prior.logits(codes, np.array([c], np.int32)).numpy() for c in (0, 1))
+    assert (np.abs(a - b).reshape(-1, K).max(axis=-1) > 1e-5).all()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"top_k": 1}, {"temperature": 1.0}, {"temperature": 0.7, "top_k": 5, "guidance_scale": 2.0}],
+)
+def test_cached_sampling_equals_uncached(options):
+    prior = tiny_prior()
+    labels = [0, 1, 2, CLASSES]
+    cached = prior.generate(labels, seed=3, **options)
+    uncached = prior.generate(labels, seed=3, use_cache=False, **options)
+    np.testing.assert_array_equal(cached, uncached)
+
+
+def test_fixed_seed_reproduces_and_other_seeds_differ():
+    prior = tiny_prior()
+    first = prior.generate([0, 1, 2], seed=7).numpy()
+    assert first.dtype == np.int32 and first.shape == (3, *GRID)
+    assert first.min() >= 0 and first.max() < K
+    np.testing.assert_array_equal(first, prior.generate([0, 1, 2], seed=7))
+    assert not np.array_equal(first, prior.generate([0, 1, 2], seed=8))
+
+
+def test_the_condition_decides_the_samples(trained):
+    prior, patterns = trained["prior"], trained["patterns"]
+    labels = np.repeat(np.arange(CLASSES, dtype=np.int32), 3)
+    codes = prior.generate(labels, seed=0, top_k=1).numpy()
+    np.testing.assert_array_equal(codes, patterns[labels])
+    sampled = prior.generate(labels, seed=1, temperature=1.0).numpy()
+    assert (sampled == patterns[labels]).mean() > 0.9
+
+
+def test_unconditional_and_guided_sampling(trained):
+    prior, patterns = trained["prior"], trained["patterns"]
+    codes = prior.generate(None, num_samples=6, seed=2, top_k=1).numpy()
+    assert codes.shape == (6, *GRID)
+    # With no condition the prior still draws one of the grids it learned.
+    flat_patterns = patterns.reshape(CLASSES, -1)
+    matches = [(flat_patterns == c.reshape(-1)).all(-1).any() for c in codes]
+    assert np.mean(matches) >= 0.5
+    none = prior.generate([CLASSES] * 6, seed=2, top_k=1).numpy()
+    np.testing.assert_array_equal(codes, none)  # labels=None is the "no condition" id
+    guided = prior.generate([1, 2], seed=4, guidance_scale=3.0).numpy()
+    np.testing.assert_array_equal(guided, patterns[[1, 2]])
+
+
+def test_completion_keeps_the_given_rows(trained):
+    prior, patterns = trained["prior"], trained["patterns"]
+    other = np.random.default_rng(5).integers(0, K, (2, *GRID), dtype=np.int32)
+    for rows in (1, 2, GRID[0]):
+        codes = prior.generate([0, 3], prefix=other[:, :rows], seed=rows).numpy()
+        np.testing.assert_array_equal(codes[:, :rows], other[:, :rows])
+    # A prefix of the class's own grid is completed into that grid.
+    completed = prior.generate([2], prefix=patterns[2:3, :1], top_k=1).numpy()
+    np.testing.assert_array_equal(completed[0], patterns[2])
+    unconditional = prior.generate(None, prefix=other[:, :1], seed=0).numpy()
+    np.testing.assert_array_equal(unconditional[:, :1], other[:, :1])
+
+
+def test_bad_arguments_are_refused():
+    prior = tiny_prior()
+    with pytest.raises(ValueError, match="temperature"):
+        prior.generate([0], temperature=0.0)
+    with pytest.raises(ValueError, match="top_k"):
+        prior.generate([0], top_k=-1)
+    with pytest.raises(ValueError, match=r"\[0, 3\] or 4"):
+        prior.generate([5])
+    with pytest.raises(ValueError, match="num_samples"):
+        prior.generate(None)
+    with pytest.raises(ValueError, match=r"prefix.*\(N, r, 4\)"):
+        prior.generate([0], prefix=np.zeros((1, 1, 3), np.int32))
+    with pytest.raises(ValueError, match="agree"):
+        prior.generate([0, 1], prefix=np.zeros((1, 1, 4), np.int32))
+    with pytest.raises(ValueError, match="Codes must be in"):
+        prior.logits(np.full((1, *GRID), K, np.int32), [0])
+    with pytest.raises(ValueError, match="divisible by `num_heads`"):
+        tiny_prior(embed_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="grid_shape"):
+        tiny_prior(grid_shape=(3,))
+
+
+def test_fit_accepts_a_dataset_of_int64_pairs():
+    prior = tiny_prior()
+    prior.compile(optimizer="adam")
+    codes = class_patterns()[np.arange(8) % CLASSES]
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (codes.astype(np.int64), (np.arange(8) % CLASSES).astype(np.int64))
+    ).batch(4)
+    logs = prior.fit(dataset, epochs=1, verbose=0).history
+    assert np.isfinite(logs["loss"][0])
+
+
+def test_condition_dropout_draws_per_call_stateless():
+    prior = tiny_prior(condition_dropout=0.5)
+    labels = tf.zeros([1000], tf.int32)
+    a, b = prior._drop_conditions(labels).numpy(), prior._drop_conditions(labels).numpy()
+    assert 0.4 < (a == CLASSES).mean() < 0.6
+    assert not np.array_equal(a, b)
+    assert set(np.unique(a)) == {0, CLASSES}
+
+
+def test_parameter_count_of_the_default_size():
+    prior = zoo.TransformerPrior(num_embeddings=512, grid_shape=(7, 7), num_classes=10)
+    assert 3e5 < prior.count_params() < 3e6  # the issue's "few hundred thousand to few million"
+
+
+def test_config_and_keras_round_trip_in_a_fresh_process(tmp_path):
+    prior = tiny_prior(condition_dropout=0.2, seed=3)
+    config = prior.get_config()
+    again = zoo.TransformerPrior.from_config(json.loads(json.dumps(config)))
+    assert again.get_config() == config
+    codes = np.random.default_rng(0).integers(0, K, (2, *GRID), dtype=np.int32)
+    labels = np.array([1, 2], np.int32)
+    np.save(tmp_path / "codes.npy", codes)
+    np.save(tmp_path / "logits.npy", prior.logits(codes, labels).numpy())
+    np.save(tmp_path / "samples.npy", prior.generate(labels, seed=5, temperature=0.9).numpy())
+    prior.save(tmp_path / "prior.keras")
+    run_in_fresh_process(
+        f"""
+        import keras, numpy as np, zoo
+        folder = {str(tmp_path)!r}
+        prior = keras.saving.load_model(folder + "/prior.keras")
+        assert isinstance(prior, zoo.TransformerPrior)
+        assert prior.get_config() == {config!r}
+        codes, labels = np.load(folder + "/codes.npy"), np.array([1, 2], np.int32)
+        np.testing.assert_allclose(prior.logits(codes, labels), np.load(folder + "/logits.npy"),
+                                   atol=1e-5)
+        np.testing.assert_array_equal(prior.generate(labels, seed=5, temperature=0.9),
+                                      np.load(folder + "/samples.npy"))
+        """
+    )

@@ -1,0 +1,269 @@
+r"""Measure a generator's samples: `python -m trainers.evaluate_prior --model=runs/prior`.
+
+With the evaluation classifier of `trainers.sample_quality`, on
+`--num_samples` class-conditional samples (the same number per class):
+
+- `class_accuracy`: how often the classifier finds the class asked for
+  (beside `real_test_accuracy`, its accuracy on the real test images);
+- `frechet_distance`: between the samples and the test images in the
+  classifier's penultimate features, beside the same distance for
+  `real_floor` (as many real training images), `reconstructions` (of those
+  training images by the generator's autoencoder) and `uniform_prior`
+  (codes drawn uniformly, decoded): every figure at the same sample count;
+- `guidance`: class accuracy and distance for each `--guidance_scales`
+  value, on `--guidance_samples` samples (with their own real floor);
+- `test_bits_per_image`: the prior's negative log-likelihood of the test
+  images' codes, beside the raw `h * w * log2 K`.
+
+Writes `<output_dir>/metrics.json`, `samples.png` (one row per class) and
+`completions.png` (per class a test image, its reconstruction, then
+completions that keep the top `--completion_rows` code rows and sample the
+rest). `--output_dir` defaults to `<model>/eval` for a folder.
+"""
+
+import json
+import math
+import pathlib
+import time
+
+from absl import app, flags
+
+from trainers import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
+    flags.DEFINE_string("model", None, "The ImageGenerator: a zoo name, a preset folder, a "
+                        "trainers.train_prior run folder or a .keras file.")
+    flags.DEFINE_string("output_dir", None, "Where results go; defaults to <model>/eval.")
+    flags.DEFINE_string("dataset", "fashion_mnist", "The labelled dataset of the test images.")
+    flags.DEFINE_integer("num_samples", 10_000, "Samples for the main figures (a multiple of "
+                         "the class count).")
+    flags.DEFINE_list("guidance_scales", ["1", "2", "3"], "Guidance scales of the table.")
+    flags.DEFINE_integer("guidance_samples", 2_000, "Samples per row of the guidance table.")
+    flags.DEFINE_integer("completion_rows", None, "Code rows kept in completions (default h/2).")
+    flags.DEFINE_integer("seed", 0, "Seed of sampling and of the real images drawn.")
+    flags.DEFINE_float("temperature", 1.0, "Softmax temperature of the samples.")
+    flags.DEFINE_integer("top_k", 0, "Top-k truncation of the samples; 0: none.")
+    flags.DEFINE_float("guidance_scale", 1.0, "Guidance scale of the main samples.")
+    flags.DEFINE_integer("batch_size", 500, "Generation and encoding batch size.")
+    flags.DEFINE_string("classifier", None, "Classifier weights; defaults to the shipped ones.")
+
+
+def _class_labels(num_samples: int, num_classes: int):
+    import numpy as np
+
+    if num_samples < num_classes or num_samples % num_classes:
+        raise ValueError(
+            f"The sample count must be a positive multiple of the {num_classes} classes. "
+            f"Received: {num_samples}")
+    return np.repeat(np.arange(num_classes, dtype=np.int32), num_samples // num_classes)
+
+
+def _quality(classifier, images, labels, reference) -> dict:
+    from trainers import sample_quality as sq
+
+    result = {"frechet_distance": sq.frechet_distance(
+        sq.classifier_features(classifier, images), reference)}
+    if labels is not None:
+        result["class_accuracy"] = sq.classifier_accuracy(classifier, images, labels)
+    return result
+
+
+def _decode(autoencoder, codes, batch_size: int):
+    import numpy as np
+
+    return np.concatenate([np.asarray(autoencoder.decode(codes[i : i + batch_size]), np.float32)
+                           for i in range(0, len(codes), batch_size)])
+
+
+def completion_rows(generator, images, labels, keep_rows: int, per_image: int, seed: int = 0,
+                    batch_size: int = 500, **sampling) -> list:
+    """Rows of [image, reconstruction, `per_image` completions keeping `keep_rows` code rows]."""
+    import numpy as np
+
+    from trainers.data import to_unit_float
+    from trainers.generation import encode_images
+
+    codes = encode_images(generator.autoencoder, images, batch_size, verbose=False)
+    h = codes.shape[1]
+    if not 0 < keep_rows < h:
+        raise ValueError(f"`keep_rows` must be in [1, {h - 1}] (the code grid has {h} rows). "
+                         f"Received: {keep_rows}")
+    prefix = np.repeat(codes[:, :keep_rows], per_image, axis=0)
+    completed = np.asarray(generator.generate(
+        np.repeat(labels, per_image), seed=seed, prefix=prefix, **sampling), np.float32)
+    reconstructions = _decode(generator.autoencoder, codes, batch_size)
+    originals = to_unit_float(images)
+    return [np.concatenate([originals[i : i + 1], reconstructions[i : i + 1],
+                            completed[i * per_image : (i + 1) * per_image]])
+            for i in range(len(images))]
+
+
+def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: int = 10_000,
+                   guidance_scales=(1.0, 2.0, 3.0), guidance_samples: int = 2_000,
+                   completion_rows_kept=None, seed: int = 0, batch_size: int = 500,
+                   classifier_path=None, **sampling) -> dict:
+    """Measures a generator's samples and writes metrics.json and pictures (see the module).
+
+    Args:
+        generator: a `zoo.ImageGenerator`.
+        output_dir: folder for `metrics.json`, `samples.png`, `completions.png`.
+        dataset: the labelled dataset (test images, training images for the floor).
+        num_samples: int. Samples of the main figures (a multiple of the classes).
+        guidance_scales: guidance scales of the table.
+        guidance_samples: int. Samples per row of the table.
+        completion_rows_kept: int. Code rows kept in completions (default h // 2).
+        seed: int. Sampling seed, and which real images are drawn.
+        batch_size: int. Generation and encoding batch size.
+        classifier_path: classifier weights (default: the shipped ones).
+        **sampling: `temperature`, `top_k`, `guidance_scale` of the main samples.
+
+    Returns:
+        The metrics dict (also written to `metrics.json`).
+    """
+    import numpy as np
+
+    from trainers import data, labels
+    from trainers import images as image_io
+    from trainers import sample_quality as sq
+    from trainers.generation import encode_images, generate_in_batches
+
+    started = time.monotonic()
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    autoencoder, prior = generator.autoencoder, generator.prior
+    classifier = sq.load_classifier(classifier_path)
+    num_classes = len(generator.class_names)
+    if classifier.output_shape[-1] != num_classes:
+        raise ValueError(f"The classifier knows {classifier.output_shape[-1]} classes, the "
+                         f"generator {num_classes}: they must be the same dataset's.")
+    class_ids = _class_labels(num_samples, num_classes)
+    shape = autoencoder.image_shape
+    test = data.load_split(dataset, "test", shape).images
+    test_labels = labels.load_labels(dataset, "test")
+    train = data.load_split(dataset, "train", shape).images
+    reference = sq.classifier_features(classifier, data.to_unit_float(test))
+
+    print(f"Generating {num_samples} samples ({num_samples // num_classes} per class)...")
+    samples = generate_in_batches(generator, class_ids, batch_size, seed=seed, **sampling)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(train), num_samples, replace=False))
+    real = data.to_unit_float(train[chosen])
+    h, w = autoencoder.latent_grid
+    uniform = np.random.default_rng(seed).integers(0, autoencoder.num_embeddings,
+                                                   (num_samples, h, w), dtype=np.int32)
+    report = {
+        "samples": _quality(classifier, samples, class_ids, reference),
+        "real_floor": _quality(classifier, real, None, reference),
+        "reconstructions": _quality(
+            classifier, _decode(autoencoder, encode_images(autoencoder, train[chosen],
+                                                           batch_size, verbose=False),
+                                batch_size), None, reference),
+        "uniform_prior": _quality(classifier, _decode(autoencoder, uniform, batch_size), None,
+                                  reference),
+    }
+    report["samples"]["ratio_to_reconstructions"] = (
+        report["samples"]["frechet_distance"] / report["reconstructions"]["frechet_distance"])
+
+    # At the main count, the table shares the main figures' floor and reconstructions (and the
+    # main samples for the main scale), so its rows compare with them directly.
+    same_count = guidance_samples == num_samples
+    guidance_ids = _class_labels(guidance_samples, num_classes)
+    if same_count:
+        table_floor = report["real_floor"]["frechet_distance"]
+    else:
+        table_real = np.sort(np.random.default_rng(seed + 1).choice(
+            len(train), guidance_samples, replace=False))
+        table_floor = _quality(classifier, data.to_unit_float(train[table_real]), None,
+                               reference)["frechet_distance"]
+    guidance = {"num_samples": guidance_samples, "real_floor": table_floor, "rows": []}
+    for scale in guidance_scales:
+        if same_count and float(scale) == float(sampling.get("guidance_scale", 1.0)):
+            row = dict(report["samples"])
+        else:
+            print(f"Guidance scale {scale}: {guidance_samples} samples...")
+            options = {**sampling, "guidance_scale": float(scale)}
+            images = generate_in_batches(generator, guidance_ids, batch_size, seed=seed,
+                                         **options)
+            row = _quality(classifier, images, guidance_ids, reference)
+            if same_count:
+                row["ratio_to_reconstructions"] = (
+                    row["frechet_distance"] / report["reconstructions"]["frechet_distance"])
+        guidance["rows"].append({"guidance_scale": float(scale), **row})
+
+    test_codes = encode_images(autoencoder, test, batch_size, verbose=False)
+    prior_metrics = prior.evaluate(test_codes, test_labels, batch_size=batch_size, verbose=0,
+                                   return_dict=True)
+    per_class = np.arange(num_classes) * (num_samples // num_classes)
+    image_io.save_png(image_io.image_grid(
+        [samples[i : i + min(10, num_samples // num_classes)] for i in per_class]),
+        output_dir / "samples.png", scale=2)
+    # The first test image of each class (a class missing from a small test set is skipped).
+    firsts = np.concatenate([np.flatnonzero(test_labels == c)[:1] for c in range(num_classes)])
+    keep = completion_rows_kept or h // 2
+    image_io.save_png(image_io.image_grid(completion_rows(
+        generator, test[firsts], test_labels[firsts], keep, 6, seed, batch_size, **sampling)),
+        output_dir / "completions.png", scale=2)
+    report = {
+        "num_samples": num_samples,
+        "sampling": {"seed": seed, **{k: v for k, v in sampling.items()}},
+        "classifier": {"file": str(classifier_path or sq.CLASSIFIER_WEIGHTS),
+                       "real_test_accuracy": sq.classifier_accuracy(
+                           classifier, data.to_unit_float(test), test_labels)},
+        **report,
+        "guidance": guidance,
+        "test_bits_per_image": float(prior_metrics["bits_per_image"]),
+        "raw_bits_per_image": h * w * math.log2(autoencoder.num_embeddings),
+        "test_code_accuracy": float(prior_metrics["accuracy"]),
+        "completion_rows_kept": keep,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+    print(f"\nWrote {output_dir}/metrics.json, samples.png and completions.png.")
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The main figures and the guidance table as plain text."""
+    title = f"images ({report['num_samples']})"
+    lines = [f"{title:<24} class accuracy  Fréchet distance"]
+    for key in ("samples", "reconstructions", "uniform_prior", "real_floor"):
+        accuracy = report[key].get("class_accuracy")
+        shown = f"{accuracy:.4f}" if accuracy is not None else "-"
+        lines.append(f"{key:<24} {shown:>14}  {report[key]['frechet_distance']:.4g}")
+    guidance = report["guidance"]
+    lines.append(f"\nguidance scale ({guidance['num_samples']} samples; real floor "
+                 f"{guidance['real_floor']:.4g})")
+    for row in guidance["rows"]:
+        lines.append(f"{row['guidance_scale']:<24g} {row['class_accuracy']:>14.4f}  "
+                     f"{row['frechet_distance']:.4g}")
+    lines.append(f"\ntest bits per image {report['test_bits_per_image']:.1f} "
+                 f"(raw {report['raw_bits_per_image']:.0f})")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    from trainers.runs import load_model_from
+
+    cli.require(FLAGS, "model")
+    output_dir = FLAGS.output_dir
+    if output_dir is None:
+        if not pathlib.Path(FLAGS.model).is_dir():
+            raise app.UsageError("--output_dir is required when --model is not a folder.")
+        output_dir = pathlib.Path(FLAGS.model) / "eval"
+    with cli.user_errors("Evaluation refused"):
+        generator = load_model_from(FLAGS.model)
+        evaluate_prior(
+            generator, output_dir, FLAGS.dataset, FLAGS.num_samples,
+            [float(s) for s in FLAGS.guidance_scales], FLAGS.guidance_samples,
+            FLAGS.completion_rows, FLAGS.seed, FLAGS.batch_size, FLAGS.classifier,
+            temperature=FLAGS.temperature, top_k=FLAGS.top_k or None,
+            guidance_scale=FLAGS.guidance_scale)
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)

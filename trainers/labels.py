@@ -1,0 +1,113 @@
+"""Class labels aligned with `trainers.data.load_split`'s images.
+
+`load_labels(source, split)` returns the int32 class ids of one split, in the
+order of `load_split(source, split, ...).images` (the same held-out
+validation), and `class_names(source)` their names in class-id order.
+
+Labelled sources:
+- `"fashion_mnist"`: the IDX label files beside the images
+  (`train-labels-idx1-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`).
+- a `.npz` file with a `labels` array (and optionally `class_names`).
+- a folder with one subfolder per class (ids in sorted subfolder order).
+
+tensorflow-datasets streams are not supported (their images are streamed,
+not held in memory); convert them to a `.npz` file first.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+
+from trainers import data
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+
+
+def class_names(source: str | os.PathLike) -> list[str]:
+    """The class names of a labelled source, in class-id order.
+
+    Args:
+        source: `"fashion_mnist"`, a `.npz` file or a folder (see the module).
+
+    Returns:
+        A list of `num_classes` names (for a `.npz` file without
+        `class_names`: `"0"`, `"1"`, ...).
+
+    Example:
+    >>> class_names("fashion_mnist")[9]
+    'Ankle boot'
+    """
+    name = str(source)
+    if name == "fashion_mnist":
+        return list(FASHION_MNIST_CLASSES)
+    path = pathlib.Path(name).expanduser()
+    if path.is_dir():
+        return sorted({f.relative_to(path).parts[0] for f in _class_files(path)})
+    if path.suffix == ".npz" and path.is_file():
+        with np.load(path) as archive:
+            if "class_names" in archive:
+                return [str(n) for n in archive["class_names"]]
+        return [str(i) for i in range(int(_npz_labels(path).max()) + 1)]
+    raise ValueError(
+        f"No labels for {name!r}. Expected 'fashion_mnist', a .npz file with a `labels` array "
+        "(and optionally `class_names`), or a folder with one subfolder per class."
+    )
+
+
+def load_labels(
+    source: str | os.PathLike, split: str = "train", validation_fraction: float = 0.1
+) -> np.ndarray:
+    """The int32 class ids of one split, aligned with `data.load_split(source, split, ...)`.
+
+    Args:
+        source: `"fashion_mnist"`, a `.npz` file or a folder (see the module).
+        split: `"train"`, `"validation"` or `"test"`.
+        validation_fraction: float. As in `load_split`. Defaults to `0.1`.
+
+    Returns:
+        int32 array (N,): `labels[i]` is the class of `load_split(...).images[i]`.
+
+    Example:
+    >>> load_labels("fashion_mnist", "test")[:3]
+    array([9, 2, 1], dtype=int32)
+    """
+    if split not in data.SPLITS:
+        raise ValueError(f"`split` must be one of {list(data.SPLITS)}. Received: {split!r}")
+    names = class_names(source)  # refuses unlabelled sources
+    path = pathlib.Path(str(source)).expanduser()
+    if str(source) == "fashion_mnist":
+        if split == "test":
+            return data.load_fashion_mnist("test", labels=True).astype(np.int32)
+        labels = data.load_fashion_mnist("train", labels=True)
+    elif path.is_dir():
+        labels = np.array([names.index(f.relative_to(path).parts[0]) for f in _class_files(path)])
+    else:
+        labels = _npz_labels(path)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError(
+            f"Labels of {source} must be non-negative integers of shape (N,). Received dtype "
+            f"{labels.dtype}, shape {labels.shape}."
+        )
+    # The same held-out rows as the images (a folder or array has no test split: its
+    # validation part serves as "test", as in load_split).
+    return data._split_held_out(labels, split, validation_fraction).astype(np.int32)
+
+
+def _class_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    files = data.image_files(folder)  # the order load_folder reads them in
+    loose = [f for f in files if len(f.relative_to(folder).parts) < 2]
+    if loose:
+        raise ValueError(
+            f"Labels of a folder come from its subfolders (one per class), but {loose[0]} lies "
+            f"directly in {folder}."
+        )
+    return files
+
+
+def _npz_labels(path: pathlib.Path) -> np.ndarray:
+    with np.load(path) as archive:
+        if "labels" not in archive:
+            raise ValueError(f"{path} holds no `labels` array. Keys: {sorted(archive.keys())}")
+        return np.asarray(archive["labels"])

@@ -1,0 +1,148 @@
+r"""Train the evaluation classifier: `python -m trainers.train_classifier`.
+
+Trains `trainers.sample_quality.build_classifier` on the training split
+(the validation hold-out of `trainers.data` is kept for model selection),
+reports its test accuracy, and writes the weights (by default the shipped
+`trainers/assets/fashion_mnist_classifier.weights.h5`) and a JSON beside
+them: the weights' sha256 (checked by `sample_quality.load_classifier`),
+the test accuracy, the command and its wall time.
+
+Examples:
+    python -m trainers.train_classifier
+    python -m trainers.train_classifier --epochs=2 --output=/tmp/c.weights.h5
+"""
+
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+from absl import flags
+
+from trainers import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
+    flags.DEFINE_string("dataset", "fashion_mnist", "A labelled source (see trainers.labels).")
+    flags.DEFINE_string("output", None, "Weights file (*.weights.h5); defaults to the shipped one.")
+    flags.DEFINE_integer("epochs", 10, "Number of epochs.")
+    flags.DEFINE_integer("batch_size", 128, "Batch size.")
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (cosine decay to 5 %).")
+    flags.DEFINE_integer("max_images", None, "Train on the first N training images only.")
+    flags.DEFINE_integer("seed", 0, "Seed of weights and shuffling.")
+
+
+def _labelled(source, split: str, image_shape, max_images=None):
+    from trainers import data, labels
+
+    images = data.load_split(source, split, image_shape).images
+    ids = labels.load_labels(source, split)
+    if max_images:
+        images, ids = images[:max_images], ids[:max_images]
+    return images, ids
+
+
+def _dataset(images, ids, batch_size: int, shuffle: bool, seed: int):
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, ids))
+    if shuffle:
+        dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
+                     batch_size: int = 128, learning_rate: float = 1e-3, max_images=None,
+                     seed: int = 0, image_shape=(28, 28, 1), verbose="auto",
+                     command: str | None = None) -> dict:
+    """Trains the evaluation classifier and writes its weights and JSON.
+
+    The weights of the epoch with the best validation accuracy are kept.
+
+    Returns:
+        The JSON written beside the weights, as a dict.
+    """
+    import keras
+
+    from trainers import labels, sample_quality
+    from zoo.presets import sha256
+
+    output = pathlib.Path(output or sample_quality.CLASSIFIER_WEIGHTS)
+    if not output.name.endswith(".weights.h5"):
+        raise ValueError(f"`output` must end in .weights.h5. Received: {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    names = labels.class_names(dataset)
+    train = _labelled(dataset, "train", image_shape, max_images)
+    validation = _labelled(dataset, "validation", image_shape)
+    test = _labelled(dataset, "test", image_shape)
+    steps = epochs * -(-len(train[1]) // batch_size)
+    classifier = sample_quality.build_classifier(image_shape, len(names))
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    best = output.with_name(output.name.replace(".weights.h5", ".best.weights.h5"))
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    started = time.monotonic()
+    classifier.fit(
+        _dataset(*train, batch_size, True, seed), epochs=epochs, verbose=verbose, shuffle=False,
+        validation_data=_dataset(*validation, 500, False, seed),
+        callbacks=[keras.callbacks.ModelCheckpoint(
+            str(best), monitor="val_accuracy", mode="max", save_best_only=True,
+            save_weights_only=True)],
+    )
+    seconds = time.monotonic() - started
+    classifier.load_weights(best)
+    best.unlink()
+    # Written from an uncompiled copy: the weights alone, without Adam's state (3x smaller).
+    shipped = sample_quality.build_classifier(image_shape, len(names))
+    shipped.set_weights(classifier.get_weights())
+    shipped.save_weights(output)
+    _, test_accuracy = classifier.evaluate(_dataset(*test, 500, False, seed), verbose=0)
+    _, validation_accuracy = classifier.evaluate(_dataset(*validation, 500, False, seed),
+                                                 verbose=0)
+    info = {
+        "sha256": sha256(output),
+        "dataset": str(dataset),
+        "image_shape": list(image_shape),
+        "num_classes": len(names),
+        "class_names": names,
+        "test_accuracy": float(test_accuracy),
+        "validation_accuracy": float(validation_accuracy),
+        "num_train_images": int(len(train[1])),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "train_seconds": round(seconds, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "command": command,
+    }
+    sample_quality.info_path(output).write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv):
+    del argv
+    info = train_classifier(FLAGS.dataset, FLAGS.output, FLAGS.epochs, FLAGS.batch_size,
+                            FLAGS.learning_rate, FLAGS.max_images, FLAGS.seed,
+                            command=" ".join(["python -m trainers.train_classifier",
+                                              *sys.argv[1:]]))
+    print(f"\nTest accuracy {info['test_accuracy']:.4f} (validation "
+          f"{info['validation_accuracy']:.4f}) after {info['train_seconds'] / 60:.1f} min.")
+    print(f"Wrote {FLAGS.output or 'trainers/assets/fashion_mnist_classifier.weights.h5'} and "
+          "its .json (sha256, accuracy, command).")
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)

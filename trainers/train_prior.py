@@ -1,0 +1,255 @@
+r"""Train a class-conditional prior over a frozen autoencoder's codes.
+
+    python -m trainers.train_prior --autoencoder=dvae_fashion_mnist --model_dir=runs/prior
+
+`--autoencoder` is a zoo name, a preset or run folder, or a `.keras` file
+of a VQ-VAE or dVAE. The labelled dataset (`--dataset`, see
+`trainers.labels`) is encoded once by the frozen autoencoder, with a
+progress bar, into `<model_dir>/codes.npz` (codes and labels of the training
+and validation splits; reused when the run resumes), then a
+`zoo.TransformerPrior` trains on `(codes, labels)` with `fit`.
+
+The run layout is `trainers.train`'s (`trainers.training.fit_run`):
+resolved `config.json`, `best.keras` (lowest `val_bits_per_image`) and
+`last.keras`, `backup/` (re-running the command resumes), `logs/`,
+`history.csv`, `run_info.json`, and each epoch `images/epoch_NNN.png`, a
+grid of samples with one row per class. The `.keras` files hold the whole
+`zoo.ImageGenerator` (the autoencoder, the prior and the class names), so
+`trainers.generate --model=<model_dir>` and `keras.saving.load_model` give
+a generator directly; `generator.prior` is the trained prior.
+
+Examples:
+    python -m trainers.train_prior --autoencoder=vqvae_fashion_mnist --model_dir=runs/pv \
+        --epochs=10 --set num_layers=4
+    python -m trainers.train_prior --config=configs/prior_dvae_fashion_mnist.json \
+        --model_dir=runs/zoo/prior_dvae_fashion_mnist
+"""
+
+import json
+import pathlib
+
+from absl import flags, logging
+
+from trainers import cli
+
+FLAGS = flags.FLAGS
+TRAINING_FLAGS = ("dataset", "epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed",
+                  "strategy", "precision")
+TRAINING_DEFAULTS = {
+    "dataset": "fashion_mnist",
+    "epochs": 10,
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+    "lr_schedule": "cosine",
+    "validation_fraction": 0.1,
+    "steps_per_epoch": None,
+    "seed": 0,
+    "strategy": "auto",
+    "precision": "float32",
+    "encode_batch_size": 500,
+}
+# The sampling options the epoch pictures and the published figures use (`sampling.top_k=...`).
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": None, "guidance_scale": 1.0}
+# Taken from the autoencoder and the dataset when left at None.
+DERIVED = ("num_embeddings", "grid_shape", "num_classes")
+MONITOR = "val_bits_per_image"
+CODES_FILE = "codes.npz"
+
+
+def define_flags() -> None:
+    """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
+    flags.DEFINE_string("autoencoder", None,
+                        "VQ-VAE or dVAE: zoo name, preset or run folder, or .keras file.")
+    flags.DEFINE_string("model_dir", None, "Where the run's files go (required).")
+    flags.DEFINE_string("dataset", None, "A labelled source: fashion_mnist, .npz, class folders.")
+    flags.DEFINE_integer("epochs", None, "Number of epochs.")
+    flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate (cosine decay to 5 %).")
+    flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.")
+    flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and condition dropout.")
+    flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json).")
+    flags.DEFINE_multi_string("set", [], "key=value prior option, or training.key=value.")
+    flags.DEFINE_enum("strategy", None, ["auto", "one_device", "mirrored", "multi_worker"],
+                      "tf.distribute strategy; multi_worker reads TF_CONFIG.")
+    flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+                      "Keras dtype policy.")
+
+
+def default_config() -> dict:
+    """The default prior config: `zoo.TransformerPrior`'s defaults and `TRAINING_DEFAULTS`."""
+    import copy
+
+    import zoo
+    from trainers.config import constructor_defaults
+
+    model_config = {name: None for name in DERIVED}
+    model_config.update(constructor_defaults(zoo.TransformerPrior))
+    return {"model": "prior", "autoencoder": None, "model_config": model_config,
+            "training": copy.deepcopy(TRAINING_DEFAULTS), "sampling": dict(SAMPLING_DEFAULTS)}
+
+
+def resolve(autoencoder=None, config_file=None, training_overrides=None, assignments=()) -> dict:
+    """Resolves a prior config: defaults -> file -> flags -> `--set` (as `trainers.config`)."""
+    from trainers import config as config_lib
+
+    from_file = config_lib.load(config_file) if config_file else {}
+    if from_file.get("model", "prior") != "prior":
+        raise ValueError(f"{config_file} is a {from_file['model']!r} config, not a prior's.")
+    config = config_lib.merge(default_config(), from_file)
+    config["training"] = config_lib.merge(config["training"], training_overrides or {})
+    if autoencoder:
+        config["autoencoder"] = str(autoencoder)
+    for assignment in assignments:
+        config_lib.apply_override(config, assignment)
+    if not config["autoencoder"]:
+        raise ValueError("No autoencoder: give --autoencoder (or `autoencoder` in --config).")
+    return config
+
+
+def check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
+    """Refuses to mix two different runs in one model_dir (derived sizes left at None match)."""
+    from trainers import config as config_lib
+
+    saved = model_dir / "config.json"
+    if not saved.exists():
+        return
+    previous = json.loads(saved.read_text())
+    current = json.loads(json.dumps(config))
+    for name in DERIVED:
+        if current["model_config"].get(name) is None:
+            current["model_config"][name] = previous.get("model_config", {}).get(name)
+    differ = config_lib.differing_keys(previous, current)
+    if differ:
+        raise ValueError(
+            f"{model_dir} already holds a run with a different config ({saved}; differing: "
+            f"{', '.join(differ)}). Use a new --model_dir, or --config={saved} to resume it."
+        )
+
+
+def load_codes(write_dir: pathlib.Path, autoencoder, training: dict) -> dict:
+    """The run's codes and labels: read from `codes.npz`, or encoded once and written there."""
+    import numpy as np
+
+    from trainers import data, generation, labels
+
+    path = write_dir / CODES_FILE
+    grid = tuple(autoencoder.latent_grid)
+    if path.exists():
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        if arrays["train_codes"].shape[1:] == grid:
+            print(f"Reusing the codes in {path}.")
+            return arrays
+    arrays = {}
+    fraction = training["validation_fraction"]
+    for split in ("train", "validation"):
+        images = data.load_split(training["dataset"], split, autoencoder.image_shape,
+                                 fraction).images
+        print(f"Encoding the {split} split ({len(images)} images) with the frozen autoencoder:")
+        arrays[f"{split}_codes"] = generation.encode_images(
+            autoencoder, images, training["encode_batch_size"])
+        arrays[f"{split}_labels"] = labels.load_labels(training["dataset"], split, fraction)
+    temporary = path.with_name(".tmp-" + path.name)
+    np.savez(temporary, **arrays)
+    temporary.replace(path)  # a killed run never leaves half a codes file
+    return arrays
+
+
+def _dataset(codes, ids, batch_size: int, shuffle: bool, repeat: bool, seed: int):
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((codes, ids))
+    if shuffle:
+        dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def train_prior(config: dict, model_dir, verbose="auto"):
+    """Trains the prior a resolved config describes, writing the run into `model_dir`.
+
+    Returns:
+        `(generator, history)`: the `zoo.ImageGenerator` and `fit`'s history.
+    """
+    import math
+
+    import keras
+
+    import zoo
+    from trainers import config as config_lib
+    from trainers import distribute, generation, labels
+    from trainers.runs import load_model_from
+    from trainers.training import fit_run, learning_rate_schedule
+
+    # The strategy comes first: a multi-worker strategy must be created
+    # before any other TensorFlow op runs in the process.
+    strategy = distribute.make_strategy(config["training"]["strategy"])
+    training = config["training"]
+    keras.utils.set_random_seed(training["seed"])
+    model_dir = pathlib.Path(model_dir)
+    write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
+    write_dir.mkdir(parents=True, exist_ok=True)
+
+    autoencoder = load_model_from(config["autoencoder"])
+    generation.check_discrete(autoencoder)
+    autoencoder.trainable = False
+    names = labels.class_names(training["dataset"])
+    arrays = load_codes(write_dir, autoencoder, training)
+    model_config = dict(config["model_config"])
+    derived = {"num_embeddings": autoencoder.num_embeddings,
+               "grid_shape": list(autoencoder.latent_grid), "num_classes": len(names)}
+    for name, value in derived.items():
+        if model_config[name] is not None and model_config[name] != value:
+            raise ValueError(
+                f"`{name}` must match the autoencoder and dataset ({value}). Received: "
+                f"{model_config[name]}")
+        model_config[name] = value
+    config = {**config, "model_config": model_config}
+
+    batch_size = training["batch_size"]
+    num_train = len(arrays["train_labels"])
+    steps_per_epoch = training["steps_per_epoch"] or math.ceil(num_train / batch_size)
+    train_ds = _dataset(arrays["train_codes"], arrays["train_labels"], batch_size, True,
+                        training["steps_per_epoch"] is not None, training["seed"])
+    val_ds = _dataset(arrays["validation_codes"], arrays["validation_labels"], batch_size,
+                      False, False, training["seed"])
+    with distribute.precision(training["precision"]), strategy.scope():
+        kwargs = {**model_config, "grid_shape": tuple(model_config["grid_shape"])}
+        prior = zoo.TransformerPrior(**kwargs)
+        prior.compile(optimizer=keras.optimizers.Adam(
+            learning_rate_schedule(training, steps_per_epoch * training["epochs"])))
+        generator = zoo.ImageGenerator(autoencoder, prior, names)
+    config_lib.save(config, write_dir / "config.json")
+    history = fit_run(
+        prior, train_ds, val_ds, model_dir=model_dir, strategy=strategy,
+        epochs=training["epochs"], steps_per_epoch=steps_per_epoch, monitor=MONITOR,
+        callbacks=[generation.SampleGrid(generator, write_dir / "images",
+                                         **config["sampling"])],
+        saved_model=generator, pictures="samples per epoch, one row per class",
+        command="trainers.train_prior", evaluate_command="trainers.evaluate_prior",
+        verbose=verbose,
+    )
+    return generator, history
+
+
+def main(argv):
+    del argv
+    cli.require(FLAGS, "model_dir")
+    overrides = {name: FLAGS[name].value for name in TRAINING_FLAGS if FLAGS[name].present}
+    with cli.user_errors("Training refused"):
+        config = resolve(FLAGS.autoencoder, FLAGS.config, overrides, FLAGS.set)
+        model_dir = pathlib.Path(FLAGS.model_dir).expanduser()
+        check_model_dir(model_dir, config)
+    logging.set_verbosity(logging.WARNING)
+    try:
+        # The user's to fix: a bad autoencoder or dataset, unlabelled data, a bad --set value.
+        # (Not TypeError: one raised inside fit is a bug and keeps its traceback.)
+        with cli.user_errors("Training refused", ValueError, FileNotFoundError):
+            train_prior(config, model_dir)
+    except FloatingPointError as error:  # StopOnNaN: a clear line, not a traceback
+        raise SystemExit(f"Training stopped: {error}") from None
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)

@@ -1,0 +1,283 @@
+"""From a class name to pixels: a frozen discrete autoencoder and its Transformer prior."""
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import sampling, serving
+from zoo.models.transformer_prior import TransformerPrior
+from zoo.presets import PresetMixin
+
+AUTOENCODER_API = ("encode", "decode", "latent_grid", "num_embeddings")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ImageGenerator(PresetMixin, keras.Model):
+    """Class-conditional image generation: prior samples codes, the autoencoder decodes.
+
+    Holds a frozen discrete autoencoder (a zoo `VQVAE` or `DVAE`, or any model
+    with `encode`, `decode`, `latent_grid` and `num_embeddings`), a
+    `TransformerPrior` over its code grid and the names of the prior's
+    classes. It saves and loads as one `.keras` file. `compile` compiles the
+    prior, so a loaded generator fine-tunes with `generator.prior.fit(codes,
+    labels)`; the autoencoder stays frozen.
+
+    Args:
+        autoencoder: keras.Model. The discrete autoencoder; set non-trainable.
+        prior: `zoo.TransformerPrior` with the autoencoder's `num_embeddings`
+            and `latent_grid`, and one class per name.
+        class_names: list of str. Class `i` is `class_names[i]`; prompts are
+            matched case-insensitively (and without surrounding spaces).
+        **kwargs: Standard `keras.Model` arguments (`name`).
+
+    Example:
+    >>> autoencoder = zoo.DVAE(num_embeddings=16, filters=8, num_res_blocks=1)
+    >>> prior = zoo.TransformerPrior(num_embeddings=16, grid_shape=autoencoder.latent_grid,
+    ...                              num_classes=2, embed_dim=32, num_layers=1)
+    >>> generator = zoo.ImageGenerator(autoencoder, prior, ["T-shirt/top", "ankle boot"])
+    >>> generator.generate(["Ankle boot", "t-shirt/top"], seed=0).shape
+    TensorShape([2, 28, 28, 1])
+
+    References:
+        - [Ramesh et al., 2021 (DALL-E)](https://arxiv.org/abs/2102.12092)
+    """
+
+    def __init__(self, autoencoder, prior, class_names: Sequence[str], **kwargs):
+        super().__init__(**kwargs)
+        missing = [name for name in AUTOENCODER_API if not hasattr(autoencoder, name)]
+        if missing:
+            raise TypeError(
+                "`autoencoder` must be a discrete zoo model (VQVAE, DVAE) with "
+                f"{', '.join(AUTOENCODER_API)}. Received {type(autoencoder).__name__}, "
+                f"missing {missing}."
+            )
+        if not isinstance(prior, TransformerPrior):
+            raise TypeError(f"`prior` must be a zoo.TransformerPrior. Received {type(prior)}.")
+        if isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names):
+            raise TypeError(f"`class_names` must be a list of str. Received: {class_names!r}")
+        keys = [self.normalize(name) for name in class_names]
+        if len(set(keys)) != len(keys) or "" in keys:
+            raise ValueError(
+                "`class_names` must be non-empty and differ case-insensitively. "
+                f"Received: {list(class_names)}"
+            )
+        expected = {
+            "num_embeddings": (prior.num_embeddings, autoencoder.num_embeddings),
+            "grid_shape": (tuple(prior.grid_shape), tuple(autoencoder.latent_grid)),
+            "num_classes": (prior.num_classes, len(class_names)),
+        }
+        for name, (found, wanted) in expected.items():
+            if found != wanted:
+                raise ValueError(
+                    f"The prior's `{name}` must match the autoencoder and class names: "
+                    f"expected {wanted}, received {found}."
+                )
+        autoencoder.trainable = False
+        self.autoencoder = autoencoder
+        self.prior = prior
+        self.class_names = list(class_names)
+        self.built = True
+
+    @staticmethod
+    def normalize(name: str) -> str:
+        """How prompts are matched: stripped and lower-cased."""
+        return name.strip().lower()
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """`(H, W, C)` of the generated images."""
+        return tuple(self.autoencoder.image_shape)
+
+    def class_ids(self, prompts) -> np.ndarray:
+        """Class names (case-insensitive) or int ids -> int32 ids (N,).
+
+        Raises:
+            ValueError: an unknown name (the message lists the known ones) or
+                an id outside [0, num_classes).
+        """
+        if isinstance(prompts, (str, int, np.integer)):
+            prompts = [prompts]
+        prompts = list(np.asarray(prompts).tolist()) if isinstance(prompts, np.ndarray) else prompts
+        if not prompts:
+            raise ValueError("`prompts` is empty: pass at least one class name or id.")
+        lookup = {self.normalize(name): i for i, name in enumerate(self.class_names)}
+        ids = []
+        for prompt in prompts:
+            if isinstance(prompt, str):
+                if self.normalize(prompt) not in lookup:
+                    raise ValueError(
+                        f"Unknown class name {prompt!r}. Known names: {', '.join(self.class_names)}"
+                    )
+                ids.append(lookup[self.normalize(prompt)])
+            elif isinstance(prompt, (int, np.integer)) and not isinstance(prompt, bool):
+                if not 0 <= prompt < len(self.class_names):
+                    raise ValueError(
+                        f"Class ids must be in [0, {len(self.class_names) - 1}]. Received: {prompt}"
+                    )
+                ids.append(int(prompt))
+            else:
+                raise TypeError(f"Prompts must be class names or int ids. Received: {prompt!r}")
+        return np.asarray(ids, np.int32)
+
+    def generate(
+        self,
+        prompts=None,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        guidance_scale: float = 1.0,
+        prefix=None,
+        num_samples: int | None = None,
+    ) -> tf.Tensor:
+        """Generates one image per prompt.
+
+        Args:
+            prompts: class names (matched case-insensitively) or int ids, one
+                per image; `None` samples unconditionally (`num_samples` or
+                the prefix give N).
+            seed: int. The same seed gives the same images. Defaults to `0`.
+            temperature, top_k, guidance_scale, prefix: as
+                `TransformerPrior.generate` (`prefix` holds codes (N, r, w),
+                e.g. `generator.autoencoder.encode(images)[:, :r]`).
+            num_samples: int. N for unconditional sampling.
+
+        Returns:
+            float32 images (N, H, W, C) in [0, 1].
+        """
+        labels = None if prompts is None else self.class_ids(prompts)
+        codes = self.prior.generate(
+            labels,
+            temperature=temperature,
+            top_k=top_k,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            prefix=prefix,
+            num_samples=num_samples,
+        )
+        return self.autoencoder.decode(codes)
+
+    def compile(self, *args, **kwargs):
+        """Compiles the prior (the only trainable part): `generator.prior.fit(codes, labels)`."""
+        self.prior.compile(*args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        raise TypeError(
+            "Train the prior, not the generator: `generator.prior.fit(codes, labels)` with "
+            "codes from `generator.autoencoder.encode(images)`."
+        )
+
+    # Serving ------------------------------------------------------------------
+
+    def serving_signatures(self, use_cache: bool = True) -> dict[str, serving.Signature]:
+        """The signatures of the exported SavedModel (see `zoo.export`).
+
+        `generate` (int32 `labels` [N] and int32/float32 scalars `seed`,
+        `temperature`, `top_k` (0: no truncation), `guidance_scale` (1: no
+        guidance)) and `generate_from_text` (string `prompts` [N], the class
+        names, matched case-insensitively in the graph, and the same scalars)
+        return float32 `images` [N, H, W, C] and int32 `codes` [N, h, w],
+        drawn by the same loop as `generate` in Python: the same seed gives
+        the same codes. Bad requests fail with `InvalidArgumentError`
+        (INVALID_ARGUMENT). The autoencoder's own signatures are included.
+
+        Args:
+            use_cache: bool. `False` builds the uncached sampling loop (for
+                the benchmark's comparison). Defaults to `True`.
+        """
+        return {**self.autoencoder.serving_signatures(), **_generate_signatures(self, use_cache)}
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "autoencoder": keras.saving.serialize_keras_object(self.autoencoder),
+            "prior": keras.saving.serialize_keras_object(self.prior),
+            "class_names": list(self.class_names),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("autoencoder", "prior"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _generate_signatures(generator: ImageGenerator, use_cache: bool) -> dict:
+    """`generate` and `generate_from_text` of `generator` (see `serving_signatures`)."""
+    prior = generator.prior
+    num_classes = prior.num_classes
+    scalars = (
+        tf.TensorSpec([], tf.int32, name="seed"),
+        tf.TensorSpec([], tf.float32, name="temperature"),
+        tf.TensorSpec([], tf.int32, name="top_k"),
+        tf.TensorSpec([], tf.float32, name="guidance_scale"),
+    )
+    labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
+    prompts_spec = tf.TensorSpec([None], tf.string, name="prompts")
+    names = tf.constant([generator.normalize(name) for name in generator.class_names])
+    known = ", ".join(generator.class_names)
+
+    def draw(labels, seed, temperature, top_k, guidance_scale):
+        seed, temperature, top_k, guidance_scale = (
+            serving.ensure_spec(value, spec)
+            for value, spec in zip((seed, temperature, top_k, guidance_scale), scalars, strict=True)
+        )
+        checks = [
+            tf.debugging.assert_non_negative(labels, message="labels must be >= 0."),
+            tf.debugging.assert_less(
+                labels, num_classes, message=f"labels must be < {num_classes} (class ids)."
+            ),
+            tf.debugging.assert_positive(temperature, message="temperature must be > 0."),
+            tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: all codes)."),
+        ]
+        with tf.control_dependencies(checks):
+            labels = tf.identity(labels)
+        length = prior.sequence_length
+        prefix = tf.zeros(tf.stack([tf.shape(labels)[0], length]), tf.int32)
+        arguments = (labels, seed, temperature, top_k, guidance_scale, prefix, 0)
+
+        def sample(guided):
+            return lambda: sampling.sample_codes(
+                prior, *arguments, guided=guided, use_cache=use_cache
+            )
+
+        codes = tf.cond(tf.not_equal(guidance_scale, 1.0), sample(True), sample(False))
+        codes = tf.reshape(codes, [-1, *prior.grid_shape])
+        return {"images": generator.autoencoder.decode(codes), "codes": codes}
+
+    def generate(labels, seed, temperature, top_k, guidance_scale):
+        labels = serving.ensure_spec(labels, labels_spec)
+        return draw(labels, seed, temperature, top_k, guidance_scale)
+
+    def generate_from_text(prompts, seed, temperature, top_k, guidance_scale):
+        prompts = tf.strings.lower(
+            tf.strings.strip(serving.ensure_spec(prompts, prompts_spec)), encoding="utf-8"
+        )
+        matches = tf.equal(prompts[:, None], names[None, :])
+        found = tf.reduce_any(matches, axis=1)
+        check = tf.debugging.Assert(
+            tf.reduce_all(found),
+            ["Unknown class name(s) in prompts:", tf.boolean_mask(prompts, ~found),
+             f"Known names (case-insensitive): {known}"],
+        )  # fmt: skip
+        with tf.control_dependencies([check]):
+            labels = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
+        return draw(labels, seed, temperature, top_k, guidance_scale)
+
+    example = {
+        "seed": np.int32(0),
+        "temperature": np.float32(1.0),
+        "top_k": np.int32(0),
+        "guidance_scale": np.float32(1.0),
+    }
+    prompt = np.array([generator.class_names[0].encode()], dtype=object)
+    return {
+        "generate": serving.Signature(
+            generate, (labels_spec, *scalars), {"labels": np.zeros([1], np.int32), **example}
+        ),
+        "generate_from_text": serving.Signature(
+            generate_from_text, (prompts_spec, *scalars), {"prompts": prompt, **example}
+        ),
+    }

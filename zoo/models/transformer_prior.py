@@ -1,0 +1,389 @@
+"""A class-conditional Transformer prior over the code grid of a discrete autoencoder."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import distribution, sampling, validation
+from zoo.models.multi_worker import MultiWorkerFitMixin
+from zoo.presets import PresetMixin
+from zoo.transformer import _INITIALIZER, ConditionedGridEmbedding, TransformerBlock
+
+PRIOR_METRICS = ("loss", "accuracy", "bits_per_image")
+
+
+def _check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
+    """int labels (B,) in [0, num_classes] (num_classes: no condition) -> int32 tensor."""
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+        raise TypeError(
+            f"`{name}` must be integers in [0, {num_classes}]. Received dtype {labels.dtype.name}."
+        )
+    if labels.shape.rank != 1:
+        raise ValueError(f"`{name}` must have shape (batch,). Received shape {labels.shape}.")
+    labels = tf.cast(labels, tf.int32)
+    if tf.executing_eagerly():
+        if tf.size(labels) and not (
+            0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) <= num_classes
+        ):
+            raise ValueError(
+                f"`{name}` must be class ids in [0, {num_classes - 1}] or {num_classes} "
+                f"(no condition). Received: {labels.numpy().tolist()}"
+            )
+        return labels
+    checks = [
+        tf.debugging.assert_non_negative(labels, message=f"{name} must be >= 0."),
+        tf.debugging.assert_less_equal(
+            labels, num_classes, message=f"{name} must be <= num_classes={num_classes}."
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
+    """A decoder-only Transformer over the raster-ordered code grid (mini-DALL-E).
+
+    The sequence is one condition token (a class id, or `num_classes` for
+    "no condition") followed by the h*w codes of an image in raster order;
+    position `t` predicts code `t`. Codes and conditions have their own token
+    embeddings, and each code token adds a learned row and a learned column
+    embedding of its grid position (DALL-E's layout); the condition token is
+    always first and needs none. Pre-LayerNorm blocks with causal
+    self-attention (`zoo.transformer.TransformerBlock`), a final LayerNorm
+    and a dense head give logits over the `num_embeddings` codes.
+
+    Training: `compile(optimizer=...)` and `fit(codes, labels)` (or a dataset
+    of `(codes, labels)`), with codes int (N, h, w) and labels int (N,).
+    The loss is the cross-entropy of every code position (nats per code);
+    with probability `condition_dropout` a label is replaced by the "no
+    condition" id, so one model samples conditionally, unconditionally and
+    with classifier-free guidance. Metrics: `loss`, `accuracy` (of the most
+    likely code) and `bits_per_image` (the negative log-likelihood of a whole
+    grid in bits, to set beside the raw `h * w * log2(num_embeddings)`).
+
+    Args:
+        num_embeddings: int. K, the codebook size of the autoencoder.
+        grid_shape: tuple. `(h, w)` of the code grid.
+        num_classes: int. Number of classes; id `num_classes` means "no condition".
+        embed_dim: int. Token width. Defaults to `128`.
+        num_layers: int. Transformer blocks. Defaults to `4`.
+        num_heads: int. Attention heads; must divide `embed_dim`. Defaults to `4`.
+        mlp_dim: int. Hidden width of each block's MLP. Defaults to `512`.
+        dropout: float. Dropout in the blocks and on the embeddings.
+            Defaults to `0.1`.
+        condition_dropout: float. Probability that a training label is
+            replaced by "no condition". Defaults to `0.1`.
+        seed: int. Seed of the condition dropout. Defaults to `0`.
+        **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
+
+    Example:
+    >>> prior = TransformerPrior(num_embeddings=16, grid_shape=(4, 4), num_classes=3,
+    ...                          embed_dim=32, num_layers=1, num_heads=2, mlp_dim=64)
+    >>> codes = np.random.randint(0, 16, (64, 4, 4)).astype("int32")
+    >>> labels = np.random.randint(0, 3, 64).astype("int32")
+    >>> prior.compile(optimizer="adam")
+    >>> history = prior.fit(codes, labels, epochs=1, batch_size=32, verbose=0)
+    >>> prior.generate([0, 2], seed=0, top_k=8).shape
+    TensorShape([2, 4, 4])
+
+    References:
+        - [Ramesh et al., 2021 (DALL-E)](https://arxiv.org/abs/2102.12092)
+        - [Ho and Salimans, 2022 (classifier-free guidance)](https://arxiv.org/abs/2207.12598)
+        - [Esser et al., 2021 (Taming Transformers)](https://arxiv.org/abs/2012.09841)
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        grid_shape: tuple[int, int],
+        num_classes: int,
+        embed_dim: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        mlp_dim: int = 512,
+        dropout: float = 0.1,
+        condition_dropout: float = 0.1,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_embeddings = validation.positive_int("num_embeddings", num_embeddings)
+        grid = tuple(grid_shape)
+        if len(grid) != 2 or not all(isinstance(n, int) and n > 0 for n in grid):
+            raise ValueError(
+                f"`grid_shape` must be (h, w) of positive integers. Received: {grid_shape!r}"
+            )
+        self.grid_shape = grid
+        self.num_classes = validation.positive_int("num_classes", num_classes)
+        self.embed_dim = validation.positive_int("embed_dim", embed_dim)
+        self.num_layers = validation.positive_int("num_layers", num_layers)
+        self.num_heads = validation.positive_int("num_heads", num_heads)
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"`embed_dim` must be divisible by `num_heads`. "
+                f"Received: embed_dim={embed_dim}, num_heads={num_heads}"
+            )
+        self.mlp_dim = validation.positive_int("mlp_dim", mlp_dim)
+        self.dropout = validation.non_negative_float("dropout", dropout)
+        self.condition_dropout = validation.non_negative_float(
+            "condition_dropout", condition_dropout
+        )
+        if self.dropout >= 1 or self.condition_dropout >= 1:
+            raise ValueError(
+                "`dropout` and `condition_dropout` must be < 1. "
+                f"Received: dropout={dropout}, condition_dropout={condition_dropout}"
+            )
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.embedding = ConditionedGridEmbedding(
+            num_embeddings, grid, num_classes, embed_dim, name="embedding"
+        )
+        self.embedding_dropout = keras.layers.Dropout(self.dropout)
+        self.blocks = [
+            TransformerBlock(num_heads, mlp_dim, self.dropout, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+        self.head = keras.layers.Dense(
+            self.num_embeddings, kernel_initializer=_INITIALIZER, name="head"
+        )
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in PRIOR_METRICS}
+        self.build()
+
+    @property
+    def sequence_length(self) -> int:
+        """L = h * w, the number of codes (and of positions) per image."""
+        return self.grid_shape[0] * self.grid_shape[1]
+
+    def build(self, input_shape=None):
+        """Creates every weight from the config; `input_shape` is ignored."""
+        sequence = (None, self.sequence_length, self.embed_dim)
+        self.embedding.build()
+        self.embedding_dropout.build(sequence)
+        for block in self.blocks:
+            block.build(sequence)
+        self.final_norm.build(sequence)
+        self.head.build(sequence)
+        self.built = True
+
+    def symbolic_build_inputs(self):
+        h, w = self.grid_shape
+        return (keras.KerasTensor((None, h, w), "int32"), keras.KerasTensor((None,), "int32"))
+
+    # The network -------------------------------------------------------------
+
+    def _head(self, x) -> tf.Tensor:
+        return tf.cast(self.head(self.final_norm(x)), tf.float32)
+
+    def sequence_logits(self, codes, conditions, training: bool = False) -> tf.Tensor:
+        """Logits (B, L, K) of every position for flat codes (B, L) and conditions (B,).
+
+        Position `t` sees the condition and the codes before `t`; the last
+        code is never an input. No checks (see `logits`).
+        """
+        x = self.embedding_dropout(self.embedding(codes, conditions), training=training)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self._head(x)
+
+    def call(self, inputs, training=False):
+        """`(codes (B, h, w), labels (B,))` -> float32 logits (B, h, w, K)."""
+        codes, labels = inputs
+        codes = validation.check_codes(codes, self.num_embeddings)
+        labels = _check_labels(labels, self.num_classes)
+        flat = tf.reshape(codes, [-1, self.sequence_length])
+        logits = self.sequence_logits(flat, labels, training=training)
+        return tf.reshape(logits, [-1, *self.grid_shape, self.num_embeddings])
+
+    # Public helpers -----------------------------------------------------------
+
+    def _conditions(self, labels, batch=None) -> tf.Tensor:
+        if labels is None:
+            if batch is None:
+                raise ValueError(
+                    "Pass `labels`, or `num_samples` (or a `prefix`) with labels=None."
+                )
+            return tf.fill([batch], self.num_classes)
+        return _check_labels(labels, self.num_classes)
+
+    def logits(self, codes, labels=None) -> tf.Tensor:
+        """Float32 logits (B, h, w, K) of every code given the codes before it.
+
+        Args:
+            codes: int (B, h, w) in [0, K).
+            labels: int (B,) class ids, or `None` for "no condition".
+
+        Returns:
+            `logits[:, i, j]` is the prediction of `codes[:, i, j]`.
+        """
+        codes = validation.check_codes(codes, self.num_embeddings)
+        return self((codes, self._conditions(labels, tf.shape(codes)[0])), training=False)
+
+    def bits_per_image(self, codes, labels=None) -> tf.Tensor:
+        """Negative log-likelihood of each code grid in bits, float32 (B,).
+
+        Args:
+            codes: int (B, h, w) in [0, K).
+            labels: int (B,) class ids, or `None` for "no condition".
+        """
+        logits = self.logits(codes, labels)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(codes, tf.int32), logits)
+        return tf.reduce_sum(nll, axis=[1, 2]) / math.log(2.0)
+
+    # Training -------------------------------------------------------------------
+
+    def _unpack(self, data):
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            raise ValueError(
+                "TransformerPrior trains on `(codes, labels)`: call `fit(codes, labels)` or "
+                f"pass a dataset of pairs. Received: {type(data).__name__}"
+            )
+        codes = validation.check_codes(data[0], self.num_embeddings)
+        labels = _check_labels(data[1], self.num_classes)
+        return tf.reshape(codes, [-1, self.sequence_length]), labels
+
+    def _drop_conditions(self, labels):
+        if self.condition_dropout == 0:
+            return labels
+        seed = distribution.replica_seed(self.seed_generator)
+        drop = tf.random.stateless_uniform(tf.shape(labels), seed) < self.condition_dropout
+        return tf.where(drop, self.num_classes, labels)
+
+    def _terms(self, codes, conditions, training):
+        logits = self.sequence_logits(codes, conditions, training=training)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(codes, logits)  # (B, L)
+        correct = tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == codes, tf.float32)
+        return {
+            "loss": tf.reduce_mean(nll, axis=1),
+            "accuracy": tf.reduce_mean(correct, axis=1),
+            "bits_per_image": tf.reduce_sum(nll, axis=1) / math.log(2.0),
+        }
+
+    def train_step(self, data):
+        codes, labels = self._unpack(data)
+        conditions = self._drop_conditions(labels)
+        with tf.GradientTape() as tape:
+            terms = self._terms(codes, conditions, training=True)
+            loss = distribution.mean_over_global_batch(terms["loss"])
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        return self._update_metrics(terms)
+
+    def test_step(self, data):
+        codes, labels = self._unpack(data)
+        return self._update_metrics(self._terms(codes, labels, training=False))
+
+    def _update_metrics(self, terms) -> dict:
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        return self._logs_for_trainer({n: t.result() for n, t in self.trackers.items()})
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # Sampling ---------------------------------------------------------------------
+
+    def generate(
+        self,
+        labels=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        guidance_scale: float = 1.0,
+        seed: int = 0,
+        prefix=None,
+        num_samples: int | None = None,
+        use_cache: bool = True,
+    ) -> tf.Tensor:
+        """Samples code grids, one position at a time, in one compiled loop.
+
+        Args:
+            labels: int sequence (N,) of class ids (`num_classes` means no
+                condition), or `None` to sample unconditionally.
+            temperature: float > 0. Divides the logits. Defaults to `1.0`.
+            top_k: int or `None`. Sample among the `top_k` most likely codes;
+                `None` or `0` keeps all. Defaults to `None`.
+            guidance_scale: float. Classifier-free guidance: logits
+                `u + guidance_scale * (c - u)` from the conditional (c) and
+                unconditional (u) predictions, computed in one batch of 2N;
+                `1.0` is plain conditional sampling. Defaults to `1.0`.
+            seed: int. The same seed gives the same codes. Defaults to `0`.
+            prefix: int (N, r, w) codes, or `None`. Completion: the first
+                `r` rows are kept exactly and the rest is sampled.
+            num_samples: int. N when `labels` and `prefix` are `None`.
+            use_cache: bool. Use the key/value cache (`False` recomputes the
+                whole sequence at each step: same samples, slower; for tests
+                and benchmarks). Defaults to `True`.
+
+        Returns:
+            int32 codes (N, h, w).
+        """
+        temperature = validation.positive_float("temperature", temperature)
+        top_k = validation.non_negative_int("top_k", 0 if top_k is None else top_k)
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+            raise TypeError(f"`guidance_scale` must be a number. Received: {guidance_scale!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"`seed` must be an int. Received: seed={seed!r}")
+        h, w = self.grid_shape
+        batch = None
+        if prefix is not None:
+            prefix = validation.check_codes(prefix, self.num_embeddings)
+            if prefix.shape[2] != w or prefix.shape[1] > h:
+                raise ValueError(
+                    f"`prefix` must have shape (N, r, {w}) with r <= {h}. "
+                    f"Received shape {tuple(prefix.shape)}."
+                )
+            batch = prefix.shape[0]
+        elif num_samples is not None:
+            batch = validation.positive_int("num_samples", num_samples)
+        conditions = self._conditions(labels, batch)
+        count = int(conditions.shape[0])
+        if count == 0 or (batch is not None and count != batch):
+            raise ValueError(
+                f"`labels`, `prefix` and `num_samples` must agree on N >= 1. Received: "
+                f"{count} labels, N={batch}."
+            )
+        if prefix is None:
+            flat, prefix_length = tf.zeros([count, self.sequence_length], tf.int32), 0
+        else:
+            prefix_length = int(prefix.shape[1]) * w
+            flat = tf.reshape(prefix, [count, prefix_length])
+            flat = tf.pad(flat, [[0, 0], [0, self.sequence_length - prefix_length]])
+        guided = float(guidance_scale) != 1.0 and bool(tf.reduce_any(conditions < self.num_classes))
+        codes = sampling.compiled_sampler(self, guided, use_cache)(
+            conditions,
+            tf.constant(int(seed), tf.int32),
+            tf.constant(temperature, tf.float32),
+            tf.constant(top_k, tf.int32),
+            tf.constant(float(guidance_scale), tf.float32),
+            flat,
+            tf.constant(prefix_length, tf.int32),
+        )
+        return tf.reshape(codes, [count, h, w])
+
+    # Config -------------------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_embeddings": self.num_embeddings,
+            "grid_shape": list(self.grid_shape),
+            "num_classes": self.num_classes,
+            "embed_dim": self.embed_dim,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "mlp_dim": self.mlp_dim,
+            "dropout": self.dropout,
+            "condition_dropout": self.condition_dropout,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
