@@ -100,7 +100,7 @@ def sample_codes(
         stream_conditions = conditions
     # Loop invariants, computed once: the loop body is a chain of small ops at batch 1.
     truncate = top_k_filter(top_k, prior.num_embeddings)
-    noise_shape = tf.stack([batch, prior.num_embeddings])
+    noise_shape = tf.stack([_rows(conditions), prior.num_embeddings])
     prefix_columns = tf.transpose(prefix)  # (L, B): one gather per step
 
     def choose(logits, step):
@@ -119,7 +119,7 @@ def sample_codes(
     if use_cache:
         # The loop carries the next input tokens (B, d) and the cache; the
         # codes go to a TensorArray, one (B,) row per step.
-        decoder = CachedDecoder(prior, tf.shape(stream_conditions)[0])
+        decoder = CachedDecoder(prior, _rows(stream_conditions))
 
         def body(step, tokens, cache, codes):
             logits, cache = decoder(tokens, cache, step)
@@ -142,6 +142,11 @@ def sample_codes(
     state = (step, tf.zeros([batch, length], tf.int32))
     state = tf.while_loop(lambda step, *_: step < length, body, state, maximum_iterations=length)
     return state[1]
+
+
+def _rows(tensor):
+    """The first dimension of `tensor`: an int when static (shapes stay known in the loop)."""
+    return tensor.shape[0] if tensor.shape[0] is not None else tf.shape(tensor)[0]
 
 
 def compiled_sampler(prior, guided: bool, use_cache: bool = True):

@@ -321,7 +321,7 @@ class CachedDecoder:
         Returns:
             Float32 logits (B, K) of code `index`, and the updated cache.
         """
-        seen = tf.stack([index + 1, -1])  # the rows of positions 0..index
+        seen = tf.stack([index + 1, self.row_size])  # the rows of positions 0..index
         view = tf.stack([index + 1, self.rows, self.num_heads, self.head_dim])
         for number, weights in enumerate(self.blocks):
             normed = _layer_norm(x, *weights["attention_norm"])
