@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything and run the main job: train a dVAE on Fashion-MNIST
-# (a short run), evaluate it, write reconstructions and export a SavedModel.
+# (a short run), evaluate it, write reconstructions and export a SavedModel;
+# then generate images from class names with the pretrained generator.
 #   ./run.sh                 # default short run
 #   EPOCHS=5 STEPS=  ./run.sh  # longer: full epochs
 set -euo pipefail
@@ -34,9 +35,13 @@ $PY -m trainers.reconstruct --model="$RUN" --input_dir="$RUN/sample_inputs" \
 if [ -f trainers/export.py ]; then
   $PY -m trainers.export --model="$RUN" --export_base="exports/demo_dvae"
 fi
+# Stage two (DALL-E's Transformer prior), pretrained on the shipped dVAE's codes.
+$PY -m trainers.generate --model=prior_dvae_fashion_mnist --prompt="ankle boot" --prompt=bag \
+    --count=8 --guidance_scale=3 --output_dir="$RUN/generated"
 echo
 echo "Done in $(( $(date +%s) - start )) s. Outputs:"
 echo "  run (config, checkpoints, TensorBoard logs, history.csv, images/): $RUN/"
 echo "  test metrics and pictures:  $RUN/eval/metrics.json, $RUN/eval/reconstructions.png, $RUN/eval/samples.png"
 echo "  reconstructions of PNG files: $RUN/reconstructions/"
 [ -d exports/demo_dvae ] && echo "  SavedModel for TF Serving: exports/demo_dvae/"
+echo "  images generated from \"ankle boot\" and \"bag\": $RUN/generated/"

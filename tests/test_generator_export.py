@@ -74,7 +74,7 @@ port = server.add_insecure_port("localhost:0")
 server.start()
 client = {"__name__": "grpc_client"}
 exec(open("grpc_client.py").read(), client)
-client.update(SERVER=f"localhost:{port}", MODEL="generator")
+client.update(SERVER=f"localhost:{port}", MODEL="generator", __name__="__main__")
 exec(open("grpc_generator.py").read(), client)
 np.savez("grpc.npz", images=client["images"], codes=client["codes"],
          by_id_codes=client["by_id"]["codes"])

@@ -36,6 +36,7 @@ def class_names(source: str | os.PathLike) -> list[str]:
         `class_names`: `"0"`, `"1"`, ...).
 
     Example:
+    >>> from trainers.labels import class_names
     >>> class_names("fashion_mnist")[9]
     'Ankle boot'
     """
@@ -70,6 +71,7 @@ def load_labels(
         int32 array (N,): `labels[i]` is the class of `load_split(...).images[i]`.
 
     Example:
+    >>> from trainers.labels import load_labels
     >>> load_labels("fashion_mnist", "test")[:3]
     array([9, 2, 1], dtype=int32)
     """

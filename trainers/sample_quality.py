@@ -15,10 +15,16 @@ test accuracy in `fashion_mnist_classifier.json` beside it). With it:
   lowest a generator can expect at that sample count.
 
 Example:
->>> from trainers import sample_quality
+>>> import numpy as np
+>>> from trainers import data, sample_quality
 >>> classifier = sample_quality.load_classifier()
->>> features = sample_quality.classifier_features(classifier, images)
->>> sample_quality.frechet_distance(features, test_features)
+>>> test = data.load_split("fashion_mnist", "test").images[:500] / 255.0
+>>> noise = np.random.default_rng(0).random(test.shape).astype("float32")
+>>> real = sample_quality.classifier_features(classifier, test[:250])
+>>> fake = sample_quality.classifier_features(classifier, noise[:250])
+>>> same = sample_quality.classifier_features(classifier, test[250:])
+>>> bool(sample_quality.frechet_distance(real, same) < sample_quality.frechet_distance(real, fake))
+True
 """
 
 import json
@@ -198,6 +204,8 @@ def frechet_distance(features_a, features_b) -> float:
     small N: compare distances computed at the same sample count.
 
     Example:
+    >>> import numpy as np
+    >>> from trainers.sample_quality import frechet_distance
     >>> a = np.random.default_rng(0).normal(size=(5000, 2))
     >>> round(frechet_distance(a, a + [3.0, 4.0]), 2)     # |mean shift|^2
     25.0

@@ -21,6 +21,16 @@ from zoo.transformer import CachedDecoder
 _COMPILED = weakref.WeakKeyDictionary()
 
 
+
+def _transpose_codes(codes: tf.Tensor) -> tf.Tensor:
+    """Transposes a 2-D int32 code tensor, through float32 (exact for codes < 2**24).
+
+    TensorFlow's oneDNN CPU build logs an "oneDNN supports DT_INT32 only on
+    platforms with AVX-512" error line for an int32 Transpose in a graph;
+    users would read it as a failure.
+    """
+    return tf.cast(tf.transpose(tf.cast(codes, tf.float32)), tf.int32)
+
 def top_k_filter(top_k: tf.Tensor, num_codes: int):
     """A function keeping the `top_k` largest logits per row (ties at the k-th kept).
 
@@ -101,7 +111,7 @@ def sample_codes(
     # Loop invariants, computed once: the loop body is a chain of small ops at batch 1.
     truncate = top_k_filter(top_k, prior.num_embeddings)
     noise_shape = tf.stack([_rows(conditions), prior.num_embeddings])
-    prefix_columns = tf.transpose(prefix)  # (L, B): one gather per step
+    prefix_columns = _transpose_codes(prefix)  # (L, B): one gather per step
 
     def choose(logits, step):
         if guided:
@@ -132,7 +142,7 @@ def sample_codes(
         state = tf.while_loop(
             lambda step, *_: step < length, body, state, maximum_iterations=length
         )
-        return tf.transpose(state[3].stack())
+        return _transpose_codes(state[3].stack())  # (steps, B) -> (B, steps)
 
     def body(step, codes):
         logits = prior.sequence_logits(stream(codes), stream_conditions)

@@ -40,8 +40,10 @@ class CausalSelfAttention(keras.layers.Layer):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.transformer import CausalSelfAttention
     >>> layer = CausalSelfAttention(num_heads=2)
-    >>> layer(keras.ops.zeros((1, 5, 8))).shape
+    >>> tuple(layer(keras.ops.zeros((1, 5, 8))).shape)
     (1, 5, 8)
 
     References:
@@ -99,8 +101,10 @@ class TransformerBlock(keras.layers.Layer):
         **kwargs: Standard `keras.layers.Layer` arguments.
 
     Example:
+    >>> import keras
+    >>> from zoo.transformer import TransformerBlock
     >>> block = TransformerBlock(num_heads=2, mlp_dim=32)
-    >>> block(keras.ops.zeros((1, 5, 8))).shape
+    >>> tuple(block(keras.ops.zeros((1, 5, 8))).shape)
     (1, 5, 8)
 
     References:
@@ -252,10 +256,18 @@ class CachedDecoder:
         rows: int32 scalar tensor. B, the batch of the sampling loop.
 
     Example:
+    >>> import tensorflow as tf, zoo
+    >>> from zoo.transformer import CachedDecoder
+    >>> prior = zoo.TransformerPrior(num_embeddings=16, grid_shape=(2, 2), num_classes=3,
+    ...                              embed_dim=8, num_layers=1, num_heads=2, mlp_dim=16)
+    >>> conditions = tf.constant([0, 2])
     >>> decoder = CachedDecoder(prior, tf.shape(conditions)[0])
     >>> tokens, cache = decoder.condition_tokens(conditions), decoder.empty_cache()
-    >>> logits, cache = decoder(tokens, cache, 0)  # logits (B, K) of code 0
-    >>> tokens = decoder.code_tokens(codes, 0)  # the input at position 1
+    >>> step = tf.constant(0)  # the loop's step counter
+    >>> logits, cache = decoder(tokens, cache, step)  # logits (B, K) of code 0
+    >>> tuple(logits.shape)
+    (2, 16)
+    >>> tokens = decoder.code_tokens(tf.argmax(logits, -1, output_type=tf.int32), step)
     """
 
     def __init__(self, prior, rows):

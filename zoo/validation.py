@@ -275,7 +275,8 @@ def check_codes(codes, num_embeddings: int, max_batch: int | None = None) -> tf.
         ),
     ]
     with tf.control_dependencies(checks):
-        return tf.cast(codes, tf.int32)
+        # tf.identity: a cast to the same dtype adds no op, so no dependency.
+        return tf.identity(tf.cast(codes, tf.int32))
 
 
 def check_batch_size(size, limit: int, what: str):

@@ -33,12 +33,13 @@ class ImageGenerator(PresetMixin, keras.Model):
         **kwargs: Standard `keras.Model` arguments (`name`).
 
     Example:
+    >>> import zoo
     >>> autoencoder = zoo.DVAE(num_embeddings=16, filters=8, num_res_blocks=1)
     >>> prior = zoo.TransformerPrior(num_embeddings=16, grid_shape=autoencoder.latent_grid,
     ...                              num_classes=2, embed_dim=32, num_layers=1)
     >>> generator = zoo.ImageGenerator(autoencoder, prior, ["T-shirt/top", "ankle boot"])
-    >>> generator.generate(["Ankle boot", "t-shirt/top"], seed=0).shape
-    TensorShape([2, 28, 28, 1])
+    >>> tuple(generator.generate(["Ankle boot", "t-shirt/top"], seed=0).shape)
+    (2, 28, 28, 1)
 
     References:
         - [Ramesh et al., 2021 (DALL-E)](https://arxiv.org/abs/2102.12092)

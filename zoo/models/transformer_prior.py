@@ -81,14 +81,16 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
 
     Example:
+    >>> import numpy as np
+    >>> from zoo import TransformerPrior
     >>> prior = TransformerPrior(num_embeddings=16, grid_shape=(4, 4), num_classes=3,
     ...                          embed_dim=32, num_layers=1, num_heads=2, mlp_dim=64)
     >>> codes = np.random.randint(0, 16, (64, 4, 4)).astype("int32")
     >>> labels = np.random.randint(0, 3, 64).astype("int32")
     >>> prior.compile(optimizer="adam")
     >>> history = prior.fit(codes, labels, epochs=1, batch_size=32, verbose=0)
-    >>> prior.generate([0, 2], seed=0, top_k=8).shape
-    TensorShape([2, 4, 4])
+    >>> tuple(prior.generate([0, 2], seed=0, top_k=8).shape)
+    (2, 4, 4)
 
     References:
         - [Ramesh et al., 2021 (DALL-E)](https://arxiv.org/abs/2102.12092)
