@@ -132,38 +132,69 @@ def _replace_sections(output: str, tables: dict, header: str) -> None:
         f.write(text)
 
 
+def _load_remark(load_before: str, load_after: str, brief: bool = False) -> str:
+    """What the 1-minute load averages say about the figures (> 1: other jobs ran)."""
+    busy = max(float(x) for x in (load_before + " " + load_after).split()[::3]) > 1.0
+    if brief:
+        return " (a machine shared with other jobs)" if busy else " (otherwise idle)"
+    if busy:
+        return (" Other jobs were using the cores during this run, so the figures are noisy "
+                "and lower than on an idle machine; the side-by-side ratios are what to read.")
+    return " The machine was otherwise idle."
+
+
+def _alone_runners(profile: dict) -> dict:
+    """The sections that can be regenerated alone, as zero-argument callables."""
+    from bench import common, dalle, generation, layouts, remapper, serving_latency, time_to_quality
+
+    efficiency = profile["efficiency"]
+
+    def dalle_table():
+        try:
+            return dalle.run(**profile["dalle"])
+        except RuntimeError as error:  # keep the other tables when a conversion step fails
+            table = common.Table("DALL-E dVAE, full size", ["error"])
+            table.add(common.error_cell(error))
+            return table
+
+    runners = {
+        "serving": lambda: serving_latency.run(
+            model_kwargs=profile["model_kwargs"],
+            **{"families": profile["families"], **profile["serving"]},
+        ),
+        "time_to_quality": lambda: time_to_quality.run(
+            efficiency["ttq_families"], efficiency["ttq_interval"],
+            tiny=efficiency.get("tiny", False),
+        ),
+        "layouts": lambda: layouts.run(
+            efficiency["layout_steps"], quick=True, train=efficiency["layout_training"]
+        ),
+        "dalle": dalle_table,
+        "generation": lambda: generation.run(**profile["generation"]),
+    }
+    if efficiency["remapper_repeats"]:
+        runners["remapper"] = lambda: remapper.run(efficiency["remapper_repeats"])
+    return runners
+
+
 def run_sections(profile_name: str, output: str, sections) -> dict:
     """Runs some sections only and replaces them in an existing `output`.
 
     For when a full run does not fit: each replaced section starts with the
     date, command, CPU, flags and load average of its own run.
     """
-    from bench import common, layouts, remapper, serving_latency, time_to_quality
+    from bench import common
 
     profile = _tiny_profile() if profile_name == "tiny" else PROFILES[profile_name]
-    unknown = set(sections) - {"serving", "time_to_quality", "layouts", "remapper"}
+    runners = _alone_runners(profile)
+    unknown = set(sections) - set(runners)
     if unknown:
-        raise ValueError(f"--sections supports serving, time_to_quality, layouts, remapper. "
+        raise ValueError(f"--sections supports {', '.join(runners)}. "
                          f"Received: {sorted(unknown)}")
     load_before, started = common.loadavg(), time.perf_counter()
     machine = common.machine_info()
-    efficiency, tables = profile["efficiency"], {}
-    if "time_to_quality" in sections:
-        tables["time_to_quality"] = time_to_quality.run(
-            efficiency["ttq_families"], efficiency["ttq_interval"],
-            tiny=efficiency.get("tiny", False),
-        )
-    if "serving" in sections:
-        tables["serving"] = serving_latency.run(
-            model_kwargs=profile["model_kwargs"],
-            **{"families": profile["families"], **profile["serving"]},
-        )
-    if "layouts" in sections:
-        tables["layouts"] = layouts.run(
-            efficiency["layout_steps"], quick=True, train=efficiency["layout_training"]
-        )
-    if "remapper" in sections and efficiency["remapper_repeats"]:
-        tables["remapper"] = remapper.run(efficiency["remapper_repeats"])
+    tables = {key: runners[key]() for key in runners if key in sections}
+    load_after = common.loadavg()
     flags = {"full": "", "quick": " --quick", "tiny": " --tiny"}[profile_name]
     header = (
         f"_Section regenerated on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by "
@@ -171,7 +202,7 @@ def run_sections(profile_name: str, output: str, sections) -> dict:
         f"({(time.perf_counter() - started) / 60:.1f} minutes) on {machine['cpu']}, "
         f"{machine['cores']} cores, SIMD {machine['flags']}, TensorFlow "
         f"{machine['tensorflow']}; load average before {load_before}, after "
-        f"{common.loadavg()} (a machine shared with other jobs)._"
+        f"{load_after}{_load_remark(load_before, load_after, brief=True)}._"
     )
     _replace_sections(output, tables, header)
     return tables
@@ -179,18 +210,7 @@ def run_sections(profile_name: str, output: str, sections) -> dict:
 
 def run(profile_name: str, output: str) -> dict:
     """Runs the profile's benchmarks, writes `output` and returns the tables by section."""
-    from bench import (
-        common,
-        dalle,
-        generation,
-        input_pipeline,
-        layouts,
-        remapper,
-        scaling,
-        serving_latency,
-        time_to_quality,
-        train_throughput,
-    )
+    from bench import common, input_pipeline, scaling, train_throughput
 
     profile = _tiny_profile() if profile_name == "tiny" else PROFILES[profile_name]
     started = time.perf_counter()
@@ -209,28 +229,16 @@ def run(profile_name: str, output: str) -> dict:
         rate = float(str(row[3]).split(" ")[0].replace(",", ""))
         fastest[row[1]] = max(fastest.get(row[1], 0.0), rate)
     tables["input_pipeline"] = input_pipeline.run(training_rates=fastest, **profile["pipeline"])
-    serving = {"families": profile["families"], **profile["serving"]}
-    tables["serving"] = serving_latency.run(model_kwargs=kwargs, **serving)
+    alone = _alone_runners(profile)
+    tables["serving"] = alone["serving"]()
     try:
         tables["scaling"] = scaling.run(model_kwargs=kwargs, **profile["scaling"])
     except RuntimeError as error:  # keep the other tables when the subprocess fails
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
-    efficiency = profile["efficiency"]
-    tables["time_to_quality"] = time_to_quality.run(
-        efficiency["ttq_families"], efficiency["ttq_interval"], tiny=efficiency.get("tiny", False)
-    )
-    tables["layouts"] = layouts.run(
-        efficiency["layout_steps"], quick=True, train=efficiency["layout_training"]
-    )
-    if efficiency["remapper_repeats"]:
-        tables["remapper"] = remapper.run(efficiency["remapper_repeats"])
-    try:
-        tables["dalle"] = dalle.run(**profile["dalle"])
-    except RuntimeError as error:  # keep the other tables when a conversion step fails
-        tables["dalle"] = common.Table("DALL-E dVAE, full size", ["error"])
-        tables["dalle"].add(common.error_cell(error))
-    tables["generation"] = generation.run(**profile["generation"])
+    for key in ("time_to_quality", "layouts", "remapper", "dalle", "generation"):
+        if key in alone:
+            tables[key] = alone[key]()
     peak_end = common.matmul_peak(**profile["peak"])
     # The peak is measured twice because a burst of other load can depress
     # one measurement; the best of both is the denominator of "% of peak".
@@ -258,13 +266,8 @@ def run(profile_name: str, output: str) -> dict:
         f"- SIMD: {machine['flags']}",
         f"- TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
         f"Python {machine['python']}, oneDNN: {machine['onednn']}",
-        f"- Load average (1, 5, 15 min) before: {load_before}; after: {load_after}. "
-        + (
-            "Other jobs were using the cores during this run, so the figures are noisy "
-            "and lower than on an idle machine; the side-by-side ratios are what to read."
-            if max(float(x) for x in (load_before + " " + load_after).split()[::3]) > 1.0
-            else "The machine was otherwise idle."
-        ),
+        f"- Load average (1, 5, 15 min) before: {load_before}; after: {load_after}."
+        + _load_remark(load_before, load_after),
         f"- fp32 matmul peak (chained {profile['peak']['size']}x{profile['peak']['size']} "
         f"`tf.matmul` in a `tf.function`), GFLOP/s: at start {peak_start.format(1)}, "
         f"at end {peak_end.format(1)}. The training table divides by the larger maximum, "

@@ -82,3 +82,18 @@ def test_run_all_tiny_writes_every_table(tmp_path):
     ]
     assert not any(str(r[1]).startswith("failed") for r in generation.rows)
     assert all(str(r[5])[0].isdigit() for r in generation.rows)  # images per CPU-s
+
+
+def test_run_sections_replaces_only_the_sections_asked_for(tmp_path):
+    output = tmp_path / "BENCHMARKS.md"
+    kept = "## Training throughput\n\nold training table, kept\n"
+    output.write_text(f"# Benchmarks\n\n{kept}\n## Generation\n\nold generation table\n")
+    run_all.run_sections("tiny", str(output), ["generation"])
+    text = output.read_text()
+    assert kept in text
+    assert "old generation table" not in text
+    assert text.count("\n## Generation\n") == 1
+    assert "--sections generation" in text and "KV cache (served)" in text
+
+    with pytest.raises(ValueError, match="generation"):
+        run_all.run_sections("tiny", str(output), ["no_such_section"])
