@@ -21,6 +21,7 @@ def test_summaries_and_tables():
     assert "| 1 | 2 |" in table.markdown()
 
 
+@pytest.mark.slow  # ~60 s: every benchmark at tiny size; the default suite regenerates one section
 def test_run_all_tiny_writes_every_table(tmp_path):
     output = tmp_path / "BENCHMARKS.md"
     tables = run_all.run("tiny", str(output))

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO_ROOT
 
 CHECKS = """
@@ -19,6 +21,9 @@ assert again.class_names == generator.class_names
 """
 
 
+# ~13 s; the default suite runs the same block as written (tests/test_docs.py), and
+# tests/test_image_generator.py checks these shapes and the round trip.
+@pytest.mark.slow
 def test_readme_generation_example_runs(tmp_path):
     text = (REPO_ROOT / "README.md").read_text()
     match = re.search(r"<!-- generation-example.*?-->\s*```python\n(.*?)```", text, re.S)
