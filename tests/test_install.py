@@ -153,6 +153,12 @@ def test_pip_install_into_a_fresh_venv_then_use_it_from_elsewhere(tmp_path):
     _run([str(python), "-m", "trainers.export", "--model=vqvae_fashion_mnist",
           "--export_base=exports/vq"], cwd=elsewhere)
     assert (elsewhere / "exports" / "vq" / "1" / "saved_model.pb").is_file()
+    _run([str(python), "-m", "trainers.generate", "--model=prior_dvae_fashion_mnist",
+          "--prompt=ankle boot", "--count=2", "--output_dir=generated"], cwd=elsewhere)
+    assert len(list((elsewhere / "generated").glob("*.png"))) >= 2
+    # The evaluation classifier of trainers.evaluate_prior travels as package data too.
+    _run([str(python), "-c", "from trainers import sample_quality; "
+          "sample_quality.load_classifier()"], cwd=elsewhere)
     listed = _run([str(python), "-c", "import zoo; print(zoo.list_models())"], cwd=elsewhere)
     assert str(SHIPPED) in listed.stdout
     assert (elsewhere / "tuned" / "last.keras").is_file()
