@@ -5,6 +5,7 @@ Every family-wide test loops over `FAMILY_NAMES` and builds its model with
 is enough to run the shared tests on it.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,26 @@ def run_in_fresh_process(code: str, timeout: float = 240.0) -> subprocess.Comple
             f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def measure_in_fresh_process(script: str, out_dir: Path, timeout: float = 400.0) -> dict:
+    """Runs a test file as a script (`python script OUT`) and returns the JSON it wrote to OUT.
+
+    For measurements that need a process of their own (logical CPU devices
+    are configured once per process). TensorFlow's log is kept at level 0 and
+    returned under `"stderr"`, so tests can check what it printed.
+    """
+    out = str(Path(out_dir) / "results.json")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(script), out],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    with open(out) as f:
+        results = json.load(f)
+    results["stderr"] = proc.stderr
+    return results

@@ -10,7 +10,6 @@ step would hide it).
 
 import json
 import os
-import subprocess
 import sys
 import warnings
 
@@ -174,17 +173,10 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("mirrored") / "results.json")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), out],
-        env=env, capture_output=True, text=True, timeout=400,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    with open(out) as f:
-        results = json.load(f)
-    results["stderr"] = proc.stderr
-    return results
+    # Imported here: as a script, this file splits the CPU before anything imports TensorFlow.
+    from tests.helpers import measure_in_fresh_process
+
+    return measure_in_fresh_process(__file__, tmp_path_factory.mktemp("mirrored"))
 
 
 def test_two_replicas(measured):
