@@ -98,3 +98,14 @@ def test_run_sections_replaces_only_the_sections_asked_for(tmp_path):
 
     with pytest.raises(ValueError, match="generation"):
         run_all.run_sections("tiny", str(output), ["no_such_section"])
+
+
+@pytest.mark.slow  # ~15 s: a default-size generator, traced
+def test_generation_step_breakdown_names_every_part():
+    from bench import generation_step
+
+    table = generation_step.run(batch=2, calls=1)
+    names = [row[0] for row in table.rows]
+    assert names[:2] == ["sampling loop (cached)", "decoder pass"]
+    assert sum(name.startswith("part: ") for name in names) == 6
+    assert all(float(row[1]) > 0 for row in table.rows)

@@ -1,0 +1,140 @@
+"""Where a sampling step's time goes: `python -m bench.generation_step [--batch=256]`.
+
+In this process (not through a SavedModel; `bench.generation` measures
+that), for a default-size `ImageGenerator` (the one `bench.generation`
+exports): the whole sampling loop (`zoo.sampling.compiled_sampler`, 49
+steps with the key/value cache) and the decoder pass, then the parts of one
+step, each as its own `tf.function` on random tensors of the step's shapes
+at the middle position of the grid: one block's attention over the cache,
+its four matmuls, the MLP's exact GELU, a LayerNorm, and the head with the
+Gumbel-max choice. Parts are timed alone, so they do not add up exactly to
+a step. Prints a table; medians of `--calls` calls.
+"""
+
+import argparse
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from bench import common
+
+
+def _median_ms(fn, calls: int) -> float:
+    fn()  # trace and warm up
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
+
+
+def _parts(batch: int, prior) -> dict:
+    """One-step parts as `tf.function`s on random tensors of the step's shapes."""
+    dim, heads = prior.embed_dim, prior.num_heads
+    head_dim, seen, codes = dim // heads, prior.sequence_length // 2 + 1, prior.num_embeddings
+    x = tf.random.normal([batch, dim])
+    query = tf.random.normal([batch, heads, head_dim])
+    keys = tf.random.normal([seen, batch, heads, head_dim])
+    values = tf.random.normal([seen, batch, heads, head_dim])
+    weights = {
+        "qkv": tf.random.normal([dim, 3 * dim]),
+        "projection": tf.random.normal([dim, dim]),
+        "mlp_in": tf.random.normal([dim, prior.mlp_dim]),
+        "mlp_out": tf.random.normal([prior.mlp_dim, dim]),
+        "head": tf.random.normal([dim, codes]),
+    }
+
+    @tf.function
+    def attention():  # the cached step's formula (zoo/transformer.py)
+        scores = tf.reduce_sum(keys * query, axis=-1) / math.sqrt(head_dim)
+        scores = tf.exp(scores - tf.reduce_max(scores, axis=0))
+        probs = scores / tf.reduce_sum(scores, axis=0)
+        return tf.reduce_sum(probs[..., None] * values, axis=0)
+
+    @tf.function
+    def matmuls():
+        hidden = tf.matmul(x, weights["mlp_in"])
+        return (
+            tf.reduce_sum(tf.matmul(x, weights["qkv"]))
+            + tf.reduce_sum(tf.matmul(x, weights["projection"]))
+            + tf.reduce_sum(tf.matmul(hidden, weights["mlp_out"]))
+        )
+
+    @tf.function
+    def mlp_in():
+        return tf.matmul(x, weights["mlp_in"])
+
+    @tf.function
+    def mlp_in_gelu():
+        return tf.nn.gelu(tf.matmul(x, weights["mlp_in"]), approximate=False)
+
+    @tf.function
+    def layer_norm():
+        mean = tf.reduce_mean(x, -1, keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(x, mean), -1, keepdims=True)
+        return (x - mean) * tf.math.rsqrt(variance + 1e-5)
+
+    @tf.function
+    def head_and_choice():  # top_k 0 keeps every logit, as served by default
+        logits = tf.matmul(x, weights["head"])
+        kth = tf.math.top_k(logits, k=1).values[:, -1:]
+        logits = tf.where(logits < kth - float("inf"), -float("inf"), logits)
+        uniform = tf.random.stateless_uniform([batch, codes], [0, 3], minval=1e-20, maxval=1.0)
+        return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), -1)
+
+    return {
+        f"attention, one block ({seen} cached positions)": attention,
+        "qkv, projection and MLP matmuls, one block": matmuls,
+        "MLP input matmul alone": mlp_in,
+        "MLP input matmul + exact GELU": mlp_in_gelu,
+        "LayerNorm": layer_norm,
+        "head + top-k + Gumbel-max choice": head_and_choice,
+    }
+
+
+def run(batch: int = 256, calls: int = 10) -> common.Table:
+    """Times the loop, the decoder and the step's parts; returns a `common.Table`."""
+    from bench.generation import build_generator
+    from zoo import sampling
+
+    generator = build_generator()
+    prior, autoencoder = generator.prior, generator.autoencoder
+    h, w = prior.grid_shape
+    loop = sampling.compiled_sampler(prior, guided=False)
+    inputs = (
+        tf.zeros([batch], tf.int32), tf.constant(0), tf.constant(1.0), tf.constant(0),
+        tf.constant(1.0), tf.zeros([batch, prior.sequence_length], tf.int32), tf.constant(0),
+    )  # fmt: skip
+    codes = tf.reshape(loop(*inputs), [batch, h, w])
+    decode = tf.function(autoencoder.decode)
+    table = common.Table(
+        f"Generation step at batch {batch} (in process, median of {calls} calls)",
+        ["what", "ms per call", "ms per step"],
+    )
+    loop_ms = _median_ms(lambda: loop(*inputs).numpy(), calls)
+    decode_ms = _median_ms(lambda: decode(codes).numpy(), calls)
+    table.add("sampling loop (cached)", f"{loop_ms:.1f}", f"{loop_ms / prior.sequence_length:.2f}")
+    table.add("decoder pass", f"{decode_ms:.1f}", "")
+    for name, part in _parts(batch, prior).items():
+        table.add(f"part: {name}", f"{_median_ms(lambda p=part: p().numpy(), calls):.3f}", "")
+    table.notes.append(
+        f"{prior.num_layers} blocks of width {prior.embed_dim}, {prior.sequence_length} steps; "
+        f"images/s of loop + decoder: {1000 * batch / (loop_ms + decode_ms):.0f}. "
+        f"CPU: {common.cpu_model()}; load before: {common.loadavg()}."
+    )
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--calls", type=int, default=10)
+    args = parser.parse_args(argv)
+    print(run(args.batch, args.calls).markdown())
+
+
+if __name__ == "__main__":
+    main()
