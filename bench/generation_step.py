@@ -3,12 +3,14 @@
 In this process (not through a SavedModel; `bench.generation` measures
 that), for a default-size `ImageGenerator` (the one `bench.generation`
 exports): the whole sampling loop (`zoo.sampling.compiled_sampler`, 49
-steps with the key/value cache) and the decoder pass, then the parts of one
-step, each as its own `tf.function` on random tensors of the step's shapes
-at the middle position of the grid: one block's attention over the cache,
-its four matmuls, the MLP's exact GELU, a LayerNorm, and the head with the
-Gumbel-max choice. Parts are timed alone, so they do not add up exactly to
-a step. Prints a table; medians of `--calls` calls.
+steps with the key/value cache) and the decoder pass, then the parts of a
+step, each run for the grid's positions in a `tf.while_loop` of its own
+(one call: timing each step as a Python call would add the call's overhead
+to every small part) on random tensors of the step's shapes: one block's
+attention over a cache growing from 1 to L positions, its four matmuls,
+the MLP's exact GELU, a LayerNorm, and the head with the Gumbel-max choice.
+Parts are timed alone, so they do not add up exactly to a step. Prints a
+table; medians of `--calls` calls.
 """
 
 import argparse
@@ -32,13 +34,18 @@ def _median_ms(fn, calls: int) -> float:
 
 
 def _parts(batch: int, prior) -> dict:
-    """One-step parts as `tf.function`s on random tensors of the step's shapes."""
-    dim, heads = prior.embed_dim, prior.num_heads
-    head_dim, seen, codes = dim // heads, prior.sequence_length // 2 + 1, prior.num_embeddings
+    """One-step parts as functions of the step `i`, on random tensors of the step's shapes.
+
+    Each part's input depends on the loop's carried value, so that the loop
+    cannot hoist it; the attention reads the first `i + 1` rows of a full
+    cache, as the cached step does.
+    """
+    dim, heads, length = prior.embed_dim, prior.num_heads, prior.sequence_length
+    head_dim, codes = dim // heads, prior.num_embeddings
     x = tf.random.normal([batch, dim])
     query = tf.random.normal([batch, heads, head_dim])
-    keys = tf.random.normal([seen, batch, heads, head_dim])
-    values = tf.random.normal([seen, batch, heads, head_dim])
+    keys = tf.random.normal([length, batch, heads, head_dim])
+    values = tf.random.normal([length, batch, heads, head_dim])
     weights = {
         "qkv": tf.random.normal([dim, 3 * dim]),
         "projection": tf.random.normal([dim, dim]),
@@ -47,52 +54,62 @@ def _parts(batch: int, prior) -> dict:
         "head": tf.random.normal([dim, codes]),
     }
 
-    @tf.function
-    def attention():  # the cached step's formula (zoo/transformer.py)
-        scores = tf.reduce_sum(keys * query, axis=-1) / math.sqrt(head_dim)
+    def attention(i, carry):  # the cached step's formula (zoo/transformer.py)
+        scores = tf.reduce_sum(keys[: i + 1] * (query + carry), axis=-1) / math.sqrt(head_dim)
         scores = tf.exp(scores - tf.reduce_max(scores, axis=0))
         probs = scores / tf.reduce_sum(scores, axis=0)
-        return tf.reduce_sum(probs[..., None] * values, axis=0)
+        return tf.reduce_sum(probs[..., None] * values[: i + 1], axis=0)
 
-    @tf.function
-    def matmuls():
-        hidden = tf.matmul(x, weights["mlp_in"])
+    def matmuls(i, carry):
+        inputs = x + carry
+        hidden = tf.matmul(inputs, weights["mlp_in"])
         return (
-            tf.reduce_sum(tf.matmul(x, weights["qkv"]))
-            + tf.reduce_sum(tf.matmul(x, weights["projection"]))
+            tf.reduce_sum(tf.matmul(inputs, weights["qkv"]))
+            + tf.reduce_sum(tf.matmul(inputs, weights["projection"]))
             + tf.reduce_sum(tf.matmul(hidden, weights["mlp_out"]))
         )
 
-    @tf.function
-    def mlp_in():
-        return tf.matmul(x, weights["mlp_in"])
+    def mlp_in(i, carry):
+        return tf.matmul(x + carry, weights["mlp_in"])
 
-    @tf.function
-    def mlp_in_gelu():
-        return tf.nn.gelu(tf.matmul(x, weights["mlp_in"]), approximate=False)
+    def mlp_in_gelu(i, carry):
+        return tf.nn.gelu(tf.matmul(x + carry, weights["mlp_in"]), approximate=False)
 
-    @tf.function
-    def layer_norm():
-        mean = tf.reduce_mean(x, -1, keepdims=True)
-        variance = tf.reduce_mean(tf.math.squared_difference(x, mean), -1, keepdims=True)
-        return (x - mean) * tf.math.rsqrt(variance + 1e-5)
+    def layer_norm(i, carry):
+        inputs = x + carry
+        mean = tf.reduce_mean(inputs, -1, keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(inputs, mean), -1, keepdims=True)
+        return (inputs - mean) * tf.math.rsqrt(variance + 1e-5)
 
-    @tf.function
-    def head_and_choice():  # top_k 0 keeps every logit, as served by default
-        logits = tf.matmul(x, weights["head"])
+    def head_and_choice(i, carry):  # top_k 0 keeps every logit, as served by default
+        logits = tf.matmul(x + carry, weights["head"])
         kth = tf.math.top_k(logits, k=1).values[:, -1:]
         logits = tf.where(logits < kth - float("inf"), -float("inf"), logits)
-        uniform = tf.random.stateless_uniform([batch, codes], [0, 3], minval=1e-20, maxval=1.0)
+        uniform = tf.random.stateless_uniform([batch, codes], [0, i], minval=1e-20, maxval=1.0)
         return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), -1)
 
     return {
-        f"attention, one block ({seen} cached positions)": attention,
+        f"attention, one block (1 to {length} cached positions)": attention,
         "qkv, projection and MLP matmuls, one block": matmuls,
         "MLP input matmul alone": mlp_in,
         "MLP input matmul + exact GELU": mlp_in_gelu,
         "LayerNorm": layer_norm,
         "head + top-k + Gumbel-max choice": head_and_choice,
     }
+
+
+def _in_loop(part, steps: int):
+    """`part(i, carry)` for i in [0, steps) in one `tf.while_loop`: no per-step call overhead."""
+
+    @tf.function
+    def loop():
+        def body(i, carry):
+            out = part(i, carry)
+            return i + 1, 1e-30 * tf.cast(tf.reduce_mean(out), tf.float32)
+
+        return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), tf.constant(0.0)))[1]
+
+    return loop
 
 
 def run(batch: int = 256, calls: int = 10) -> common.Table:
@@ -118,8 +135,11 @@ def run(batch: int = 256, calls: int = 10) -> common.Table:
     decode_ms = _median_ms(lambda: decode(codes).numpy(), calls)
     table.add("sampling loop (cached)", f"{loop_ms:.1f}", f"{loop_ms / prior.sequence_length:.2f}")
     table.add("decoder pass", f"{decode_ms:.1f}", "")
+    steps = prior.sequence_length
     for name, part in _parts(batch, prior).items():
-        table.add(f"part: {name}", f"{_median_ms(lambda p=part: p().numpy(), calls):.3f}", "")
+        looped = _in_loop(part, steps)
+        part_ms = _median_ms(lambda f=looped: f().numpy(), calls)
+        table.add(f"part: {name}", f"{part_ms:.1f}", f"{part_ms / steps:.3f}")
     table.notes.append(
         f"{prior.num_layers} blocks of width {prior.embed_dim}, {prior.sequence_length} steps; "
         f"images/s of loop + decoder: {1000 * batch / (loop_ms + decode_ms):.0f}. "

@@ -59,6 +59,34 @@ def test_mismatched_parts_are_refused():
         zoo.ImageGenerator(autoencoder, prior, ["a", "A", "b"])
 
 
+def test_default_guidance_scale_is_used_saved_and_checked(tmp_path):
+    generator = tiny_generator()
+    for weight in generator.prior.weights:  # conditions that matter, so guidance shows
+        weight.assign(np.random.default_rng(0).normal(0.0, 0.5, weight.shape))
+    guided = zoo.ImageGenerator(generator.autoencoder, generator.prior, NAMES, guidance_scale=3)
+    assert generator.guidance_scale == 1.0 and guided.guidance_scale == 3.0
+    labels = [0, 1, 2] * 4
+    images = guided.generate(labels, seed=5).numpy()
+    np.testing.assert_array_equal(images, generator.generate(labels, seed=5, guidance_scale=3))
+    assert not np.array_equal(images, generator.generate(labels, seed=5))
+    np.testing.assert_array_equal(  # an explicit scale wins over the generator's own
+        guided.generate(labels, seed=5, guidance_scale=1), generator.generate(labels, seed=5))
+
+    for name in ("generate", "generate_from_text"):  # the export's warm-up requests
+        assert guided.serving_signatures()[name].example["guidance_scale"] == 3.0
+
+    guided.save(tmp_path / "guided.keras")
+    loaded = keras.saving.load_model(tmp_path / "guided.keras", safe_mode=True)
+    assert loaded.guidance_scale == 3.0
+    np.testing.assert_array_equal(loaded.generate(labels, seed=5), images)
+    config = guided.get_config()
+    del config["guidance_scale"]  # a generator saved before the option existed
+    assert zoo.ImageGenerator.from_config(config).guidance_scale == 1.0
+    for bad in (-1.0, float("nan"), "3", True):
+        with pytest.raises(ValueError, match="guidance_scale"):
+            zoo.ImageGenerator(generator.autoencoder, generator.prior, NAMES, guidance_scale=bad)
+
+
 def test_unconditional_and_completion():
     generator = tiny_generator()
     images = generator.generate(None, num_samples=2, seed=0)

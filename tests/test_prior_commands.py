@@ -75,7 +75,8 @@ def prior_run(inputs, tmp_path_factory):
     mark = model_dir.parent / "mark"
     args = ["-m", "trainers.train_prior", f"--autoencoder={inputs / 'dvae.keras'}",
             f"--model_dir={model_dir}", f"--dataset={inputs / 'data.npz'}", "--epochs=2",
-            "--steps_per_epoch=2", "--batch_size=8", *TINY_PRIOR]
+            "--steps_per_epoch=2", "--batch_size=8", "--set=sampling.guidance_scale=2",
+            *TINY_PRIOR]
     with open(model_dir.parent / "log.txt", "w") as log:
         child = subprocess.Popen([sys.executable, "-c", HANG, *args[2:]], cwd=REPO_ROOT,
                                  env=_env(ZOO_TEST_MARK=str(mark)), stdout=log,
@@ -128,6 +129,7 @@ def test_train_prior_run_holds_an_image_generator(prior_run):
     assert isinstance(generator, zoo.ImageGenerator)
     assert isinstance(generator.prior, zoo.TransformerPrior) and generator.prior.num_layers == 1
     assert generator.class_names[9] == "Ankle boot"
+    assert generator.guidance_scale == 2.0  # the config's sampling.guidance_scale
     images = np.asarray(generator.generate(["ankle boot", 0], seed=3))
     assert images.shape == (2, 28, 28, 1) and 0.0 <= images.min() <= images.max() <= 1.0
 
@@ -175,6 +177,7 @@ def test_evaluate_prior_command_with_tiny_counts(prior_run, inputs, tmp_path):
         assert metrics[key]["frechet_distance"] >= 0.0, key
     assert 0.0 <= metrics["samples"]["class_accuracy"] <= 1.0
     assert [row["guidance_scale"] for row in metrics["guidance"]["rows"]] == [1.0, 2.0]
+    assert metrics["sampling"]["guidance_scale"] == 2.0  # no flag: the generator's own
     assert metrics["raw_bits_per_image"] == pytest.approx(49 * 4)  # 7x7 codes of K = 16
     assert 0.0 < metrics["test_bits_per_image"]
     assert metrics["completion_rows_kept"] == 3
@@ -184,3 +187,20 @@ def test_evaluate_prior_command_with_tiny_counts(prior_run, inputs, tmp_path):
         # one row per class present in the tiny test split (the last 6 images: classes 4-9)
         assert picture.size == (2 * (8 * 30 + 2), 2 * (6 * 30 + 2))
     assert "Fréchet distance" in result.stdout and "guidance scale" in result.stdout
+
+
+def test_publish_prior_ships_the_generator_at_its_measured_guidance_scale(prior_run, tmp_path):
+    import zoo
+    from trainers.publish_prior import publish_prior
+
+    model_dir, _, _ = prior_run
+    folder = publish_prior("prior_tiny", model_dir, output_root=tmp_path, num_samples=20,
+                           guidance_samples=20)
+    generator = zoo.load(folder)  # checks the manifest
+    assert generator.guidance_scale == 2.0
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["sampling"]["guidance_scale"] == 2.0
+    card = (folder / "README.md").read_text()
+    assert "`guidance_scale=2.0`" in card
+    assert "(`generator.guidance_scale`, used when `generate` and `trainers.generate` are " \
+        "given none) is 2." in card.replace("\n", " ")

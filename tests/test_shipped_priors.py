@@ -34,6 +34,15 @@ def test_shipped_generator_holds_the_shipped_autoencoder(name):
 
 
 @pytest.mark.parametrize("name", PRIORS)
+def test_shipped_generator_samples_at_the_guidance_its_card_measured(name):
+    metrics = _metrics(name)
+    assert zoo.load(name).guidance_scale == metrics["sampling"]["guidance_scale"]
+    # Issue 10's targets, met by what `generate` does without options.
+    assert metrics["samples"]["class_accuracy"] >= 0.90
+    assert metrics["samples"]["ratio_to_reconstructions"] <= 3.0
+
+
+@pytest.mark.parametrize("name", PRIORS)
 def test_shipped_generator_draws_the_class_asked_for(name):
     generator = zoo.load(name)
     labels = np.repeat(np.arange(10), 20)

@@ -47,7 +47,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed of sampling and of the real images drawn.")
     flags.DEFINE_float("temperature", 1.0, "Softmax temperature of the samples.")
     flags.DEFINE_integer("top_k", 0, "Top-k truncation of the samples; 0: none.")
-    flags.DEFINE_float("guidance_scale", 1.0, "Guidance scale of the main samples.")
+    flags.DEFINE_float("guidance_scale", None, "Guidance scale of the main samples; defaults "
+                       "to the generator's own.")
     flags.DEFINE_integer("batch_size", 500, "Generation and encoding batch size.")
     flags.DEFINE_string("classifier", None, "Classifier weights; defaults to the shipped ones.")
 
@@ -119,7 +120,8 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
         seed: int. Sampling seed, and which real images are drawn.
         batch_size: int. Generation and encoding batch size.
         classifier_path: classifier weights (default: the shipped ones).
-        **sampling: `temperature`, `top_k`, `guidance_scale` of the main samples.
+        **sampling: `temperature`, `top_k`, `guidance_scale` of the main samples
+            (`guidance_scale` `None` or absent: the generator's own).
 
     Returns:
         The metrics dict (also written to `metrics.json`).
@@ -132,6 +134,9 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     from trainers.generation import encode_images, generate_in_batches
 
     started = time.monotonic()
+    scale = sampling.get("guidance_scale")
+    sampling = {**sampling, "guidance_scale": float(
+        generator.guidance_scale if scale is None else scale)}
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     autoencoder, prior = generator.autoencoder, generator.prior

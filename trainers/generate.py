@@ -30,7 +30,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed gives the same images.")
     flags.DEFINE_float("temperature", 1.0, "Softmax temperature (> 0).")
     flags.DEFINE_integer("top_k", 0, "Sample among the k likeliest codes; 0: all.")
-    flags.DEFINE_float("guidance_scale", 1.0, "Classifier-free guidance; 1: none.")
+    flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance; 1: none. Defaults "
+                       "to the generator's own (its card's choice).")
 
 
 def file_stem(prompt: str) -> str:

@@ -302,17 +302,20 @@ GENERATOR_HEADER = """
 Class-conditional Transformer priors packaged with their autoencoder (`zoo.ImageGenerator`),
 measured by `python -m trainers.evaluate_prior` (class accuracy of the evaluation classifier on
 the samples; Fréchet distance to the test images in its features, beside that of the
-autoencoder's reconstructions, at the same sample count).
+autoencoder's reconstructions, at the same sample count), sampling at the generator's own
+guidance scale (`generator.guidance_scale`, what `generate` uses when given none).
 
-| generator | test bits / image (raw) | class accuracy | Fréchet distance | reconstructions' |
-|---|---|---|---|---|
+| generator | test bits / image (raw) | guidance | class accuracy | Fréchet distance | \
+reconstructions' |
+|---|---|---|---|---|---|
 """
 
 
 def _generator_row(name: str, metrics: dict) -> str:
     samples = metrics["samples"]
     return (f"| [{name}]({name}/README.md) | {metrics['test_bits_per_image']:.1f} "
-            f"({metrics['raw_bits_per_image']:.0f}) | {100 * samples['class_accuracy']:.1f} % | "
+            f"({metrics['raw_bits_per_image']:.0f}) | {metrics['sampling']['guidance_scale']:g} | "
+            f"{100 * samples['class_accuracy']:.1f} % | "
             f"{samples['frechet_distance']:.3g} | "
             f"{metrics['reconstructions']['frechet_distance']:.3g} |")
 

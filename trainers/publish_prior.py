@@ -63,8 +63,11 @@ def prior_card(name: str, report: dict, config: dict, timing: str, params: int) 
         f"{_ratio(row)} |" for row in guidance["rows"])
     samples = report["samples"]
     targets, best_scale = _targets_text(guidance["rows"])
-    guided = f", guidance_scale={best_scale:g}" if best_scale not in (None, 1.0) else ""
+    default_scale = report["sampling"].get("guidance_scale", 1.0)
+    guided = f", guidance_scale={best_scale:g}" if best_scale not in (None, default_scale) else ""
     guided_flag = guided.replace(", guidance_scale=", " --guidance_scale=")
+    default_text = (f"The generator's own guidance scale (`generator.guidance_scale`, used when "
+                    f"`generate` and `trainers.generate` are given none) is {default_scale:g}.")
     return f"""# {name}
 
 A class-conditional Transformer prior over the codes of the frozen
@@ -118,7 +121,7 @@ Guidance scale ({guidance['num_samples']:,} samples per row; real floor at that 
 | --- | --- | --- | --- |
 {guidance_rows}
 
-{targets}
+{targets} {default_text}
 
 ## Samples (one row per class: {', '.join(report['class_names'])})
 
@@ -170,23 +173,27 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
         extra["run_info.json"] = model_dir / "run_info.json"
     target = pathlib.Path(output_root or presets.saved_models_dir()) / name
     card = prior_card(name, report, config, _timing(run_info), generator.count_params())
-    presets.save_preset(_without_optimizer(generator), target, config=config, card=card,
+    published = _without_optimizer(generator, report["sampling"]["guidance_scale"])
+    presets.save_preset(published, target, config=config, card=card,
                         overwrite=True, extra_files=extra)
     print(f"Published {target}/")
     return target
 
 
-def _without_optimizer(generator):
-    """The same generator around an uncompiled copy of its prior.
+def _without_optimizer(generator, guidance_scale: float):
+    """The same generator around an uncompiled copy of its prior, with `guidance_scale`.
 
     A run's generator holds a compiled prior, and saving it keeps the prior's
-    Adam state (twice the prior's weights) even from an uncompiled load.
+    Adam state (twice the prior's weights) even from an uncompiled load. The
+    guidance scale is the run config's (`sampling.guidance_scale`), which the
+    card's figures were measured at.
     """
     import zoo
 
     prior = zoo.TransformerPrior.from_config(generator.prior.get_config())
     prior.set_weights(generator.prior.get_weights())
-    return zoo.ImageGenerator(generator.autoencoder, prior, generator.class_names)
+    return zoo.ImageGenerator(generator.autoencoder, prior, generator.class_names,
+                              guidance_scale=guidance_scale)
 
 
 def rerender_prior_card(folder) -> pathlib.Path:

@@ -48,7 +48,8 @@ TRAINING_DEFAULTS = {
     "precision": "float32",
     "encode_batch_size": 500,
 }
-# The sampling options the epoch pictures and the published figures use (`sampling.top_k=...`).
+# The sampling options the epoch pictures and the published figures use (`sampling.top_k=...`);
+# `guidance_scale` is also the trained generator's own default (`ImageGenerator.guidance_scale`).
 SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": None, "guidance_scale": 1.0}
 # Taken from the autoencoder and the dataset when left at None.
 DERIVED = ("num_embeddings", "grid_shape", "num_classes")
@@ -219,7 +220,8 @@ def train_prior(config: dict, model_dir, verbose="auto"):
         prior = zoo.TransformerPrior(**kwargs)
         prior.compile(optimizer=keras.optimizers.Adam(
             learning_rate_schedule(training, steps_per_epoch * training["epochs"])))
-        generator = zoo.ImageGenerator(autoencoder, prior, names)
+        generator = zoo.ImageGenerator(autoencoder, prior, names,
+                                       guidance_scale=config["sampling"]["guidance_scale"])
     config_lib.save(config, write_dir / "config.json")
     history = fit_run(
         prior, train_ds, val_ds, model_dir=model_dir, strategy=strategy,
