@@ -9,11 +9,13 @@ step, each run for the grid's positions in a `tf.while_loop` of its own
 to every small part) on random tensors of the step's shapes: one block's
 attention over a cache growing from 1 to L positions, its four matmuls,
 the MLP's exact GELU, a LayerNorm, and the head with the Gumbel-max choice.
-Parts are timed alone, so they do not add up exactly to a step. Prints a
-table; medians of `--calls` calls.
+Parts are timed alone, so they do not add up exactly to a step; the loop
+timed without one part at a time (`ABLATIONS`) gives each part's share of
+the real loop. Prints a table; medians of `--calls` calls.
 """
 
 import argparse
+import contextlib
 import math
 import time
 
@@ -112,6 +114,51 @@ def _in_loop(part, steps: int):
     return loop
 
 
+def _without(part: str):
+    """A context in which the cached sampling step skips `part` (the loop's share of it).
+
+    `attention`: each block returns its value projection instead of attending
+    (the QKV matmul stays); `gelu`: the MLP's activation is the identity;
+    `layer_norm`: every LayerNorm is the identity; `noise`: no Gumbel noise
+    (argmax of the logits). Only for timing: the samples are wrong.
+    """
+    from unittest import mock
+
+    from zoo import sampling, transformer
+
+    class Decoder(transformer.CachedDecoder):
+        def __init__(self, prior, rows):
+            super().__init__(prior, rows)
+            if part == "gelu":
+                for block in self.blocks:
+                    kernel, bias, _ = block["mlp_in"]
+                    block["mlp_in"] = (kernel, bias, tf.identity)
+
+        def _attention(self, x, weights, cache, number, index, seen, view):
+            if part != "attention":
+                return super()._attention(x, weights, cache, number, index, seen, view)
+            return tf.split(transformer._dense(x, weights["qkv"]), 3, axis=1)[2], cache
+
+    patches = [mock.patch.object(sampling, "CachedDecoder", Decoder)]
+    if part == "layer_norm":
+        patches.append(mock.patch.object(transformer, "_layer_norm", lambda x, *_: x))
+    if part == "noise":
+        patches.append(mock.patch.object(
+            sampling, "gumbel_noise", lambda shape, seed, step: tf.zeros(shape)))
+    stack = contextlib.ExitStack()
+    for patch in patches:
+        stack.enter_context(patch)
+    return stack
+
+
+ABLATIONS = {
+    "attention": "the attention over the cache (QKV matmul kept)",
+    "gelu": "the MLP's exact GELU",
+    "layer_norm": "every LayerNorm",
+    "noise": "the Gumbel noise",
+}
+
+
 def run(batch: int = 256, calls: int = 10) -> common.Table:
     """Times the loop, the decoder and the step's parts; returns a `common.Table`."""
     from bench.generation import build_generator
@@ -135,6 +182,13 @@ def run(batch: int = 256, calls: int = 10) -> common.Table:
     decode_ms = _median_ms(lambda: decode(codes).numpy(), calls)
     table.add("sampling loop (cached)", f"{loop_ms:.1f}", f"{loop_ms / prior.sequence_length:.2f}")
     table.add("decoder pass", f"{decode_ms:.1f}", "")
+    for part, name in ABLATIONS.items():
+        with _without(part):  # traced inside the patches; the patches end before timing
+            variant = tf.function(lambda *args: sampling.sample_codes(prior, *args, guided=False))
+            variant(*inputs)
+        variant_ms = _median_ms(lambda f=variant: f(*inputs).numpy(), calls)
+        table.add(f"loop without {name}", f"{variant_ms:.1f}",
+                  f"{variant_ms / prior.sequence_length:.2f}")
     steps = prior.sequence_length
     for name, part in _parts(batch, prior).items():
         looped = _in_loop(part, steps)

@@ -108,4 +108,6 @@ def test_generation_step_breakdown_names_every_part():
     names = [row[0] for row in table.rows]
     assert names[:2] == ["sampling loop (cached)", "decoder pass"]
     assert sum(name.startswith("part: ") for name in names) == 6
+    assert [name for name in names if name.startswith("loop without ")] == [
+        f"loop without {what}" for what in generation_step.ABLATIONS.values()]
     assert all(float(row[1]) > 0 for row in table.rows)
