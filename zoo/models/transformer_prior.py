@@ -70,7 +70,8 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         grid_shape: tuple. `(h, w)` of the code grid.
         num_classes: int. Number of classes; id `num_classes` means "no condition".
         embed_dim: int. Token width. Defaults to `128`.
-        num_layers: int. Transformer blocks. Defaults to `4`.
+        num_layers: int. Transformer blocks. Defaults to `2` (sampling speed; see
+            BUILD_NOTES.md, "Default size").
         num_heads: int. Attention heads; must divide `embed_dim`. Defaults to `4`.
         mlp_dim: int. Hidden width of each block's MLP. Defaults to `512`.
         dropout: float. Dropout in the blocks and on the embeddings.
@@ -104,7 +105,7 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         grid_shape: tuple[int, int],
         num_classes: int,
         embed_dim: int = 128,
-        num_layers: int = 4,
+        num_layers: int = 2,
         num_heads: int = 4,
         mlp_dim: int = 512,
         dropout: float = 0.1,
