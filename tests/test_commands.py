@@ -73,6 +73,8 @@ CASES = [
      r"Config file .*list\.json must hold a JSON object"),
     ("config_unknown", "train", ["--model_dir={tmp}/run", "--config=no_such_recipe"],
      r"No such config file or recipe: no_such_recipe\. Recipes: ae_fashion_mnist"),
+    ("prior_recipe", "train", ["--model_dir={tmp}/run", "--config=prior_dvae_fashion_mnist"],
+     r"trains a Transformer prior .*use `python -m trainers.train_prior --config=\.\.\.`"),
     ("model_vs_config", "train", ["--model_dir={tmp}/run", "--model=ae",
                                   "--config=dvae_fashion_mnist"],
      r"--model=ae contradicts the config file's model 'dvae'"),

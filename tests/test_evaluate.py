@@ -110,3 +110,45 @@ def test_failed_start_does_not_claim_model_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match="typo.npy"):
         training.train(config, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+class _Echo:
+    """A stand-in model whose reconstructions are its inputs, or a constant grey."""
+
+    def __init__(self, grey: bool = False):
+        self.grey = grey
+
+    def predict(self, images, batch_size=None, verbose=0):
+        return np.full_like(images, 0.5) if self.grey else images
+
+
+def test_classifier_check_measures_what_reconstructions_lose():
+    from trainers import data, labels
+    from trainers.evaluation import classifier_check
+
+    images = data.load_split("fashion_mnist", "test").images[:400] / 255.0
+    classes = labels.load_labels("fashion_mnist", "test")[:400]
+    perfect = classifier_check(_Echo(), images, classes)
+    assert perfect["originals"] == perfect["reconstructions"] > 0.85
+    assert perfect["drop_points"] == 0.0
+    grey = classifier_check(_Echo(grey=True), images, classes)
+    assert grey["originals"] == perfect["originals"]
+    assert grey["reconstructions"] < 0.2  # one class at most: chance level
+    assert grey["drop_points"] == pytest.approx(
+        100 * (grey["originals"] - grey["reconstructions"]))
+
+
+def test_run_evaluation_reports_the_classifier_check_on_fashion_mnist(tmp_path):
+    model = tiny_model("ae")
+    model.save(tmp_path / "model.keras")
+    report = evaluate.run_evaluation(tmp_path / "model.keras", dataset="fashion_mnist",
+                                     max_images=50, output_dir=tmp_path / "eval")
+    check = report["classifier_accuracy"]
+    assert set(check) == {"originals", "reconstructions", "drop_points"}
+    assert check["originals"] > 0.8  # the classifier on real test images
+    assert check["reconstructions"] < check["originals"]  # an untrained model's output
+
+
+def test_run_evaluation_has_no_classifier_check_elsewhere(tmp_path):
+    report = evaluate.run_evaluation(make_run(tmp_path, "ae"), split="test", batch_size=2)
+    assert "classifier_accuracy" not in report

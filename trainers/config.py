@@ -68,10 +68,21 @@ def constructor_defaults(cls) -> dict:
     return defaults
 
 
+def unknown_model(model) -> ConfigError:
+    """The error for a `model` that `trainers.train` cannot train (a prior's recipe included)."""
+    if model == "prior":
+        return ConfigError(
+            "This config trains a Transformer prior (\"model\": \"prior\"), which "
+            "`trainers.train` does not train; use `python -m trainers.train_prior "
+            "--config=...` instead."
+        )
+    return ConfigError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
+
+
 def default_config(model: str) -> dict:
     """The full default config of a family (`"ae"`, `"vae"`, `"vqvae"`, `"dvae"`)."""
     if model not in zoo.FAMILIES:
-        raise ConfigError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
+        raise unknown_model(model)
     model_config = constructor_defaults(zoo.FAMILIES[model])
     training = copy.deepcopy(TRAINING_DEFAULTS)
     return {"model": model, "model_config": model_config, "training": training}
@@ -254,7 +265,7 @@ def validate(config: dict) -> dict:
     """
     model = config.get("model")
     if model is not None and model not in zoo.FAMILIES:
-        raise ConfigError(f"Unknown model {model!r}. Expected one of {sorted(zoo.FAMILIES)}.")
+        raise unknown_model(model)
     _check(isinstance(config.get("model_config"), dict), "model_config", "a JSON object",
            config.get("model_config"))
     t = config["training"]

@@ -77,3 +77,43 @@ def format_table(results: dict[str, float], title: str = "") -> str:
         shown = f"{value:d}" if isinstance(value, int) else f"{value:.6g}"
         lines.append(f"{name:<{width}}  {shown}")
     return "\n".join(lines)
+
+
+def classifier_check(model, images: np.ndarray, labels: np.ndarray,
+                     batch_size: int = 256) -> dict[str, float]:
+    """How much a classifier loses on a model's reconstructions (issue 11's check).
+
+    The repository's Fashion-MNIST evaluation classifier
+    (`trainers.sample_quality.load_classifier`) classifies the images and the
+    model's reconstructions of them; a reconstruction that keeps what makes
+    a coat a coat keeps the classifier's accuracy.
+
+    Args:
+        model: a zoo model for 28x28x1 images.
+        images: float32 array (N, 28, 28, 1) in [0, 1].
+        labels: int array (N,), the images' classes.
+        batch_size: int. Defaults to `256`.
+
+    Returns:
+        A dict: `originals` and `reconstructions` (accuracies in [0, 1]) and
+        `drop_points` (their difference in percentage points).
+
+    Example:
+    >>> import numpy as np, zoo
+    >>> from trainers import data, labels
+    >>> from trainers.evaluation import classifier_check
+    >>> images = data.load_split("fashion_mnist", "test").images[:100] / 255.0
+    >>> check = classifier_check(zoo.load("ae_fashion_mnist"), images,
+    ...                          labels.load_labels("fashion_mnist", "test")[:100])
+    >>> sorted(check)
+    ['drop_points', 'originals', 'reconstructions']
+    """
+    from trainers import sample_quality
+
+    images = np.asarray(images, np.float32)
+    classifier = sample_quality.load_classifier()
+    reconstructions = model.predict(images, batch_size=batch_size, verbose=0)
+    originals = sample_quality.classifier_accuracy(classifier, images, labels)
+    reconstructed = sample_quality.classifier_accuracy(classifier, reconstructions, labels)
+    return {"originals": originals, "reconstructions": reconstructed,
+            "drop_points": 100.0 * (originals - reconstructed)}
