@@ -108,3 +108,32 @@ def test_export_command(tmp_path, capsys):
     images = random_images(3, seed=2)
     codes = tf.saved_model.load(str(base / "5")).signatures["encode"](images=images)["codes"]
     np.testing.assert_array_equal(codes, trained.encode(images))
+
+
+def test_export_command_in_bfloat16_keeps_float32_io_and_close_outputs(tmp_path):
+    trained = tiny_model("ae")
+    trained.save(tmp_path / "model.keras")
+    base = tmp_path / "exports" / "ae"
+    flag_values = flags.FlagValues()
+    export_cli.define_flags(flag_values)
+    flag_values(["export", f"--model={tmp_path / 'model.keras'}", f"--export_base={base}",
+                 "--precision=mixed_bfloat16"])
+    export_cli.main([], flag_values)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    loaded = tf.saved_model.load(str(base / "1"))
+    library = loaded.signatures["serving_default"].graph.as_graph_def().library
+    ops = {node.op for f in library.function for node in f.node_def
+           if "DT_BFLOAT16" in str(node.attr)}
+    assert ops, "no bfloat16 op in the exported graph"
+    images = random_images(4, seed=3)
+    served = loaded.signatures["serving_default"](images=tf.constant(images))["reconstructions"]
+    assert served.dtype == tf.float32
+    np.testing.assert_allclose(served, trained(images), atol=0.05)  # bfloat16 has 8 bits
+
+
+def test_export_command_refuses_an_unknown_precision(tmp_path):
+    flag_values = flags.FlagValues()
+    export_cli.define_flags(flag_values)
+    with pytest.raises(flags.IllegalFlagValueError):
+        flag_values(["export", "--model=ae_fashion_mnist", f"--export_base={tmp_path}",
+                     "--precision=float8"])
