@@ -37,7 +37,7 @@ if [ -f trainers/export.py ]; then
 fi
 # Stage two (DALL-E's Transformer prior), pretrained on the shipped dVAE's codes.
 $PY -m trainers.generate --model=prior_dvae_fashion_mnist --prompt="ankle boot" --prompt=bag \
-    --count=8 --output_dir="$RUN/generated"  # at the generator's own guidance scale (3)
+    --count=8 --output_dir="$RUN/generated"  # at the generator's own guidance scale (2)
 echo
 echo "Done in $(( $(date +%s) - start )) s. Outputs:"
 echo "  run (config, checkpoints, TensorBoard logs, history.csv, images/): $RUN/"

@@ -161,7 +161,8 @@ The repository's evaluation classifier (`trainers/assets/`, a small CNN) on the
 | originals | {100 * check['originals']:.2f} % |
 | reconstructions | {100 * check['reconstructions']:.2f} % |
 
-The reconstructions lose {check['drop_points']:.2f} points (issue 11's target: at most 1).
+The reconstructions lose {check['drop_points']:.2f} points of accuracy (the zoo's target
+for its shipped models: at most 1 point).
 
 """
 
