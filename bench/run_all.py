@@ -37,7 +37,8 @@ PROFILES = {
         "dalle": {"calls": 5, "repeats": 3},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 5,
-                       "ttq_families": ("vqvae", "dvae"), "ttq_interval": 100},
+                       "ttq_families": ("vqvae", "dvae"), "ttq_interval": 50,
+                       "ttq_seeds": (0, 1, 2)},
     },
     "quick": {
         "families": ("ae", "vqvae"),
@@ -56,7 +57,8 @@ PROFILES = {
         "dalle": {"calls": 3, "repeats": 2},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 3,
-                       "ttq_families": ("vqvae",), "ttq_interval": 100},
+                       "ttq_families": ("vqvae",), "ttq_interval": 50,
+                       "ttq_seeds": (0,)},
     },
 }
 
@@ -98,7 +100,8 @@ def _tiny_profile() -> dict:
         "dalle": {"model_kwargs": dalle.TINY, "calls": 1, "repeats": 1, "conversion": False},
         "model_kwargs": TINY_MODEL_KWARGS,
         "efficiency": {"layout_steps": 0, "layout_training": False, "remapper_repeats": 0,
-                       "ttq_families": ("vqvae",), "ttq_interval": 2, "tiny": True},
+                       "ttq_families": ("vqvae",), "ttq_interval": 2, "ttq_seeds": (0,),
+                       "tiny": True},
     }
 
 
@@ -164,7 +167,7 @@ def _alone_runners(profile: dict) -> dict:
         ),
         "time_to_quality": lambda: time_to_quality.run(
             efficiency["ttq_families"], efficiency["ttq_interval"],
-            tiny=efficiency.get("tiny", False),
+            tiny=efficiency.get("tiny", False), seeds=efficiency["ttq_seeds"],
         ),
         "layouts": lambda: layouts.run(
             efficiency["layout_steps"], quick=True, train=efficiency["layout_training"]

@@ -8,7 +8,7 @@ version `<export_base>/<version>/` plus `<export_base>/<version>.keras` (see
 
 `--precision=mixed_bfloat16` exports the same weights computing in bfloat16
 inside (float32 inputs and outputs): on CPUs with bfloat16 instructions it
-serves batches 1.7-2.5x faster and single images slower (BENCHMARKS.md,
+serves batches 1.6-3x faster and single images slower (BENCHMARKS.md,
 "Serving"); the default `float32` is the portable, exact choice.
 
 Examples:
