@@ -7,6 +7,7 @@ is enough to run the shared tests on it.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -135,3 +136,17 @@ def measure_in_fresh_process(script: str, out_dir: Path, timeout: float = 400.0)
         results = json.load(f)
     results["stderr"] = proc.stderr
     return results
+
+
+_STATEFUL_RANDOM = re.compile(r"\bstateful\b", re.IGNORECASE)
+
+
+def stateful_random_messages(measured: dict) -> list[str]:
+    """The warnings and log lines of a measuring process that report stateful randomness.
+
+    TFP's "Falling back to stateful sampling ..." and TensorFlow's stateful random
+    op messages say "stateful" as a word; op names in graph-optimizer lines
+    (`StatefulPartitionedCall/...`) do not, so they are not counted.
+    """
+    messages = measured["warnings"] + measured["stderr"].splitlines()
+    return [m for m in messages if _STATEFUL_RANDOM.search(m)]

@@ -109,9 +109,13 @@ class DalleBlock(keras.layers.Layer):
 
     def call(self, x):
         identity = x if self.id_path is None else self.id_path(x)
-        h = x
-        for conv in self.res_path:
-            h = conv(keras.ops.relu(h))
+        # The input's ReLU as `maximum(x, 0)`, as in `zoo.blocks.ResidualBlock`: `x` is the
+        # previous block's add, which also feeds this block's identity, and Grappler's
+        # remapper fails on a `Relu` of it ("remapper failed: ... fanout"), dropping every
+        # fusion of the graph.
+        h = keras.ops.maximum(x, 0)
+        for i, conv in enumerate(self.res_path):
+            h = conv(h if i == 0 else keras.ops.relu(h))
         return identity + self.post_gain * h
 
     def compute_output_shape(self, input_shape):
