@@ -137,3 +137,37 @@ def test_export_command_refuses_an_unknown_precision(tmp_path):
     with pytest.raises(flags.IllegalFlagValueError):
         flag_values(["export", "--model=ae_fashion_mnist", f"--export_base={tmp_path}",
                      "--precision=float8"])
+
+
+@pytest.mark.parametrize("family", ["vqvae", "dvae"])
+def test_frozen_and_variable_exports_answer_the_same(family, tmp_path):
+    model = tiny_model(family)
+    frozen = tf.saved_model.load(export_model(model, str(tmp_path / "f"), keras_file=False))
+    kept = tf.saved_model.load(
+        export_model(model, str(tmp_path / "v"), keras_file=False, freeze_weights=False)
+    )
+    assert not frozen.variables  # every weight is a constant of the graphs
+    assert len(kept.variables) >= len(model.weights)  # the weights (and seed states)
+    images = tf.constant(random_images(3, seed=2))
+    for name in ("serving_default", "encode"):
+        a = frozen.signatures[name](images=images)
+        b = kept.signatures[name](images=images)
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+    codes = tf.zeros([2, *model.latent_grid], tf.int32)
+    np.testing.assert_array_equal(
+        frozen.signatures["decode"](codes=codes)["images"].numpy(),
+        kept.signatures["decode"](codes=codes)["images"].numpy(),
+    )
+
+
+def test_weights_over_the_limit_stay_variables(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo.export, "FREEZE_LIMIT_BYTES", 0)
+    served = tf.saved_model.load(export_model(model, str(tmp_path / "ae"), keras_file=False))
+    assert len(served.variables) >= len(model.weights)
+    images = tf.constant(random_images(2, seed=3))
+    np.testing.assert_allclose(
+        served.signatures["serving_default"](images=images)["reconstructions"],
+        model(images), atol=1e-6,
+    )

@@ -16,6 +16,7 @@ existing `.keras` files load with the architecture they were trained with.
 import keras
 
 from zoo import validation
+from zoo.convolutions import PointwiseConv2D, SubpixelConv2DTranspose
 
 LEGACY_LAYOUT = {
     "strided_stem": False,
@@ -80,7 +81,7 @@ class ResidualBlock(keras.layers.Layer):
         self.separable = _boolean("separable", separable)
         conv = keras.layers.SeparableConv2D if separable else keras.layers.Conv2D
         self.conv_in = conv(self.hidden_filters, 3, padding="same", name="conv_in")
-        self.conv_out = keras.layers.Conv2D(self.filters, 1, name="conv_out")
+        self.conv_out = PointwiseConv2D(self.filters, name="conv_out")
 
     def build(self, input_shape):
         self.conv_in.build(input_shape)
@@ -242,7 +243,7 @@ class Encoder(_ConvStack):
         ]
         self.width = self._width(self.num_downsamples)
         self.res_blocks = self._res_blocks(self.width)
-        self.head = keras.layers.Conv2D(self.output_channels, 1, name="head")
+        self.head = PointwiseConv2D(self.output_channels, name="head")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -315,7 +316,7 @@ class Decoder(_ConvStack):
         ]
         if self.strided_stem:
             self.head = self._resample(
-                keras.layers.Conv2DTranspose, self.output_channels, "head", activation=None
+                SubpixelConv2DTranspose, self.output_channels, "head", activation=None
             )
         else:
             self.head = keras.layers.Conv2D(self.output_channels, 3, padding="same", name="head")

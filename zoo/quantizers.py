@@ -150,10 +150,10 @@ class VectorQuantizer(keras.layers.Layer):
             )
         codebook = tf.convert_to_tensor(self.embeddings)
         flat = _flatten(inputs)
-        distances = (
-            tf.reduce_sum(flat**2, axis=1, keepdims=True)
-            - 2.0 * tf.matmul(flat, codebook, transpose_b=True)
-            + tf.reduce_sum(codebook**2, axis=1)[tf.newaxis, :]
+        # ||x - e||^2 without ||x||^2, the same for every code of a row: the
+        # argmin is unchanged, and the scaling by -2 is on the small codebook.
+        distances = tf.matmul(flat, -2.0 * codebook, transpose_b=True) + tf.reduce_sum(
+            codebook**2, axis=1
         )
         flat_indices = tf.argmin(distances, axis=1, output_type=tf.int32)
         indices = tf.reshape(flat_indices, tf.shape(inputs)[:-1])
@@ -329,11 +329,11 @@ class GumbelQuantizer(keras.layers.Layer):
             )
         log_probs = tf.nn.log_softmax(logits, axis=-1)
         indices = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        embeddings = tf.convert_to_tensor(self.embeddings)
         if training:
-            weights = self.sample(logits)
-        else:
-            weights = tf.one_hot(indices, self.num_embeddings, dtype=tf.float32)
-        quantized = tf.einsum("bhwk,kd->bhwd", weights, tf.convert_to_tensor(self.embeddings))
+            quantized = tf.einsum("bhwk,kd->bhwd", self.sample(logits), embeddings)
+        else:  # the argmax one-hot times the codebook: a lookup
+            quantized = tf.gather(embeddings, indices)
         # KL(q || uniform) = sum_k q_k log q_k + log K, summed over positions.
         kl = tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1) + tf.math.log(
             float(self.num_embeddings)

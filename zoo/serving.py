@@ -29,11 +29,15 @@ class Signature:
         input_specs: tuple of named `tf.TensorSpec`s, the signature's inputs.
         example: dict. One small valid request (input name -> numpy value);
             exports write it to TF Serving's warm-up file.
+        freeze: bool. Whether an export may fold the weights into this
+            signature's graph as constants (`zoo.export.export_model`); `False`
+            keeps them as variables. Defaults to `True`.
     """
 
     function: Callable[..., dict]
     input_specs: tuple[tf.TensorSpec, ...]
     example: dict[str, np.ndarray]
+    freeze: bool = True
 
 
 def ensure_spec(tensor, spec: tf.TensorSpec) -> tf.Tensor:
