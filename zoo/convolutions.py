@@ -72,7 +72,8 @@ def _phase_taps(kernel_size: int) -> tuple[tuple, tuple, int, int]:
     width = max(max(o) - min(o) + 1 for o in offsets)
     starts = [min(o) for o in offsets]
     taps = tuple(
-        tuple(o.get(s + i, kernel_size) for i in range(width)) for o, s in zip(offsets, starts)
+        tuple(o.get(s + i, kernel_size) for i in range(width))
+        for o, s in zip(offsets, starts, strict=True)
     )
     before = max(-s for s in starts)
     after = max(s + width - 1 for s in starts)
@@ -155,7 +156,7 @@ class SubpixelConv2DTranspose(keras.layers.Conv2DTranspose):
         parts = tf.split(phases, 4, axis=-1)
         cropped = [
             part[:, top:top + shape[1], left:left + shape[2]]
-            for part, (top, left) in zip(parts, self._starts)
+            for part, (top, left) in zip(parts, self._starts, strict=True)
         ]
         outputs = tf.nn.depth_to_space(tf.concat(cropped, axis=-1), 2)
         return outputs if elementwise else self.activation(outputs)
