@@ -109,6 +109,7 @@ SECTIONS = {
     "training": "## Training throughput",
     "input_pipeline": "## Input pipeline",
     "serving": "## Serving",
+    "serving_variants": "## Serving changes",
     "scaling": "## Scaling",
     "time_to_quality": "## Time to quality",
     "layouts": "## Layouts: FLOPs against test MSE",
@@ -148,7 +149,16 @@ def _load_remark(load_before: str, load_after: str, brief: bool = False) -> str:
 
 def _alone_runners(profile: dict) -> dict:
     """The sections that can be regenerated alone, as zero-argument callables."""
-    from bench import common, dalle, generation, layouts, remapper, serving_latency, time_to_quality
+    from bench import (
+        common,
+        dalle,
+        generation,
+        layouts,
+        remapper,
+        serving_latency,
+        serving_variants,
+        time_to_quality,
+    )
 
     efficiency = profile["efficiency"]
 
@@ -177,6 +187,12 @@ def _alone_runners(profile: dict) -> dict:
     }
     if efficiency["remapper_repeats"]:
         runners["remapper"] = lambda: remapper.run(efficiency["remapper_repeats"])
+    if profile["serving"].get("shipped"):
+        runners["serving_variants"] = lambda: serving_variants.run(
+            latency_calls=profile["serving"]["latency_calls"],
+            throughput_calls=profile["serving"]["throughput_calls"],
+            repeats=profile["serving"]["repeats"],
+        )
     return runners
 
 
@@ -239,7 +255,8 @@ def run(profile_name: str, output: str) -> dict:
     except RuntimeError as error:  # keep the other tables when the subprocess fails
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
-    for key in ("time_to_quality", "layouts", "remapper", "dalle", "generation"):
+    for key in ("serving_variants", "time_to_quality", "layouts", "remapper", "dalle",
+                "generation"):
         if key in alone:
             tables[key] = alone[key]()
     peak_end = common.matmul_peak(**profile["peak"])

@@ -111,3 +111,19 @@ def test_generation_step_breakdown_names_every_part():
     assert [name for name in names if name.startswith("loop without ")] == [
         f"loop without {what}" for what in generation_step.ABLATIONS.values()]
     assert all(float(row[1]) > 0 for row in table.rows)
+
+
+@pytest.mark.slow  # ~30 s: six exports of the shipped VQ-VAE, timed in a TensorFlow-only process
+def test_serving_variants_times_every_variant_with_the_same_outputs():
+    from bench import serving_variants
+
+    table = serving_variants.run(("vqvae_fashion_mnist",), latency_calls=2,
+                                 throughput_calls=1, repeats=1)
+    assert [(r[1], r[2]) for r in table.rows] == [
+        (precision, variant)
+        for precision in ("float32", "mixed_bfloat16")
+        for variant in serving_variants.VARIANTS
+    ]
+    assert not any(str(r[4]).startswith("failed") for r in table.rows), table.rows
+    float32 = [r for r in table.rows if r[1] == "float32" and r[3]]
+    assert all(float(r[3]) < 1e-5 for r in float32), float32  # same function, float32

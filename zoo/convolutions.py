@@ -2,7 +2,7 @@
 
 The zoo's networks spend their serving time in a few small convolutions on
 7x7 and 14x14 grids, where TensorFlow's CPU kernels are far from their peak
-(`bench/convolutions.py` times each layer both ways):
+(`bench/serving_variants.py` times the exports both ways):
 
 - `PointwiseConv2D`: a 1x1 convolution is a matrix product over positions;
   one `MatMul` avoids the convolution's per-call set-up, which dominates at
@@ -47,11 +47,21 @@ class PointwiseConv2D(keras.layers.Conv2D):
             raise ValueError("`PointwiseConv2D` supports channels_last inputs only.")
         super().__init__(filters, 1, **kwargs)
 
-    def convolution_op(self, inputs, kernel):
+    def call(self, inputs, training=None):
+        if training:  # training keeps the plain convolution and its measured speed
+            return super().call(inputs)
+        # Bias and activation on the (positions, channels) matrix: the remapper
+        # fuses MatMul + BiasAdd (+ Relu), which a bias added after the reshape
+        # back would prevent.
         inputs = tf.convert_to_tensor(inputs)
         channels = inputs.shape[-1]
-        flat = tf.matmul(tf.reshape(inputs, [-1, channels]), tf.reshape(kernel, [channels, -1]))
-        return tf.reshape(flat, tf.concat([tf.shape(inputs)[:-1], [self.filters]], axis=0))
+        kernel = tf.reshape(self.kernel, [channels, self.filters])
+        outputs = tf.matmul(tf.reshape(inputs, [-1, channels]), kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.filters]], axis=0))
 
 
 def _phase_taps(kernel_size: int) -> tuple[tuple, tuple, int, int]:
@@ -139,8 +149,8 @@ class SubpixelConv2DTranspose(keras.layers.Conv2DTranspose):
                 phases.append(tf.gather(rows, np.array(taps_w), axis=1))
         return tf.transpose(tf.concat(phases, axis=2), [0, 1, 3, 2])
 
-    def call(self, inputs):
-        if not self._by_phases():
+    def call(self, inputs, training=None):
+        if training or not self._by_phases():  # training: see PointwiseConv2D.call
             return super().call(inputs)
         inputs = tf.convert_to_tensor(inputs)
         shape = tf.shape(inputs)

@@ -321,14 +321,16 @@ class GumbelQuantizer(keras.layers.Layer):
         return soft + tf.stop_gradient(hard - soft)
 
     def call(self, inputs, training=False):
-        logits = tf.cast(inputs, tf.float32)
-        if logits.shape[-1] is not None and logits.shape[-1] != self.num_embeddings:
+        if inputs.shape[-1] is not None and inputs.shape[-1] != self.num_embeddings:
             raise ValueError(
                 f"Expected logits with last dimension {self.num_embeddings}. "
-                f"Received shape {tuple(logits.shape)}."
+                f"Received shape {tuple(inputs.shape)}."
             )
+        # The argmax of the logits as computed (a float32 cast is exact and
+        # changes no order), so a bfloat16 model's codes need no cast.
+        indices = tf.argmax(inputs, axis=-1, output_type=tf.int32)
+        logits = tf.cast(inputs, tf.float32)
         log_probs = tf.nn.log_softmax(logits, axis=-1)
-        indices = tf.argmax(logits, axis=-1, output_type=tf.int32)
         embeddings = tf.convert_to_tensor(self.embeddings)
         if training:
             quantized = tf.einsum("bhwk,kd->bhwd", self.sample(logits), embeddings)
