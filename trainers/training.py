@@ -1,5 +1,6 @@
 """The training run behind `python -m trainers.train`, usable from Python too."""
 
+import csv
 import json
 import math
 import os
@@ -224,6 +225,36 @@ class _SaveOther(AtomicModelCheckpoint):
         super().set_model(self.saved_model)  # the checkpoint only uses its model to save it
 
 
+def best_so_far(model_dir, monitor: str) -> float | None:
+    """The lowest `monitor` in the run's `history.csv`, when `best.keras` exists.
+
+    A resumed run starts `best.keras`'s checkpoint from this value, so its
+    first epoch cannot replace a better model of the earlier session (Keras's
+    `ModelCheckpoint` would start from infinity).
+
+    Args:
+        model_dir: the run's folder.
+        monitor: str. The column `best.keras` minimises.
+
+    Returns:
+        The value, or `None` for a new run (no `best.keras`, or no finite
+        value in the history).
+    """
+    model_dir = pathlib.Path(model_dir)
+    history = model_dir / "history.csv"
+    if not (model_dir / "best.keras").is_file() or not history.is_file():
+        return None
+    with open(history, newline="") as f:
+        values = []
+        for row in csv.DictReader(f):
+            try:
+                values.append(float(row.get(monitor) or "nan"))
+            except ValueError:
+                continue
+    finite = [v for v in values if math.isfinite(v)]
+    return min(finite) if finite else None
+
+
 def fit_run(
     model: keras.Model,
     train_ds,
@@ -290,7 +321,8 @@ def fit_run(
         ),
         StopOnNaN(),
         checkpoint(write_dir / "last.keras"),  # write_dir: chief only
-        checkpoint(write_dir / "best.keras", monitor=monitor, mode="min", save_best_only=True),
+        checkpoint(write_dir / "best.keras", monitor=monitor, mode="min", save_best_only=True,
+                   initial_value_threshold=best_so_far(write_dir, monitor)),
         AtomicCSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
         # Last: a picture that fails does not cost the epoch its checkpoints and history row.
