@@ -5,6 +5,9 @@ Configs written before the layout arguments existed have no `strided_stem`
 users' runs load with their weights.
 """
 
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -47,12 +50,25 @@ def test_config_without_layout_keys_loads_the_legacy_architecture(family, tmp_pa
     assert fresh.encoder.strided_stem
 
 
-def test_shipped_legacy_model_keeps_its_architecture():
-    model = keras.saving.load_model("saved_models/ae_fashion_mnist/model.keras")
-    stored = model.get_config()
-    if "strided_stem" in stored and stored["strided_stem"]:
-        pytest.skip("the shipped AE was retrained with the new layout")
-    assert model.encoder.stem.strides == (1, 1)
+def test_keras_file_written_before_the_layout_keys_loads_with_its_weights(tmp_path):
+    """A `.keras` file whose config lacks the layout keys, as the first shipped models had."""
+    legacy = zoo.VQVAE(**tiny_kwargs("vqvae", **LEGACY_LAYOUT))
+    legacy.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as source, zipfile.ZipFile(
+        tmp_path / "old.keras", "w"
+    ) as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                for key in NEW_KEYS:
+                    del config["config"][key]
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    model = keras.saving.load_model(tmp_path / "old.keras")
+    assert model.encoder.stem.strides == (1, 1) and not model.encoder.strided_stem
+    images = random_images(2)
+    np.testing.assert_allclose(model(images), legacy(images), atol=1e-6)
 
 
 @pytest.mark.parametrize("strided_stem", (True, False))
