@@ -87,7 +87,7 @@ def run(names=("vqvae_fashion_mnist", "dvae_fashion_mnist"), latency_calls: int 
                     signature = {"serving_default": model_signatures(model)["serving_default"]}
                     path = os.path.join(tmp, str(len(exports)))
                     build_archive(model, signature, frozen).write_out(path, verbose=False)
-                    output = np.asarray(model.predict(images, verbose=0), np.float64)
+                    output = np.asarray(model(images, training=False), np.float64)
                     reference = output if reference is None else reference
                     key = f"{name} {precision} {variant}"
                     exports[key] = path
@@ -104,7 +104,7 @@ def run(names=("vqvae_fashion_mnist", "dvae_fashion_mnist"), latency_calls: int 
     table.notes.append(
         f"{repeats} interleaved repetitions of {latency_calls} batch-1 and {throughput_calls} "
         "batch-256 calls in a TensorFlow-only process. Max |difference|: reconstructions of 64 "
-        "random images against the first variant, through `model.predict` (the same graph "
+        "random images against the first variant, through `model(x)` (the same graph "
         "code as the exports). The quantizers' inference changes (VQ distances without the "
         "row norm, the dVAE's lookup) are in every variant."
     )
