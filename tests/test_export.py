@@ -106,8 +106,14 @@ def test_export_command(tmp_path, capsys):
     assert f"Exported {base / '5'}" in capsys.readouterr().out
     assert listing(base) == ["5", "5.keras"]
     images = random_images(3, seed=2)
-    codes = tf.saved_model.load(str(base / "5")).signatures["encode"](images=images)["codes"]
+    served = tf.saved_model.load(str(base / "5"))
+    assert not served.variables  # weights folded in (--freeze_weights=auto)
+    codes = served.signatures["encode"](images=images)["codes"]
     np.testing.assert_array_equal(codes, trained.encode(images))
+    flag_values(["export", f"--model_dir={run_dir}", f"--export_base={base}", "--version=6",
+                 "--freeze_weights=false", "--nokeras_file"])
+    export_cli.main([], flag_values)
+    assert tf.saved_model.load(str(base / "6")).variables
 
 
 def test_export_command_in_bfloat16_keeps_float32_io_and_close_outputs(tmp_path):

@@ -8,8 +8,11 @@ version `<export_base>/<version>/` plus `<export_base>/<version>.keras` (see
 
 `--precision=mixed_bfloat16` exports the same weights computing in bfloat16
 inside (float32 inputs and outputs): on CPUs with bfloat16 instructions it
-serves batches 1.6-3x faster and single images slower (BENCHMARKS.md,
-"Serving"); the default `float32` is the portable, exact choice.
+serves batches 1.6-3x faster and single images slightly faster (BENCHMARKS.md,
+"Serving"); the default `float32` is the portable, exact choice. The weights
+are folded into the graphs as constants unless `--freeze_weights=false`
+(`auto`, the default, keeps variables for models too large to copy into
+every signature).
 
 Examples:
     python -m trainers.export --model=dvae_fashion_mnist --export_base=exports/dvae
@@ -60,9 +63,17 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "when this machine has them (the server may not).",
         flag_values=flag_values,
     )
+    flags.DEFINE_enum(
+        "freeze_weights", "auto", list(FREEZE_CHOICES),
+        "Fold the weights into the signatures' graphs as constants (faster serving, "
+        "a copy per signature): true, false, or auto (true unless the copies would "
+        "pass 512 MiB).",
+        flag_values=flag_values,
+    )
 
 
 EXPORT_PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+FREEZE_CHOICES = {"auto": None, "true": True, "false": False}
 
 
 def export_run(
@@ -71,6 +82,7 @@ def export_run(
     version: int | None = None,
     keras_file: bool = True,
     precision: str = "float32",
+    freeze_weights: bool | None = None,
 ) -> str:
     """Loads a model and exports it (see `zoo.export.export_model`).
 
@@ -85,6 +97,7 @@ def export_run(
             weights, inputs and outputs) or `"auto"` (`mixed_bfloat16` when
             this machine's CPU has bfloat16 instructions and there is no GPU).
             The `.keras` file is the same either way: a policy is not saved.
+        freeze_weights: bool or `None`. See `zoo.export.export_model`.
 
     Returns:
         The path of the new version folder.
@@ -99,7 +112,7 @@ def export_run(
         )
     with precision_scope(precision):
         return export_model(load_model_from(model), export_base, version=version,
-                            keras_file=keras_file)
+                            keras_file=keras_file, freeze_weights=freeze_weights)
 
 
 def main(argv, flag_values: flags.FlagValues = FLAGS):
@@ -109,7 +122,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     logging.set_verbosity(logging.WARNING)
     with cli.user_errors("Export failed", FileNotFoundError, FileExistsError, ValueError):
         path = export_run(model, flag_values.export_base, flag_values.version,
-                          flag_values.keras_file, flag_values.precision)
+                          flag_values.keras_file, flag_values.precision,
+                          FREEZE_CHOICES[flag_values.freeze_weights])
     print(f"Exported {path}")
 
 
