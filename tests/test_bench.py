@@ -78,7 +78,7 @@ def test_run_all_tiny_writes_every_table(tmp_path):
     generation = tables["generation"]
     assert [r[0] for r in generation.rows] == [
         "KV cache (served)",
-        "KV cache, guidance_scale=3",
+        "KV cache, guidance_scale=2",
         "no cache",
     ]
     assert not any(str(r[1]).startswith("failed") for r in generation.rows)
