@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import zoo
 from zoo.convolutions import PointwiseConv2D, SubpixelConv2DTranspose
 
 
@@ -95,3 +96,25 @@ def test_bfloat16_policy_stays_close_to_float32():
 def test_channels_first_pointwise_is_refused():
     with pytest.raises(ValueError, match="channels_last"):
         PointwiseConv2D(4, data_format="channels_first")
+
+
+@pytest.mark.parametrize("family", sorted(zoo.FAMILIES))
+def test_fit_and_evaluate_pass_the_training_flag_to_the_zoo_layers(family, monkeypatch):
+    # `train_step` calls `compute_terms` directly, outside any `Layer.__call__`,
+    # so the flag reaches the encoder's and decoder's layers only if it is passed.
+    seen = set()
+    for layer_class in (PointwiseConv2D, SubpixelConv2DTranspose):
+
+        def spy(self, inputs, training=None, _call=layer_class.call):
+            seen.add(training)
+            return _call(self, inputs, training=training)
+
+        monkeypatch.setattr(layer_class, "call", spy)
+    model = zoo.FAMILIES[family](image_shape=(8, 8, 1), filters=4, num_res_blocks=1)
+    model.compile(optimizer="adam")
+    images = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    model.fit(images, batch_size=4, epochs=1, verbose=0)
+    assert seen == {True}
+    seen.clear()
+    model.evaluate(images, batch_size=4, verbose=0)
+    assert seen == {False}

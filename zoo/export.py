@@ -197,8 +197,8 @@ def export_model(
     The weights are folded into the signatures' graphs as constants
     (`frozen_function`; a generator's sampling loop keeps variables): the
     zoo's models then answer a single image 1.1x (float32) to 1.7x
-    (`mixed_bfloat16`) faster, with the same outputs (BUILD_NOTES.md, Export). The SavedModel then holds one copy of the
-    weights per signature.
+    (`mixed_bfloat16`) faster, with the same outputs (BUILD_NOTES.md,
+    Export). The SavedModel then holds one copy of the weights per signature.
 
     Args:
         model: A zoo model (anything with `serving_signatures()`).

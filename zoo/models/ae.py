@@ -50,7 +50,8 @@ class AE(ContinuousAutoencoder):
         )
 
     def compute_terms(self, images, training):
-        reconstructions = self._to_images(self.decoder(self.encoder(images)))
+        latents = self.encoder(images, training=training)
+        reconstructions = self._to_images(self.decoder(latents, training=training))
         loss = tf.reduce_mean(
             tf.math.squared_difference(tf.cast(images, tf.float32), reconstructions),
             axis=[1, 2, 3],

@@ -219,9 +219,9 @@ class DVAE(DiscreteAutoencoder):
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
-        quantized = self.quantizer(self.encoder(images), training=training)
+        quantized = self.quantizer(self.encoder(images, training=training), training=training)
         reconstructions, location, log_scale = self._reconstruct(
-            self.decoder(quantized["quantized"])
+            self.decoder(quantized["quantized"], training=training)
         )
         if self.likelihood == "mse":
             per_pixel = tf.math.squared_difference(images, reconstructions)

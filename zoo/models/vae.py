@@ -91,8 +91,8 @@ class VAE(ContinuousAutoencoder):
         """Returns the posterior `(mean, log_variance)`, each (B, h, w, c)."""
         return self._in_passes(self._posterior, self.check_images(images), "images")
 
-    def _posterior(self, images):
-        stats = tf.cast(self.encoder(images), tf.float32)
+    def _posterior(self, images, training=None):
+        stats = tf.cast(self.encoder(images, training=training), tf.float32)
         mean, log_variance = tf.split(stats, 2, axis=-1)
         return mean, tf.clip_by_value(log_variance, -30.0, 20.0)
 
@@ -152,18 +152,18 @@ class VAE(ContinuousAutoencoder):
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
-        mean, log_variance = self._posterior(images)
+        mean, log_variance = self._posterior(images, training)
         std = tf.exp(0.5 * log_variance)
         # Training draws fresh noise; evaluation uses the posterior mean for the
         # reconstruction and one sample from a fixed seed for the ELBO, so
         # `bits_per_dim` is a deterministic single-sample estimate.
         seed = distribution.replica_seed(self.seed_generator) if training else [self.seed, 1]
         z_sample = mean + std * tf.random.stateless_normal(tf.shape(mean), seed=seed)
-        sample_means = self._to_images(self.decoder(z_sample))
+        sample_means = self._to_images(self.decoder(z_sample, training=training))
         if training:
             reconstructions = sample_means
         else:
-            reconstructions = self._to_images(self.decoder(mean))
+            reconstructions = self._to_images(self.decoder(mean, training=training))
         nll = self._gaussian_nll(images, sample_means)
         kl = gaussian_kl(mean, log_variance)
         dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)

@@ -90,8 +90,10 @@ class VQVAE(DiscreteAutoencoder):
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
-        quantized = self.quantizer(self.encoder(images), training=training)
-        reconstructions = self._to_images(self.decoder(quantized["quantized"]))
+        quantized = self.quantizer(self.encoder(images, training=training), training=training)
+        reconstructions = self._to_images(
+            self.decoder(quantized["quantized"], training=training)
+        )
         reconstruction_loss = tf.reduce_mean(
             tf.math.squared_difference(images, reconstructions), axis=[1, 2, 3]
         )
