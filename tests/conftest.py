@@ -2,14 +2,17 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pytest
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(autouse=True)
 def _seed():
+    # Imported here, not at the top: under pytest-xdist the controlling process
+    # loads this file too, and it runs no test, so it need not start TensorFlow.
+    import keras
+
     keras.utils.set_random_seed(1234)
     yield
     keras.mixed_precision.set_global_policy("float32")  # no test leaks a dtype policy
