@@ -127,3 +127,15 @@ def test_serving_variants_times_every_variant_with_the_same_outputs():
     assert not any(str(r[4]).startswith("failed") for r in table.rows), table.rows
     float32 = [r for r in table.rows if r[1] == "float32" and r[3]]
     assert all(float(r[3]) < 1e-5 for r in float32), float32  # same function, float32
+
+
+@pytest.mark.slow  # ~25 s: the experiment end to end at tiny size
+def test_feature_loss_experiment_reports_every_arm():
+    from bench import feature_loss
+
+    report = feature_loss.main(["--epochs", "1", "--steps_per_epoch", "2", "--weights", "0",
+                                "0.1", "--max_images", "256", "--max_test", "128",
+                                "--feature_epochs", "1"])
+    rows = [line for line in report.splitlines() if line.startswith("| 0")]
+    assert [row.split("|")[1].strip() for row in rows] == ["0", "0.1"]
+    assert "CPU: " in report

@@ -33,6 +33,7 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
     import zoo
     from trainers.callbacks import TemperatureAnnealing
     from zoo import distribution
+    from zoo.perceptual import FeatureMatching
     from zoo.quantizers import code_statistics
 
     warnings.simplefilter("always")
@@ -43,11 +44,11 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
     results = {"replicas": mirrored.num_replicas_in_sync}
     images = np.random.default_rng(0).random((24, *IMAGE_SHAPE), "float32")
 
-    def make(family, strategy, weights=None, **kwargs):
+    def make(family, strategy, weights=None, feature_matching=None, **kwargs):
         keras.utils.set_random_seed(1)
         with strategy.scope():
             model = zoo.FAMILIES[family](**TINY, **kwargs)
-            model.compile(optimizer=keras.optimizers.SGD(0.5))
+            model.compile(optimizer=keras.optimizers.SGD(0.5), feature_matching=feature_matching)
         if weights is not None:
             model.set_weights(weights)
         return model
@@ -140,6 +141,23 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
         "finite": all(np.isfinite(v[-1]) for v in logs.values()),
     }
 
+    # Feature matching: the compiled term, its network built outside any strategy scope.
+    inputs = keras.Input(IMAGE_SHAPE)
+    conv = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    matching = FeatureMatching(keras.Model(inputs, conv), ["conv"], weight=1.0)
+    plain = make("ae", one)
+    initial = weights(plain)
+    fit(plain, images[:8])
+    reference = make("ae", one, initial, feature_matching=matching)
+    fit(reference, images[:8])
+    model = make("ae", mirrored, initial, feature_matching=matching)
+    fit(model, images[:8])
+    results["ae_feature_matching"] = {
+        "diff": max_diff(weights(model), weights(reference)),
+        "update": max_diff(weights(reference), initial),
+        "term_effect": max_diff(weights(reference), weights(plain)),
+    }
+
     # Mixed precision: compute in float16, losses and quantizer outputs in float32.
     distribute.set_precision("mixed_float16")
     results["mixed"] = {}
@@ -187,6 +205,13 @@ def test_two_replicas(measured):
 def test_mirrored_steps_match_one_device(measured, family):
     entry = measured[family]
     assert entry["update"] > 1e-3  # the steps moved the weights
+    assert entry["diff"] < TOLERANCE, entry
+
+
+def test_mirrored_feature_matching_steps_match_one_device(measured):
+    entry = measured["ae_feature_matching"]
+    assert entry["update"] > 1e-3
+    assert entry["term_effect"] > 1e-4  # the feature term changed the step
     assert entry["diff"] < TOLERANCE, entry
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 from zoo import distribution, serving, validation
 from zoo.blocks import Decoder, Encoder, with_legacy_layout
 from zoo.models.multi_worker import MultiWorkerFitMixin
+from zoo.perceptual import FeatureMatching
 from zoo.presets import PresetMixin
 
 BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
@@ -104,6 +105,7 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
                 f"{factor}. Received: image_shape={self.image_shape}"
             )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+        self.feature_matching = None  # set by `compile`
 
     def _stack_kwargs(self) -> dict:
         return {
@@ -275,10 +277,40 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         """The images of a training/evaluation batch, checked; one pass at most."""
         return self.check_images(self._images_from_data(data), one_pass=True)
 
+    def compile(self, optimizer="rmsprop", feature_matching=None, **kwargs):
+        """Configures the model for training (`keras.Model.compile`).
+
+        Args:
+            optimizer: as in `keras.Model.compile`. Defaults to `"rmsprop"`.
+            feature_matching: optional `zoo.perceptual.FeatureMatching`, added
+                to the per-example training and evaluation loss (`loss`); the
+                metrics (`mse`, ...) stay the family's own. Not saved with the
+                model: compile a loaded model again to keep using it.
+            **kwargs: other `keras.Model.compile` arguments.
+        """
+        if feature_matching is not None:
+            if not isinstance(feature_matching, FeatureMatching):
+                raise TypeError(
+                    "`feature_matching` must be a zoo.perceptual.FeatureMatching. "
+                    f"Received: {type(feature_matching).__name__}"
+                )
+            feature_matching.check_image_shape(self.image_shape)
+        # A plain attribute (not tracked): the frozen network is not part of the model.
+        object.__setattr__(self, "feature_matching", feature_matching)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def _training_terms(self, images, training: bool) -> dict:
+        """`compute_terms`, with the compiled feature-matching term in `loss`."""
+        terms = self.compute_terms(images, training=training)
+        if self.feature_matching is not None:
+            distance = self.feature_matching(images, terms["reconstructions"])
+            terms = {**terms, "loss": terms["loss"] + distance}
+        return terms
+
     def train_step(self, data):
         images = self._checked_batch(data)
         with tf.GradientTape() as tape:
-            terms = self.compute_terms(images, training=True)
+            terms = self._training_terms(images, training=True)
             loss = distribution.mean_over_global_batch(terms["loss"])
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
@@ -287,7 +319,7 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
     def test_step(self, data):
         images = self._checked_batch(data)
-        return self._update_metrics(images, self.compute_terms(images, training=False))
+        return self._update_metrics(images, self._training_terms(images, training=False))
 
     def fit(self, x=None, *args, **kwargs):
         validation.check_has_examples(x, "fit(x)")
