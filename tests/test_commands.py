@@ -54,6 +54,18 @@ CASES = [
      r"`training.lr_schedule` must be one of \['cosine', 'constant'\]"),
     ("temperature", "train", [*TRAIN, "--set=training.temperature_schedule.end=0"],
      r"`training.temperature_schedule.end` must be a number > 0"),
+    ("feature_weight", "train", [*TRAIN, "--set=training.feature_matching_weight=-1"],
+     r"`training.feature_matching_weight` must be a number >= 0 \(0: off\)"),
+    ("feature_network_kind", "train",
+     [*TRAIN, "--set=training.feature_matching_weight=0.1",
+      f"--set=training.feature_network={REPO_ROOT}/trainers/assets/"
+      "fashion_mnist_classifier.weights.h5"],
+     r"training.feature_network=.*classifier.weights.h5: `network` has no layer named "
+     r"\['stage_1', 'stage_2'\]"),
+    ("feature_network_missing", "train",
+     [*TRAIN, "--set=training.feature_matching_weight=0.1",
+      "--set=training.feature_network={tmp}/none.weights.h5"],
+     r"Classifier file missing: .*none\.weights\.h5"),
     ("unknown_key", "train", [*TRAIN, "--set=filtrs=8"], r"Unknown config key 'filtrs'"),
     ("set_no_equals", "train", [*TRAIN, "--set=filters"], r"--set expects key=value"),
     ("model_option_type", "train", [*TRAIN, "--set=filters=abc"],

@@ -1,5 +1,7 @@
 """Feature matching (`zoo.perceptual.FeatureMatching`) as a compile option of every family."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -64,8 +66,13 @@ def test_feature_matching_is_not_saved_with_the_model(tmp_path):
     images = random_images(8)
     model.fit(images, batch_size=8, epochs=1, verbose=0)
     model.save(tmp_path / "model.keras")
-    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns when it cannot restore the compile state
+        loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert loaded.feature_matching is None
+    # Loaded compiled, with the optimizer's state, ready to fine-tune.
+    assert loaded.compiled and int(loaded.optimizer.iterations) == 1
+    np.testing.assert_allclose(loaded.optimizer.variables[-1], model.optimizer.variables[-1])
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
                                atol=1e-6)
 
@@ -95,3 +102,48 @@ def test_feature_matching_fits_under_bfloat16():
                   feature_matching=FeatureMatching(feature_network(), ["conv_1", "conv_2"]))
     history = model.fit(random_images(16), batch_size=8, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_the_train_command_trains_with_the_shipped_feature_network(tmp_path):
+    from trainers import config as config_lib
+    from trainers import sample_quality
+    from trainers.training import train
+
+    np.save(tmp_path / "images.npy", (random_images(40) * 255).astype("uint8"))
+    overrides = {"dataset": str(tmp_path / "images.npy"), "epochs": 1, "batch_size": 8,
+                 "steps_per_epoch": 2, "feature_matching_weight": 0.5}
+    config = config_lib.resolve("ae", training_overrides=overrides,
+                                assignments=["filters=8", "num_res_blocks=1"])
+    model, history = train(config, tmp_path / "run", verbose=0)
+    assert model.feature_matching.layers == list(sample_quality.FEATURE_MAP_LAYERS)
+    # The AE's loss is its reconstruction loss alone, but for the term.
+    logs = history.history
+    assert logs["loss"][0] > logs["reconstruction_loss"][0] + 1e-4
+    assert logs["val_loss"][0] > logs["val_reconstruction_loss"][0] + 1e-4
+    saved = config_lib.load(tmp_path / "run" / "config.json")["training"]
+    assert saved["feature_matching_weight"] == 0.5 and saved["feature_network"] is None
+
+
+def test_train_classifier_command_writes_a_feature_network(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+    from trainers import sample_quality
+
+    output = tmp_path / "features.weights.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "trainers.train_classifier", "--architecture=features",
+         "--epochs=1", "--max_images=256", "--image_shape=28,28,1", f"--output={output}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads(sample_quality.info_path(output).read_text())
+    assert info["architecture"] == "features" and "--architecture=features" in info["command"]
+    network = sample_quality.load_classifier(output)
+    assert [layer.name for layer in network.layers if layer.name.startswith("stage_")] == list(
+        sample_quality.FEATURE_MAP_LAYERS)
+    FeatureMatching(network, sample_quality.FEATURE_MAP_LAYERS).check_image_shape((28, 28, 1))

@@ -48,6 +48,11 @@ TRAINING_DEFAULTS = {
     "temperature_schedule": {"start": 1.0, "end": 1.0 / 16.0, "steps": None, "schedule": "cosine"},
     # VAE and dVAE: KLWarmup over this many steps; None -> 10% of the run, 0 -> no warm-up.
     "kl_warmup_steps": None,
+    # A perceptual term (zoo.perceptual.FeatureMatching) on the feature maps of a frozen
+    # network of `trainers.train_classifier --architecture=features`; 0 -> off.
+    "feature_matching_weight": 0.0,
+    # Its .weights.h5 file; None -> the shipped Fashion-MNIST one (28x28x1 images).
+    "feature_network": None,
 }
 
 
@@ -295,6 +300,13 @@ def validate(config: dict) -> dict:
                                             and t["kl_warmup_steps"] >= 0),
            "training.kl_warmup_steps", "an integer >= 0 or null (10 % of the run)",
            t["kl_warmup_steps"])
+    _check(_is_number(t["feature_matching_weight"]) and t["feature_matching_weight"] >= 0,
+           "training.feature_matching_weight", "a number >= 0 (0: off)",
+           t["feature_matching_weight"])
+    _check(t["feature_network"] is None or (isinstance(t["feature_network"], str)
+                                            and t["feature_network"] != ""),
+           "training.feature_network", "a .weights.h5 file or null (the shipped one)",
+           t["feature_network"])
     schedule = t["temperature_schedule"]
     _check(isinstance(schedule, dict) and set(schedule) == {"start", "end", "steps", "schedule"},
            "training.temperature_schedule", "an object with start, end, steps, schedule",

@@ -38,6 +38,11 @@ import numpy as np
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 CLASSIFIER_WEIGHTS = ASSETS / "fashion_mnist_classifier.weights.h5"
 FEATURES_LAYER = "features"
+# The feature-matching network of training (`zoo.perceptual.FeatureMatching`), a
+# different architecture from the evaluation classifier's so that training does not
+# optimise the measuring instrument.
+FEATURE_NETWORK_WEIGHTS = ASSETS / "fashion_mnist_features.weights.h5"
+FEATURE_MAP_LAYERS = ("stage_1", "stage_2")
 _EXTRACTORS = weakref.WeakKeyDictionary()  # classifier -> its feature model
 
 
@@ -68,6 +73,44 @@ def build_classifier(image_shape=(28, 28, 1), num_classes: int = 10) -> keras.Mo
     return keras.Model(inputs, outputs, name="fashion_mnist_classifier")
 
 
+def build_feature_network(image_shape=(28, 28, 1), num_classes: int = 10,
+                          head: str = "flatten") -> keras.Model:
+    """The feature-matching network: two 3x3 conv-ReLU + max-pool stages and a linear head.
+
+    The stages (`FEATURE_MAP_LAYERS`, 32 and 64 channels, no batch norm) give
+    the feature maps a training run compares (`training.feature_matching_weight`);
+    the head only trains them as a classifier.
+
+    Args:
+        image_shape: tuple. `(height, width, channels)`. Defaults to `(28, 28, 1)`.
+        num_classes: int. Defaults to `10`.
+        head: `"flatten"` (a linear classifier on the flattened maps) or `"pool"`
+            (on their global average: a weaker classifier, whose features
+            `bench.feature_loss` found of little use). Defaults to `"flatten"`.
+
+    Returns:
+        An uncompiled `keras.Model` from images in [0, 1] to class logits.
+    """
+    inputs = keras.Input(image_shape)
+    x = inputs
+    for index, filters in enumerate((32, 64), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                name=FEATURE_MAP_LAYERS[index - 1])(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    pooled = keras.layers.Flatten() if head == "flatten" else keras.layers.GlobalAveragePooling2D()
+    outputs = keras.layers.Dense(num_classes, name="logits")(pooled(x))
+    return keras.Model(inputs, outputs, name="feature_network")
+
+
+# `trainers.train_classifier --architecture=...`; the JSON beside the weights names it.
+ARCHITECTURES = {
+    "evaluation": build_classifier,
+    "features": build_feature_network,
+    "features_pooled": lambda image_shape, num_classes: build_feature_network(
+        image_shape, num_classes, head="pool"),
+}
+
+
 def info_path(weights_path: str | os.PathLike) -> pathlib.Path:
     """The JSON written beside a classifier's weights (sha256, accuracy, command)."""
     weights_path = pathlib.Path(weights_path)
@@ -75,14 +118,15 @@ def info_path(weights_path: str | os.PathLike) -> pathlib.Path:
 
 
 def load_classifier(path: str | os.PathLike | None = None) -> keras.Model:
-    """Loads the evaluation classifier after checking its weights' sha256.
+    """Loads a classifier of `trainers.train_classifier` after checking its weights' sha256.
 
     Args:
         path: a `.weights.h5` file written by `trainers.train_classifier`.
-            Defaults to the one shipped in `trainers/assets/`.
+            Defaults to the evaluation classifier shipped in `trainers/assets/`.
 
     Returns:
-        The classifier (`build_classifier` with the trained weights).
+        The classifier (the architecture its JSON names, `build_classifier` when it
+        names none) with the trained weights.
 
     Raises:
         FileNotFoundError: the weights or their JSON are missing.
@@ -95,7 +139,7 @@ def load_classifier(path: str | os.PathLike | None = None) -> keras.Model:
     for needed in (path, info_file):
         if not needed.is_file():
             raise FileNotFoundError(
-                f"Evaluation classifier file missing: {needed}. Train it with "
+                f"Classifier file missing: {needed}. Train it with "
                 "`python -m trainers.train_classifier`."
             )
     info = json.loads(info_file.read_text())
@@ -106,7 +150,8 @@ def load_classifier(path: str | os.PathLike | None = None) -> keras.Model:
             f"found {actual}. Restore the file or retrain with "
             "`python -m trainers.train_classifier`."
         )
-    classifier = build_classifier(tuple(info["image_shape"]), info["num_classes"])
+    build = ARCHITECTURES[info.get("architecture", "evaluation")]
+    classifier = build(tuple(info["image_shape"]), info["num_classes"])
     classifier.load_weights(path)
     return classifier
 

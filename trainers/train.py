@@ -75,6 +75,8 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
         except ValueError as error:
             raise ValueError(f"{saved} (of an earlier run) is not valid JSON: {error}") from error
         current = json.loads(json.dumps(config))
+        # A training key an older config lacks had its default then.
+        previous["training"] = {**config_lib.TRAINING_DEFAULTS, **previous.get("training", {})}
         if current["training"].get("init_from"):
             # train() saved what the initial model dictates (family, architecture,
             # no KL warm-up, temperature from the model): compare the rest only.

@@ -7,9 +7,14 @@ reports its test accuracy, and writes the weights (by default the shipped
 them: the weights' sha256 (checked by `sample_quality.load_classifier`),
 the test accuracy, the command and its wall time.
 
+`--architecture=features` trains the feature-matching network of
+`training.feature_matching_weight` instead (`sample_quality.build_feature_network`;
+by default into `trainers/assets/fashion_mnist_features.weights.h5`).
+
 Examples:
     python -m trainers.train_classifier
     python -m trainers.train_classifier --epochs=2 --output=/tmp/c.weights.h5
+    python -m trainers.train_classifier --architecture=features --epochs=3 --seed=1
 """
 
 import json
@@ -35,6 +40,11 @@ def define_flags() -> None:
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (cosine decay to 5 %).")
     flags.DEFINE_integer("max_images", None, "Train on the first N training images only.")
     flags.DEFINE_integer("seed", 0, "Seed of weights and shuffling.")
+    flags.DEFINE_list("image_shape", ["28", "28", "1"], "height,width,channels of the images.")
+    flags.DEFINE_enum("architecture", "evaluation", ["evaluation", "features", "features_pooled"],
+                      "evaluation: the evaluation classifier; features: the feature-matching "
+                      "network of training.feature_matching_weight (default output "
+                      "trainers/assets/fashion_mnist_features.weights.h5).")
 
 
 def _labelled(source, split: str, image_shape, max_images=None):
@@ -57,13 +67,25 @@ def _dataset(images, ids, batch_size: int, shuffle: bool, seed: int):
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def default_output(architecture: str) -> pathlib.Path:
+    """Where an architecture's weights ship (evaluation classifier or feature network)."""
+    from trainers import sample_quality
+
+    if architecture == "evaluation":
+        return sample_quality.CLASSIFIER_WEIGHTS
+    return sample_quality.FEATURE_NETWORK_WEIGHTS
+
+
 def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
                      batch_size: int = 128, learning_rate: float = 1e-3, max_images=None,
                      seed: int = 0, image_shape=(28, 28, 1), verbose="auto",
-                     command: str | None = None) -> dict:
-    """Trains the evaluation classifier and writes its weights and JSON.
+                     command: str | None = None, architecture: str = "evaluation") -> dict:
+    """Trains the evaluation classifier (or another architecture) and writes its weights and JSON.
 
     The weights of the epoch with the best validation accuracy are kept.
+    `architecture` is a key of `sample_quality.ARCHITECTURES`; `"features"`
+    trains the feature-matching network and writes by default to
+    `sample_quality.FEATURE_NETWORK_WEIGHTS`.
 
     Returns:
         The JSON written beside the weights, as a dict.
@@ -73,7 +95,8 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
     from trainers import labels, sample_quality
     from zoo.presets import sha256
 
-    output = pathlib.Path(output or sample_quality.CLASSIFIER_WEIGHTS)
+    build = sample_quality.ARCHITECTURES[architecture]
+    output = pathlib.Path(output or default_output(architecture))
     if not output.name.endswith(".weights.h5"):
         raise ValueError(f"`output` must end in .weights.h5. Received: {output}")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +106,7 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
     validation = _labelled(dataset, "validation", image_shape)
     test = _labelled(dataset, "test", image_shape)
     steps = epochs * -(-len(train[1]) // batch_size)
-    classifier = sample_quality.build_classifier(image_shape, len(names))
+    classifier = build(image_shape, len(names))
     classifier.compile(
         optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)),
@@ -105,7 +128,7 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
     classifier.load_weights(best)
     best.unlink()
     # Written from an uncompiled copy: the weights alone, without Adam's state (3x smaller).
-    shipped = sample_quality.build_classifier(image_shape, len(names))
+    shipped = build(image_shape, len(names))
     shipped.set_weights(classifier.get_weights())
     shipped.save_weights(output)
     _, test_accuracy = classifier.evaluate(_dataset(*test, 500, False, seed), verbose=0)
@@ -113,6 +136,7 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
                                                  verbose=0)
     info = {
         "sha256": sha256(output),
+        "architecture": architecture,
         "dataset": str(dataset),
         "image_shape": list(image_shape),
         "num_classes": len(names),
@@ -137,11 +161,13 @@ def main(argv):
     info = train_classifier(FLAGS.dataset, FLAGS.output, FLAGS.epochs, FLAGS.batch_size,
                             FLAGS.learning_rate, FLAGS.max_images, FLAGS.seed,
                             command=" ".join(["python -m trainers.train_classifier",
-                                              *sys.argv[1:]]))
+                                              *sys.argv[1:]]),
+                            image_shape=tuple(int(size) for size in FLAGS.image_shape),
+                            architecture=FLAGS.architecture)
     print(f"\nTest accuracy {info['test_accuracy']:.4f} (validation "
           f"{info['validation_accuracy']:.4f}) after {info['train_seconds'] / 60:.1f} min.")
-    print(f"Wrote {FLAGS.output or 'trainers/assets/fashion_mnist_classifier.weights.h5'} and "
-          "its .json (sha256, accuracy, command).")
+    print(f"Wrote {FLAGS.output or default_output(FLAGS.architecture)} and its .json "
+          "(sha256, accuracy, command).")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 import zoo
 from trainers import callbacks as schedule_callbacks
 from trainers import config as config_lib
-from trainers import data, distribute, runs
+from trainers import data, distribute, runs, sample_quality
 from trainers.config import ConfigError
 from trainers.train_callbacks import (
     AtomicCSVLogger,
@@ -24,6 +24,7 @@ from trainers.train_callbacks import (
     StopOnNaN,
 )
 from zoo.atomic import write_text
+from zoo.perceptual import FeatureMatching
 
 # What "best.keras" minimises: the VAE's bits/dim does not move with the KL
 # warm-up; for the others the pixel MSE is the quantity users compare.
@@ -109,6 +110,26 @@ def learning_rate_schedule(training: dict, total_steps: int):
     raise ValueError(f"`lr_schedule` must be 'cosine' or 'constant'. Received: {kind!r}")
 
 
+def feature_matching(training: dict, image_shape) -> FeatureMatching | None:
+    """The perceptual term a run's `feature_matching_weight` asks for (None when 0).
+
+    Raises:
+        ConfigError: the network file is not a feature network of
+            `trainers.train_classifier --architecture=features` for these images.
+    """
+    weight = training["feature_matching_weight"]
+    if not weight:
+        return None
+    path = training["feature_network"] or sample_quality.FEATURE_NETWORK_WEIGHTS
+    try:
+        network = sample_quality.load_classifier(path)
+        matching = FeatureMatching(network, sample_quality.FEATURE_MAP_LAYERS, weight)
+        matching.check_image_shape(image_shape)
+    except ValueError as error:  # a missing file stays a FileNotFoundError
+        raise ConfigError(f"training.feature_network={path}: {error}") from error
+    return matching
+
+
 def _record_time(path: pathlib.Path, seconds: float, history) -> None:
     """Adds this session's training wall time to `run_info.json` (resumes add up)."""
     info = json.loads(path.read_text()) if path.exists() else {"train_seconds": 0.0, "sessions": []}
@@ -192,9 +213,12 @@ def train(
                 model = zoo.FAMILIES[config["model"]](**config["model_config"])
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"Invalid model_config for {config['model']}: {error}") from error
-        model.compile(optimizer=keras.optimizers.Adam(
-            learning_rate_schedule(training, steps_per_epoch * training["epochs"])
-        ))
+        model.compile(
+            optimizer=keras.optimizers.Adam(
+                learning_rate_schedule(training, steps_per_epoch * training["epochs"])
+            ),
+            feature_matching=feature_matching(training, model.image_shape),
+        )
 
     # Saved once the data and the model are known to work: a config that
     # fails (a dataset typo) must not claim model_dir for itself.

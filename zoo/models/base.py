@@ -299,6 +299,17 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         object.__setattr__(self, "feature_matching", feature_matching)
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Restores a saved model's compiled state, as `keras.Model` does.
+
+        Keras skips it for a model that overrides `compile` (with a warning),
+        which would load every `.keras` file uncompiled. Feature matching is
+        not part of that state.
+        """
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def _training_terms(self, images, training: bool) -> dict:
         """`compute_terms`, with the compiled feature-matching term in `loss`."""
         terms = self.compute_terms(images, training=training)
