@@ -147,3 +147,19 @@ def test_train_classifier_command_writes_a_feature_network(tmp_path):
     assert [layer.name for layer in network.layers if layer.name.startswith("stage_")] == list(
         sample_quality.FEATURE_MAP_LAYERS)
     FeatureMatching(network, sample_quality.FEATURE_MAP_LAYERS).check_image_shape((28, 28, 1))
+
+
+def test_the_network_runs_in_inference_mode_even_inside_a_training_call():
+    inputs = keras.Input((28, 28, 1))
+    conv = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    network = keras.Model(inputs, keras.layers.Dropout(0.9, name="drop")(conv))
+    matching = FeatureMatching(network, ["drop"], weight=1.0)
+
+    class Outer(keras.layers.Layer):  # passes training=True to the layers it calls
+        def call(self, images, other, training=None):
+            return matching(images, other)
+
+    images, other = tf.constant(random_images(2)), tf.constant(random_images(2, seed=1))
+    outer = Outer()
+    np.testing.assert_array_equal(outer(images, other, training=True),
+                                  outer(images, other, training=True))

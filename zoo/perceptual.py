@@ -95,5 +95,7 @@ class FeatureMatching:
         return self.weight * total
 
     def _maps(self, images) -> list:
-        outputs = self.features(images)
+        # Inference mode always: a frozen network's dropout or batch statistics
+        # must not make the loss random or depend on the batch.
+        outputs = self.features(images, training=False)
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
