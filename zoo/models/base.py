@@ -310,8 +310,9 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def _training_terms(self, images, training: bool) -> dict:
-        """`compute_terms`, with the compiled feature-matching term in `loss`."""
+    def _objective_terms(self, images, training: bool) -> dict:
+        """`compute_terms` as `fit` and `evaluate` use them: with the compiled
+        feature-matching term in `loss`."""
         terms = self.compute_terms(images, training=training)
         if self.feature_matching is not None:
             distance = self.feature_matching(images, terms["reconstructions"])
@@ -321,7 +322,7 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
     def train_step(self, data):
         images = self._checked_batch(data)
         with tf.GradientTape() as tape:
-            terms = self._training_terms(images, training=True)
+            terms = self._objective_terms(images, training=True)
             loss = distribution.mean_over_global_batch(terms["loss"])
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
@@ -330,7 +331,7 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
     def test_step(self, data):
         images = self._checked_batch(data)
-        return self._update_metrics(images, self._training_terms(images, training=False))
+        return self._update_metrics(images, self._objective_terms(images, training=False))
 
     def fit(self, x=None, *args, **kwargs):
         validation.check_has_examples(x, "fit(x)")
