@@ -16,7 +16,7 @@ from trainers import publish, reproduce
 from zoo import presets
 
 
-def make_run(root, name="run", family="ae"):
+def make_run(root, name="run", family="ae", **training):
     """A finished-looking run folder: best.keras, config.json (a .npy dataset), run_info.json."""
     dataset = root / "images.npy"
     if not dataset.exists():
@@ -24,7 +24,7 @@ def make_run(root, name="run", family="ae"):
     run = root / name
     run.mkdir()
     tiny_model(family).save(run / "best.keras")
-    config = config_lib.resolve(family, training_overrides={"dataset": str(dataset)})
+    config = config_lib.resolve(family, training_overrides={"dataset": str(dataset), **training})
     config_lib.save(config, run / "config.json")
     (run / "run_info.json").write_text(json.dumps(
         {"train_seconds": 90.0, "sessions": [{"seconds": 90.0, "epochs_run": 1,
@@ -58,6 +58,19 @@ def test_publish_writes_a_verified_preset_with_card_and_index(tmp_path, zoo_root
     publish.rerender_card(folder)
     assert (folder / "README.md").read_text() == before
     presets.verify(folder)
+
+
+def test_the_card_names_a_feature_matching_term_only_when_trained_with_one(tmp_path, zoo_root):
+    plain = publish.publish("plain", make_run(tmp_path, "plain"), output_root=zoo_root)
+    assert "Training loss" not in (plain / "README.md").read_text()
+    matched = publish.publish(
+        "matched", make_run(tmp_path, "matched", feature_matching_weight=0.1),
+        output_root=zoo_root)
+    card = (matched / "README.md").read_text()
+    assert "- Training loss: the family's loss plus feature matching, weight 0.1\n" in card
+    assert "fashion_mnist_features.weights.h5" in card
+    # The line sits above the training time, which re-rendering an old card still finds.
+    assert card.index("- Training loss") < card.index("- Training time")
 
 
 def test_a_worse_model_is_not_published_unless_forced(tmp_path, zoo_root):
