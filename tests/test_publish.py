@@ -67,7 +67,7 @@ def test_the_card_names_a_feature_matching_term_only_when_trained_with_one(tmp_p
         "matched", make_run(tmp_path, "matched", feature_matching_weight=0.1),
         output_root=zoo_root)
     card = (matched / "README.md").read_text()
-    assert "- Training loss: the family's loss plus feature matching, weight 0.1\n" in card
+    assert "- Training loss: the family's loss plus feature matching with weight 0.1\n" in card
     assert "fashion_mnist_features.weights.h5" in card
     # The line sits above the training time, which re-rendering an old card still finds.
     assert card.index("- Training loss") < card.index("- Training time")

@@ -16,7 +16,8 @@ from trainers import data
 from trainers.evaluation import evaluate_model
 from zoo import presets
 
-EXPECTED = ["ae_fashion_mnist", "dvae_fashion_mnist", "vae_fashion_mnist", "vqvae_fashion_mnist"]
+EXPECTED = ["ae_fashion_mnist", "dvae_fashion_mnist", "vae_fashion_mnist", "vqvae_fashion_mnist",
+            "vqvae_perceptual_fashion_mnist"]
 # Evaluation is deterministic; the tolerance only absorbs float reordering
 # between runs (oneDNN, batch composition).
 RTOL = 1e-3
@@ -39,7 +40,7 @@ def test_images():
     return data.load_split("fashion_mnist", "test")
 
 
-def test_the_zoo_lists_the_four_models_and_the_two_generators():
+def test_the_zoo_lists_the_autoencoders_and_the_generators():
     from tests.test_shipped_priors import PRIORS
 
     assert zoo.list_models() == sorted(EXPECTED + list(PRIORS))

@@ -173,12 +173,13 @@ def _objective_text(config: dict) -> str:
     weight = training.get("feature_matching_weight", 0)
     if not weight:
         return ""
-    network = training.get("feature_network")
-    network = f"`{network}`" if network else (
-        "the shipped feature network (`trainers/assets/fashion_mnist_features.weights.h5`)")
-    return (f"- Training loss: the family's loss plus feature matching, weight {weight:g}\n"
-            f"  (`zoo.perceptual.FeatureMatching` on {network}): a little MSE traded\n"
-            "  for reconstructions a classifier reads more like the originals\n")
+    from trainers.sample_quality import FEATURE_NETWORK_WEIGHTS
+
+    network = training.get("feature_network") or f"trainers/assets/{FEATURE_NETWORK_WEIGHTS.name}"
+    return (f"- Training loss: the family's loss plus feature matching with weight {weight:g}\n"
+            f"  (`zoo.perceptual.FeatureMatching`, feature network `{network}`),\n"
+            "  which trades a little MSE for reconstructions a classifier reads more like the\n"
+            "  originals\n")
 
 
 def _latent_text(config: dict) -> str:
