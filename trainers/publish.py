@@ -177,9 +177,8 @@ def _objective_text(config: dict) -> str:
 
     network = training.get("feature_network") or f"trainers/assets/{FEATURE_NETWORK_WEIGHTS.name}"
     return (f"- Training loss: the family's loss plus feature matching with weight {weight:g}\n"
-            f"  (`zoo.perceptual.FeatureMatching`, feature network `{network}`),\n"
-            "  which trades a little MSE for reconstructions a classifier reads more like the\n"
-            "  originals\n")
+            f"  (`zoo.perceptual.FeatureMatching`, feature network `{network}`), so that\n"
+            "  the reconstructions keep more of what a classifier sees\n")
 
 
 def _latent_text(config: dict) -> str:
