@@ -2,9 +2,12 @@
 `bench.run_all` writes BENCHMARKS.md with the expected tables. No timing
 assertions: speed claims live in BENCHMARKS.md, not in tests."""
 
+import json
+
 import pytest
 
 from bench import common, run_all
+from bench.common import cpu_model
 
 
 def test_summaries_and_tables():
@@ -129,13 +132,32 @@ def test_serving_variants_times_every_variant_with_the_same_outputs():
     assert all(float(r[3]) < 1e-5 for r in float32), float32  # same function, float32
 
 
-@pytest.mark.slow  # ~25 s: the experiment end to end at tiny size
-def test_feature_loss_experiment_reports_every_arm():
+@pytest.mark.slow  # ~40 s each: the experiment end to end, 2 steps an arm
+@pytest.mark.parametrize("recipe", ["vqvae_fashion_mnist", "dvae_fashion_mnist"])
+def test_feature_loss_experiment_reports_every_arm(recipe, tmp_path):
     from bench import feature_loss
 
-    report = feature_loss.main(["--epochs", "1", "--steps_per_epoch", "2", "--weights", "0",
-                                "0.1", "--max_images", "256", "--max_test", "128",
-                                "--feature_epochs", "1"])
+    args = ["--recipe", recipe, "--epochs", "1", "--steps_per_epoch", "2", "--weights", "0",
+            "0.1", "--max_test", "128", "--runs_dir", str(tmp_path)]
+    report = feature_loss.main(args)
     rows = [line for line in report.splitlines() if line.startswith("| 0")]
     assert [row.split("|")[1].strip() for row in rows] == ["0", "0.1"]
-    assert "CPU: " in report
+    assert f"CPU: {cpu_model()}" in report and f"Recipe {recipe}" in report
+    for weight in ("0", "0.1"):  # each arm is a train-command run, measured on the test set
+        config = json.loads((tmp_path / f"weight_{weight}" / "config.json").read_text())
+        assert config["training"]["feature_matching_weight"] == float(weight)
+        metrics = json.loads((tmp_path / f"weight_{weight}" / "test" / "metrics.json").read_text())
+        assert metrics["classifier_accuracy"]["drop_points"] == pytest.approx(
+            float(rows[int(weight != "0")].split("|")[6]), abs=0.006)
+    with pytest.raises(SystemExit):  # the train command would resume the runs it finds
+        feature_loss.main(args)
+
+
+@pytest.mark.slow
+def test_feature_loss_experiment_trains_its_own_feature_network():
+    from bench import feature_loss
+
+    report = feature_loss.main(["--epochs", "1", "--steps_per_epoch", "1", "--weights", "0.1",
+                                "--max_images", "256", "--max_test", "64",
+                                "--train_architecture", "features", "--feature_epochs", "1"])
+    assert "feature network: features, 1 epochs" in report
