@@ -75,13 +75,14 @@ def start_train_workers(out: str, model_dir: str, args: list[str]):
     return procs
 
 
-def run_job(tmp_path, family: str) -> tuple[str, str]:
+def run_job(tmp_path, family: str, extra: tuple[str, ...] = ()) -> tuple[str, str]:
     out = str(tmp_path)
     dataset = os.path.join(out, "images.npy")
     np.save(dataset, np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8))
     model_dir = os.path.join(out, "runs", family)
     args = [f"--model={family}", f"--dataset={dataset}", f"--epochs={EPOCHS}",
-            f"--steps_per_epoch={STEPS}", "--batch_size=8", "--strategy=multi_worker", *TINY]
+            f"--steps_per_epoch={STEPS}", "--batch_size=8", "--strategy=multi_worker", *TINY,
+            *extra]
     wait(start_train_workers(out, model_dir, args), out, timeout=240)  # kills both in any case
     return out, model_dir
 
@@ -130,3 +131,13 @@ def test_dvae_trains_with_the_train_command_on_two_workers(tmp_path):
 @pytest.mark.slow
 def test_vqvae_trains_with_the_train_command_on_two_workers(tmp_path):
     check_job(*run_job(tmp_path, "vqvae"))
+
+
+@pytest.mark.slow
+def test_feature_matching_trains_on_two_workers(tmp_path):
+    # The frozen feature network runs inside each replica's step (not tracked,
+    # not synchronised): the workers must still end with the same weights.
+    out, model_dir = run_job(tmp_path, "vqvae", ("--set=training.feature_matching_weight=0.1",))
+    check_job(out, model_dir)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["training"]["feature_matching_weight"] == 0.1
