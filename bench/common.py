@@ -17,6 +17,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from trainers.machine import cpu_flags, cpu_model  # noqa: F401  (the benchmarks use them as common.*)
+
 TINY_MODEL_KWARGS = {
     "ae": {"filters": 8, "num_res_blocks": 1},
     "vae": {"filters": 8, "num_res_blocks": 1},
@@ -120,31 +122,6 @@ def error_cell(error: Exception) -> str:
     """A short table cell for a variant that failed."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"failed: {type(error).__name__} {text[:80]}".strip()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD flags of /proc/cpuinfo that matter to oneDNN."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx")
-                    return sorted(f for f in flags if f.startswith(wanted))
-    except OSError:
-        pass
-    return []
 
 
 def loadavg() -> str:

@@ -89,6 +89,17 @@ def test_a_worse_model_is_not_published_unless_forced(tmp_path, zoo_root):
     presets.verify(folder)
 
 
+def test_card_time_names_the_cpu_and_precision_where_the_run_recorded_them():
+    session = {"seconds": 60.0, "epochs_run": 1,
+               "machine": "x86_64, 2 CPU cores, AMD EPYC (avx2 fma), vm"}
+    timing = publish._timing({"train_seconds": 60.0,
+                              "sessions": [{**session, "precision": "float32"}]})
+    assert timing.startswith("1.0 minutes of wall time")
+    assert "on x86_64, 2 CPU cores, AMD EPYC (avx2 fma), vm, in float32\n" in timing
+    older = publish._timing({"train_seconds": 60.0, "sessions": [session]})  # before 2026-12-06
+    assert "AMD EPYC (avx2 fma), vm\n" in older and ", in " not in older
+
+
 def test_rerender_keeps_the_training_time_of_an_old_card(tmp_path, zoo_root):
     folder = publish.publish("tiny_ae", make_run(tmp_path), output_root=zoo_root)
     (folder / "run_info.json").unlink()

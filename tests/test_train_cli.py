@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import REPO_ROOT, random_images
+from trainers import distribute, machine
 
 TINY = [
     "--set=filters=8",
@@ -146,6 +147,11 @@ def test_train_writes_config_checkpoints_logs_history_and_pictures(dvae_run, dat
             assert picture.width > picture.height > 2 * 28  # originals over reconstructions
     info = json.loads((model_dir / "run_info.json").read_text())
     assert info["train_seconds"] > 0 and info["sessions"][0]["epochs_run"] == 2
+    # What the card's training time needs to mean something: the CPU and the precision.
+    config = json.loads((model_dir / "config.json").read_text())
+    assert info["sessions"][0]["precision"] == distribute.resolve_precision(
+        config["training"]["precision"])
+    assert machine.cpu_model() in info["sessions"][0]["machine"]
     assert "Epoch 2/2" in result.stdout
 
 

@@ -27,6 +27,8 @@ import shutil
 import keras
 import tensorflow as tf
 
+from trainers import machine
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -111,14 +113,7 @@ def split_cpu(num_devices: int) -> list[str]:
 
 def cpu_has_bf16() -> bool:
     """Whether the CPU reports native bfloat16 instructions (`BF16_CPU_FLAGS`)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return bool(set(line.split(":", 1)[1].split()) & set(BF16_CPU_FLAGS))
-    except OSError:
-        pass
-    return False
+    return bool(set(machine.cpu_flags(BF16_CPU_FLAGS)) & set(BF16_CPU_FLAGS))
 
 
 def resolve_precision(policy: str = "auto") -> str:

@@ -62,11 +62,17 @@ def main_metric(family: str) -> str:
     return MONITOR[family.lower()].removeprefix("val_")
 
 
+def _session_machine(session: dict) -> str:
+    """A training session's machine, with its precision where the run recorded it."""
+    precision = session.get("precision")  # runs before 2026-12-06 did not record it
+    return session["machine"] + (f", in {precision}" if precision else "")
+
+
 def _timing(run_info: dict) -> str:
     seconds = run_info.get("train_seconds")
     if not seconds:
         return "not recorded"
-    machines = sorted({s["machine"] for s in run_info.get("sessions", [])})
+    machines = sorted({_session_machine(s) for s in run_info.get("sessions", [])})
     return (
         f"{seconds / 60.0:.1f} minutes of wall time (`run_info.json` of the run) on "
         f"{', '.join(machines)}\n  (CPU only; the machine was shared with other work, so this "

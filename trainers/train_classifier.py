@@ -18,15 +18,13 @@ Examples:
 """
 
 import json
-import os
 import pathlib
-import platform
 import sys
 import time
 
 from absl import flags
 
-from trainers import cli
+from trainers import cli, machine
 
 FLAGS = flags.FLAGS
 
@@ -149,7 +147,7 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
         "learning_rate": learning_rate,
         "seed": seed,
         "train_seconds": round(seconds, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "machine": machine.describe(host=False),
         "command": command,
     }
     sample_quality.info_path(output).write_text(json.dumps(info, indent=2) + "\n")

@@ -3,9 +3,7 @@
 import csv
 import json
 import math
-import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -15,7 +13,7 @@ import numpy as np
 import zoo
 from trainers import callbacks as schedule_callbacks
 from trainers import config as config_lib
-from trainers import data, distribute, runs, sample_quality
+from trainers import data, distribute, machine, runs, sample_quality
 from trainers.config import ConfigError
 from trainers.train_callbacks import (
     AtomicCSVLogger,
@@ -130,14 +128,16 @@ def feature_matching(training: dict, image_shape) -> FeatureMatching | None:
     return matching
 
 
-def _record_time(path: pathlib.Path, seconds: float, history) -> None:
-    """Adds this session's training wall time to `run_info.json` (resumes add up)."""
+def _record_time(path: pathlib.Path, seconds: float, history, precision: str) -> None:
+    """Adds this session's training wall time to `run_info.json` (resumes add up),
+    with the machine (CPU model and SIMD flags) and the precision it trained in."""
     info = json.loads(path.read_text()) if path.exists() else {"train_seconds": 0.0, "sessions": []}
     info["train_seconds"] += seconds
     info["sessions"].append({
         "seconds": round(seconds, 1),
         "epochs_run": len(history.epoch),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.node()}",
+        "machine": machine.describe(),
+        "precision": precision,
     })
     write_text(path, json.dumps(info, indent=2) + "\n")
 
@@ -365,7 +365,8 @@ def fit_run(
         shuffle=False,  # the dataset shuffles itself
     )
     if history.epoch:
-        _record_time(write_dir / "run_info.json", time.monotonic() - started, history)
+        _record_time(write_dir / "run_info.json", time.monotonic() - started, history,
+                     model.dtype_policy.name)
     # A non-chief's backup sits in model_dir/workertemp_<id>/ (write_path of
     # model_dir/backup); it is never read back (workers restore from the chief's).
     distribute.remove_temporary(str(model_dir / "backup"), strategy)
