@@ -66,6 +66,13 @@ CASES = [
      [*TRAIN, "--set=training.feature_matching_weight=0.1",
       "--set=training.feature_network={tmp}/none.weights.h5"],
      r"Classifier file missing: .*none\.weights\.h5"),
+    ("freeze_text", "train", [*TRAIN, "--set=training.freeze=encoder"],
+     r"`training.freeze` must be a list of distinct parts among \['encoder', 'quantizer', "
+     r"'decoder'\] \(as in --set 'training.freeze=\[\"encoder\"\]'\)"),
+    ("freeze_absent_part", "train", [*TRAIN, '--set=training.freeze=["quantizer"]'],
+     r"training.freeze: AE has no 'quantizer'; its parts are \['encoder', 'decoder'\]"),
+    ("freeze_everything", "train", [*TRAIN, '--set=training.freeze=["encoder","decoder"]'],
+     r"training.freeze=\['encoder', 'decoder'\] leaves nothing of the model to train"),
     ("unknown_key", "train", [*TRAIN, "--set=filtrs=8"], r"Unknown config key 'filtrs'"),
     ("set_no_equals", "train", [*TRAIN, "--set=filters"], r"--set expects key=value"),
     ("model_option_type", "train", [*TRAIN, "--set=filters=abc"],

@@ -53,7 +53,13 @@ TRAINING_DEFAULTS = {
     "feature_matching_weight": 0.0,
     # Its .weights.h5 file; None -> the shipped Fashion-MNIST one (28x28x1 images).
     "feature_network": None,
+    # Parts of the model left as they are: "encoder", "quantizer", "decoder". Freezing the
+    # encoder (and a VQ-VAE's quantizer) keeps every image's code, so a prior trained on the
+    # codes still applies to the fine-tuned decoder (`trainers.training.freeze_parts`).
+    "freeze": [],
 }
+
+FREEZABLE_PARTS = ("encoder", "quantizer", "decoder")
 
 
 def constructor_defaults(cls) -> dict:
@@ -307,6 +313,11 @@ def validate(config: dict) -> dict:
                                             and t["feature_network"] != ""),
            "training.feature_network", "a .weights.h5 file or null (the shipped one)",
            t["feature_network"])
+    freeze = t["freeze"]
+    _check(isinstance(freeze, list) and all(p in FREEZABLE_PARTS for p in freeze)
+           and len(set(freeze)) == len(freeze),
+           "training.freeze", f"a list of distinct parts among {list(FREEZABLE_PARTS)} (as in "
+           "--set 'training.freeze=[\"encoder\"]')", freeze)
     schedule = t["temperature_schedule"]
     _check(isinstance(schedule, dict) and set(schedule) == {"start", "end", "steps", "schedule"},
            "training.temperature_schedule", "an object with start, end, steps, schedule",

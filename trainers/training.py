@@ -128,6 +128,35 @@ def feature_matching(training: dict, image_shape) -> FeatureMatching | None:
     return matching
 
 
+def freeze_parts(model: keras.Model, parts) -> None:
+    """Freezes the named parts of a model (`training.freeze`) before it is compiled.
+
+    A frozen part keeps its weights and runs in inference mode in `fit`: a
+    frozen encoder gives the codes inference gives (the dVAE's argmax, not a
+    relaxed sample) and a frozen VQ-VAE quantizer makes no EMA updates, so
+    freezing `["encoder", "quantizer"]` keeps every image's code while the
+    decoder learns.
+
+    Args:
+        model: a zoo autoencoder.
+        parts: names among `trainers.config.FREEZABLE_PARTS`.
+
+    Raises:
+        ConfigError: the model has no such part, or nothing would be left to train.
+    """
+    for part in parts:
+        layer = getattr(model, part, None)
+        if not isinstance(layer, keras.layers.Layer):
+            present = [p for p in config_lib.FREEZABLE_PARTS if hasattr(model, p)]
+            raise ConfigError(
+                f"training.freeze: {type(model).__name__} has no {part!r}; its parts are "
+                f"{present}."
+            )
+        layer.trainable = False
+    if parts and not model.trainable_weights:
+        raise ConfigError(f"training.freeze={list(parts)} leaves nothing of the model to train.")
+
+
 def _record_time(path: pathlib.Path, seconds: float, history, precision: str) -> None:
     """Adds this session's training wall time to `run_info.json` (resumes add up),
     with the machine (CPU model and SIMD flags) and the precision it trained in."""
@@ -213,6 +242,7 @@ def train(
                 model = zoo.FAMILIES[config["model"]](**config["model_config"])
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"Invalid model_config for {config['model']}: {error}") from error
+        freeze_parts(model, training["freeze"])
         model.compile(
             optimizer=keras.optimizers.Adam(
                 learning_rate_schedule(training, steps_per_epoch * training["epochs"])

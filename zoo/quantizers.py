@@ -66,7 +66,9 @@ class VectorQuantizer(keras.layers.Layer):
     all-reduced over replicas, so every replica holds the same codebook.
     With `dead_code_threshold > 0`, codes whose moving-average usage falls
     below it are restarted from random encoder outputs of the global batch.
-    Both updates happen only with `training=True`.
+    Both updates happen only with `training=True` and a trainable layer: a
+    frozen quantizer (`trainable = False`) keeps its codebook, as a frozen
+    `BatchNormalization` keeps its statistics.
 
     Args:
         num_embeddings: int. Codebook size K. Defaults to `512`.
@@ -165,7 +167,7 @@ class VectorQuantizer(keras.layers.Layer):
             if self.use_ema
             else tf.reduce_mean((tf.stop_gradient(inputs) - quantized) ** 2, axis=axes)
         )
-        if training:
+        if training and self.trainable:  # a frozen codebook stays as it is
             self._update_codebook(flat, flat_indices)
         return {
             "quantized": inputs + tf.stop_gradient(quantized - inputs),

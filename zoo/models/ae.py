@@ -50,7 +50,7 @@ class AE(ContinuousAutoencoder):
         )
 
     def compute_terms(self, images, training):
-        latents = self.encoder(images, training=training)
+        latents = self.encoder(images, training=self._encoder_training(training))
         reconstructions = self._to_images(self.decoder(latents, training=training))
         loss = tf.reduce_mean(
             tf.math.squared_difference(tf.cast(images, tf.float32), reconstructions),

@@ -241,6 +241,16 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         and the family's extra per-example terms or batch statistics."""
         raise NotImplementedError
 
+    def _encoder_training(self, training) -> bool:
+        """The `training` flag of the encoder's side of `compute_terms`.
+
+        A frozen encoder (`model.encoder.trainable = False`, as when only the
+        decoder is fine-tuned) runs in inference mode, as a frozen
+        `BatchNormalization` does: its inference kernels, and in the dVAE the
+        argmax code that inference decodes instead of a relaxed sample.
+        """
+        return bool(training) and self.encoder.trainable
+
     def encode(self, images):
         raise NotImplementedError
 

@@ -51,6 +51,9 @@ class DVAE(DiscreteAutoencoder):
     sample (`tfp.distributions.RelaxedOneHotCategorical` at the model's
     temperature) and the latent is the probability-weighted sum of codebook
     vectors; in inference and `encode` the code is the argmax, with no noise.
+    With a frozen encoder (`model.encoder.trainable = False`) training decodes
+    the argmax code too: no gradient reaches the encoder, so the relaxation
+    has nothing to serve, and the decoder learns the codes it is given in use.
 
     Per example, with D the number of pixel values:
     `loss = reconstruction_loss + kl_weight * kl_warmup * kl_loss`, where
@@ -219,7 +222,8 @@ class DVAE(DiscreteAutoencoder):
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
-        quantized = self.quantizer(self.encoder(images, training=training), training=training)
+        encoding = self._encoder_training(training)  # False: argmax codes, no noise
+        quantized = self.quantizer(self.encoder(images, training=encoding), training=encoding)
         reconstructions, location, log_scale = self._reconstruct(
             self.decoder(quantized["quantized"], training=training)
         )

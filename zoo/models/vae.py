@@ -152,7 +152,7 @@ class VAE(ContinuousAutoencoder):
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
-        mean, log_variance = self._posterior(images, training)
+        mean, log_variance = self._posterior(images, self._encoder_training(training))
         std = tf.exp(0.5 * log_variance)
         # Training draws fresh noise; evaluation uses the posterior mean for the
         # reconstruction and one sample from a fixed seed for the ELBO, so

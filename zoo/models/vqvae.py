@@ -90,7 +90,8 @@ class VQVAE(DiscreteAutoencoder):
 
     def compute_terms(self, images, training):
         images = tf.cast(images, tf.float32)
-        quantized = self.quantizer(self.encoder(images, training=training), training=training)
+        latents = self.encoder(images, training=self._encoder_training(training))
+        quantized = self.quantizer(latents, training=training)
         reconstructions = self._to_images(
             self.decoder(quantized["quantized"], training=training)
         )
