@@ -73,6 +73,26 @@ def test_the_card_names_a_feature_matching_term_only_when_trained_with_one(tmp_p
     assert card.index("- Training loss") < card.index("- Training time")
 
 
+def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(
+        tmp_path, zoo_root):
+    plain = (publish.publish("plain", make_run(tmp_path, "plain"), output_root=zoo_root)
+             / "README.md").read_text()
+    assert "Fine-tuned" not in plain
+    base = tmp_path / "base.keras"
+    tiny_model("vqvae").save(base)
+    runs = {"codes": ["encoder", "quantizer"], "encoder": ["encoder"], "all": []}
+    cards = {}
+    for name, frozen in runs.items():
+        run = make_run(tmp_path, name, family="vqvae", init_from=str(base), freeze=frozen)
+        cards[name] = (publish.publish(name, run, output_root=zoo_root) / "README.md").read_text()
+    assert (f"- Fine-tuned from `{base}` with its encoder and quantizer frozen "
+            "(`training.freeze`): every image has the\n  code it has in") in cards["codes"]
+    # A VQ-VAE's codebook moved, or nothing frozen: no claim about the codes.
+    assert "frozen (`training.freeze`); the training time" in cards["encoder"]
+    assert f"- Fine-tuned from `{base}`; the training time is the fine-tuning's" in cards["all"]
+    assert all(c.index("- Fine-tuned") < c.index("- Training time") for c in cards.values())
+
+
 def test_a_worse_model_is_not_published_unless_forced(tmp_path, zoo_root):
     folder = publish.publish("tiny_ae", make_run(tmp_path), output_root=zoo_root)
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -99,7 +99,7 @@ def card(name: str, report: dict, config: dict, timing: str, params: int, family
 - Parameters: {params:,}
 - Latent size: {report['latent_bits_per_image']:.0f} bits per image
   ({_latent_text(config)})
-{_objective_text(config)}- Training time: {timing}
+{_objective_text(config)}{_origin_text(config)}- Training time: {timing}
 
 ## Reproduce
 
@@ -185,6 +185,23 @@ def _objective_text(config: dict) -> str:
     return (f"- Training loss: the family's loss plus feature matching with weight {weight:g}\n"
             f"  (`zoo.perceptual.FeatureMatching`, feature network `{network}`), so that\n"
             "  the reconstructions keep more of what a classifier sees\n")
+
+
+def _origin_text(config: dict) -> str:
+    """The card's line on the model a fine-tuning run started from (empty for a new model)."""
+    training = config.get("training", {})
+    origin = training.get("init_from")
+    if not origin:
+        return ""
+    frozen = training.get("freeze") or []
+    text = f"- Fine-tuned from `{origin}`"
+    if frozen:
+        text += f" with its {' and '.join(frozen)} frozen (`training.freeze`)"
+    code_parts = {"encoder", "quantizer"} if config.get("model") == "vqvae" else {"encoder"}
+    if code_parts <= set(frozen):
+        text += (f": every image has the\n  code it has in `{origin}`, so a prior trained on "
+                 "that model's codes applies to this one")
+    return text + "; the training time is the fine-tuning's\n"
 
 
 def _latent_text(config: dict) -> str:
