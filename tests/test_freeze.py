@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import zoo
 from tests.helpers import DISCRETE_FAMILIES, FAMILY_NAMES, random_images, tiny_model
 from trainers import config as config_lib
 from trainers.config import ConfigError
@@ -15,7 +16,13 @@ from trainers.training import freeze_parts, train
 
 def _code_parts(family: str) -> list[str]:
     """What decides an image's code: the encoder, and a VQ-VAE's codebook."""
-    return ["encoder", "quantizer"] if family == "vqvae" else ["encoder"]
+    return list(zoo.FAMILIES[family].encoding_parts)
+
+
+def test_encoding_parts_are_the_encoder_and_a_vqvae_codebook():
+    assert {name: cls.encoding_parts for name, cls in zoo.FAMILIES.items()} == {
+        "ae": ("encoder",), "vae": ("encoder",), "vqvae": ("encoder", "quantizer"),
+        "dvae": ("encoder",)}
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)

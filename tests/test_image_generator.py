@@ -144,3 +144,37 @@ def test_preset_folder_loads_compiled_for_fine_tuning(tmp_path):
         zoo.ImageGenerator.from_preset(folder).generate([1], seed=2),
         generator.generate([1], seed=2),
     )
+
+
+def _copy(model):
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+@pytest.mark.parametrize("family", DISCRETE_FAMILIES)
+def test_another_decoder_for_the_same_codes_draws_the_same_codes_differently(family):
+    generator = tiny_generator(family)
+    other = _copy(generator.autoencoder)
+    kernel = other.decoder.weights[0]
+    kernel.assign(kernel.numpy() * 1.5)  # a fine-tuned decoder, encoding parts unchanged
+    swapped = generator.with_autoencoder(other)
+    assert swapped.prior is generator.prior and swapped.class_names == generator.class_names
+    assert swapped.guidance_scale == generator.guidance_scale
+    codes = generator.prior.generate([2, 0], seed=3)
+    images = swapped.generate([2, 0], seed=3).numpy()
+    np.testing.assert_allclose(images, other.decode(codes), atol=1e-6)
+    assert np.abs(images - generator.generate([2, 0], seed=3).numpy()).max() > 1e-4
+
+
+@pytest.mark.parametrize("family, part", [("dvae", "encoder"), ("vqvae", "encoder"),
+                                          ("vqvae", "quantizer")])
+def test_an_autoencoder_that_would_give_other_codes_is_refused(family, part):
+    generator = tiny_generator(family)
+    other = _copy(generator.autoencoder)
+    weight = getattr(other, part).weights[0]
+    weight.assign(weight.numpy() + 0.01)
+    with pytest.raises(ValueError, match=f"other codes than this generator's: its {part} weights"):
+        generator.with_autoencoder(other)
+    with pytest.raises(ValueError, match="must be a DVAE like this generator's"):
+        tiny_generator("dvae").with_autoencoder(tiny_model("vqvae"))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -162,6 +163,28 @@ def test_generate_command_writes_a_grid_and_the_images(prior_run, tmp_path):
                            f"--output_dir={tmp_path / 'no'}"])
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "Unknown class name 'hat'" in refused.stderr and "Ankle boot" in refused.stderr
+
+
+def test_generate_command_decodes_with_another_autoencoder_for_the_same_codes(
+        prior_run, inputs, tmp_path):
+    model_dir, _, _ = prior_run
+    base = keras.saving.load_model(inputs / "dvae.keras", compile=False)
+    tuned, other = (type(base).from_config(base.get_config()) for _ in range(2))
+    for model, part in ((tuned, "decoder"), (other, "encoder")):
+        model.set_weights(base.get_weights())
+        weight = getattr(model, part).weights[0]
+        weight.assign(weight.numpy() * 1.5)
+        model.save(tmp_path / f"{part}.keras")
+    common = [f"--model={model_dir}", "--prompt=bag", "--count=2", "--seed=4"]
+    for name, extra in (("own", []), ("tuned", [f"--autoencoder={tmp_path / 'decoder.keras'}"])):
+        ok(run_command(["-m", "trainers.generate", *common, f"--output_dir={tmp_path / name}",
+                        *extra]))
+    own, swapped = (np.asarray(Image.open(tmp_path / n / "bag_000.png")) for n in ("own", "tuned"))
+    assert np.abs(own.astype(int) - swapped.astype(int)).max() > 0
+    refused = run_command(["-m", "trainers.generate", *common, f"--output_dir={tmp_path / 'no'}",
+                           f"--autoencoder={tmp_path / 'encoder.keras'}"])
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "encoder.keras: `autoencoder` would give other codes" in refused.stderr
 
 
 def test_evaluate_prior_command_with_tiny_counts(prior_run, inputs, tmp_path):

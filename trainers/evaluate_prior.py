@@ -18,7 +18,9 @@ With the evaluation classifier of `trainers.sample_quality`, on
 Writes `<output_dir>/metrics.json`, `samples.png` (one row per class) and
 `completions.png` (per class a test image, its reconstruction, then
 completions that keep the top `--completion_rows` code rows and sample the
-rest). `--output_dir` defaults to `<model>/eval` for a folder.
+rest). `--output_dir` defaults to `<model>/eval` for a folder. `--autoencoder`
+measures the generator decoded by another autoencoder that gives the same
+codes (as `trainers.generate`).
 """
 
 import json
@@ -37,6 +39,10 @@ def define_flags() -> None:
     """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
     flags.DEFINE_string("model", None, "The ImageGenerator: a zoo name, a preset folder, a "
                         "trainers.train_prior run folder or a .keras file.")
+    flags.DEFINE_string("autoencoder", None, "Decode with this autoencoder instead of the "
+                        "generator's own: one fine-tuned from it with its encoder (and a VQ-VAE's "
+                        "codebook) frozen, e.g. dvae_perceptual_fashion_mnist for "
+                        "prior_dvae_fashion_mnist.")
     flags.DEFINE_string("output_dir", None, "Where results go; defaults to <model>/eval.")
     flags.DEFINE_string("dataset", "fashion_mnist", "The labelled dataset of the test images.")
     flags.DEFINE_integer("num_samples", 10_000, "Samples for the main figures (a multiple of "
@@ -252,7 +258,7 @@ def format_report(report: dict) -> str:
 
 def main(argv):
     del argv
-    from trainers.runs import load_model_from
+    from trainers.generation import load_generator
 
     cli.require(FLAGS, "model")
     output_dir = FLAGS.output_dir
@@ -261,7 +267,7 @@ def main(argv):
             raise app.UsageError("--output_dir is required when --model is not a folder.")
         output_dir = pathlib.Path(FLAGS.model) / "eval"
     with cli.user_errors("Evaluation refused"):
-        generator = load_model_from(FLAGS.model)
+        generator = load_generator(FLAGS.model, FLAGS.autoencoder)
         evaluate_prior(
             generator, output_dir, FLAGS.dataset, FLAGS.num_samples,
             [float(s) for s in FLAGS.guidance_scales], FLAGS.guidance_samples,

@@ -7,7 +7,13 @@ r"""Generate images from class names with a trained prior.
 folder or a `.keras` file holding a `zoo.ImageGenerator`. Each `--prompt` is
 a class name (case-insensitive) or a class id. Writes
 `<output_dir>/grid.png` (one row per prompt, `--count` images each) and every
-image as `<output_dir>/<prompt>_<i>.png`, and prints where.
+image as `<output_dir>/<prompt>_<i>.png`, and prints where. `--autoencoder`
+decodes the prior's codes with another autoencoder that gives the same codes
+(`zoo.ImageGenerator.with_autoencoder`), such as a decoder fine-tuned with
+`training.freeze`:
+
+    python -m trainers.generate --model=prior_dvae_fashion_mnist \
+        --autoencoder=dvae_perceptual_fashion_mnist --prompt=bag --output_dir=generated
 """
 
 import pathlib
@@ -24,6 +30,10 @@ def define_flags() -> None:
     """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
     flags.DEFINE_string("model", None, "The ImageGenerator: a zoo name, a preset folder, a "
                         "trainers.train_prior run folder or a .keras file.")
+    flags.DEFINE_string("autoencoder", None, "Decode with this autoencoder instead of the "
+                        "generator's own: one fine-tuned from it with its encoder (and a VQ-VAE's "
+                        "codebook) frozen, e.g. dvae_perceptual_fashion_mnist for "
+                        "prior_dvae_fashion_mnist.")
     flags.DEFINE_multi_string("prompt", [], "A class name or id; repeat for several.")
     flags.DEFINE_integer("count", 8, "Images per prompt.")
     flags.DEFINE_string("output_dir", None, "Where the PNG files go (required).")
@@ -77,14 +87,11 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
 
 def main(argv):
     del argv
-    from trainers.runs import load_model_from
+    from trainers.generation import load_generator
 
     cli.require(FLAGS, "model", "output_dir")
     with cli.user_errors("Generation refused"):
-        generator = load_model_from(FLAGS.model)
-        if not hasattr(generator, "class_names"):
-            raise ValueError(f"--model={FLAGS.model} is a {type(generator).__name__}, not an "
-                             "ImageGenerator (train one with `python -m trainers.train_prior`).")
+        generator = load_generator(FLAGS.model, FLAGS.autoencoder)
         written = generate_files(
             generator, FLAGS.prompt, FLAGS.count, FLAGS.output_dir, FLAGS.seed,
             temperature=FLAGS.temperature, top_k=FLAGS.top_k or None,

@@ -21,6 +21,32 @@ def check_discrete(autoencoder: keras.Model) -> None:
         )
 
 
+def load_generator(model: str, autoencoder: str | None = None):
+    """The `zoo.ImageGenerator` a command's `--model` names, decoded by `--autoencoder` if given.
+
+    Args:
+        model: a zoo name, preset or run folder, or `.keras` file of a generator.
+        autoencoder: optional autoencoder of the same kind, fine-tuned from the
+            generator's with its encoding parts frozen
+            (`ImageGenerator.with_autoencoder`).
+
+    Raises:
+        ValueError: `model` is not a generator, or `autoencoder` gives other codes.
+    """
+    from trainers.runs import load_model_from
+
+    generator = load_model_from(model)
+    if not hasattr(generator, "class_names"):
+        raise ValueError(f"--model={model} is a {type(generator).__name__}, not an "
+                         "ImageGenerator (train one with `python -m trainers.train_prior`).")
+    if autoencoder is None:
+        return generator
+    try:
+        return generator.with_autoencoder(load_model_from(autoencoder))
+    except ValueError as error:
+        raise ValueError(f"--autoencoder={autoencoder}: {error}") from error
+
+
 def encode_images(autoencoder: keras.Model, images: np.ndarray, batch_size: int = 500,
                   verbose: bool = True) -> np.ndarray:
     """Encodes uint8 (or [0, 1] float) images into int32 code grids, with a progress bar.

@@ -197,8 +197,10 @@ def _origin_text(config: dict) -> str:
     text = f"- Fine-tuned from `{origin}`"
     if frozen:
         text += f" with its {' and '.join(frozen)} frozen (`training.freeze`)"
-    code_parts = {"encoder", "quantizer"} if config.get("model") == "vqvae" else {"encoder"}
-    if code_parts <= set(frozen):
+    import zoo
+
+    family = zoo.FAMILIES.get(config.get("model"))
+    if family is not None and set(family.encoding_parts) <= set(frozen):
         text += (f": every image has the\n  code it has in `{origin}`, so a prior trained on "
                  "that model's codes applies to this one")
     return text + "; the training time is the fine-tuning's\n"

@@ -72,6 +72,9 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
     """
 
     metric_names: tuple[str, ...] = BASE_METRICS
+    encoding_parts: tuple[str, ...] = ("encoder",)
+    """The parts that map an image to its latent or code: with them frozen
+    (`trainable = False`) or unchanged, `encode` gives what it gave."""
 
     def __init__(
         self,

@@ -174,6 +174,55 @@ class ImageGenerator(PresetMixin, keras.Model):
         )
         return self.autoencoder.decode(codes)
 
+    def with_autoencoder(self, autoencoder) -> "ImageGenerator":
+        """This generator's prior and classes, decoded by another autoencoder.
+
+        The other autoencoder must give every image the code this generator's
+        gives: the same class, with the same weights in its `encoding_parts`
+        (the encoder, and a VQ-VAE's codebook), as one fine-tuned from this
+        generator's autoencoder with those parts frozen (`training.freeze`).
+        Its decoder (and a dVAE's code vectors) may differ: the prior's codes
+        then mean the same, decoded by the other decoder.
+
+        Args:
+            autoencoder: the other discrete autoencoder (set non-trainable).
+
+        Returns:
+            A new `ImageGenerator` sharing this one's prior, classes and
+            guidance scale.
+
+        Raises:
+            ValueError: the autoencoder would give other codes.
+
+        Example:
+        >>> import zoo
+        >>> generator = zoo.load("prior_dvae_fashion_mnist").with_autoencoder(
+        ...     zoo.load("dvae_perceptual_fashion_mnist"))
+        >>> tuple(generator.generate(["bag", "sandal"], seed=0).shape)
+        (2, 28, 28, 1)
+        """
+        ours = self.autoencoder
+        parts = getattr(ours, "encoding_parts", None)
+        if parts is None or type(autoencoder) is not type(ours):
+            raise ValueError(
+                f"`autoencoder` must be a {type(ours).__name__} like this generator's (a zoo "
+                f"model, whose encoding parts can be compared). Received: "
+                f"{type(autoencoder).__name__}."
+            )
+        for part in parts:
+            mine, theirs = getattr(ours, part).weights, getattr(autoencoder, part).weights
+            if len(mine) != len(theirs) or not all(
+                a.shape == b.shape and np.array_equal(a.numpy(), b.numpy())
+                for a, b in zip(mine, theirs, strict=False)
+            ):
+                raise ValueError(
+                    f"`autoencoder` would give other codes than this generator's: its {part} "
+                    "weights differ. A prior applies to an autoencoder fine-tuned from its own "
+                    f"with `training.freeze={list(parts)}`."
+                )
+        return ImageGenerator(autoencoder, self.prior, self.class_names,
+                              guidance_scale=self.guidance_scale, name=self.name)
+
     def compile(self, *args, **kwargs):
         """Compiles the prior (the only trainable part): `generator.prior.fit(codes, labels)`."""
         self.prior.compile(*args, **kwargs)

@@ -53,6 +53,7 @@ class VQVAE(DiscreteAutoencoder):
     """
 
     metric_names = (*BASE_METRICS, "commitment_loss", "perplexity", "codebook_usage")
+    encoding_parts = ("encoder", "quantizer")  # the nearest codebook entry is the code
 
     def __init__(
         self,
