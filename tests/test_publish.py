@@ -86,10 +86,12 @@ def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_k
         run = make_run(tmp_path, name, family="vqvae", init_from=str(base), freeze=frozen)
         cards[name] = (publish.publish(name, run, output_root=zoo_root) / "README.md").read_text()
     assert (f"- Fine-tuned from `{base}` with its encoder and quantizer frozen "
-            "(`training.freeze`): every image has the\n  code it has in") in cards["codes"]
+            "(`training.freeze`); the training\n  time below is the fine-tuning's. Every image "
+            f"has the code it has in `{base}`") in cards["codes"]
     # A VQ-VAE's codebook moved, or nothing frozen: no claim about the codes.
-    assert "frozen (`training.freeze`); the training time" in cards["encoder"]
-    assert f"- Fine-tuned from `{base}`; the training time is the fine-tuning's" in cards["all"]
+    assert "Every image" not in cards["encoder"] + cards["all"]
+    assert "with its encoder frozen (`training.freeze`); the training" in cards["encoder"]
+    assert f"- Fine-tuned from `{base}`; the training\n" in cards["all"]
     assert all(c.index("- Fine-tuned") < c.index("- Training time") for c in cards.values())
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
-from trainers import sample_quality
+from trainers import data, sample_quality
 from zoo import presets
 
 PRIORS = {"prior_dvae_fashion_mnist": "dvae_fashion_mnist",
@@ -82,3 +82,14 @@ def test_shipped_generator_meets_its_card_at_10000_samples(name, tmp_path):
         recorded["samples"]["class_accuracy"], abs=0.005)
     assert measured["test_bits_per_image"] == pytest.approx(recorded["test_bits_per_image"],
                                                             rel=1e-3)
+
+
+def test_the_perceptual_dvae_gives_the_dvae_codes_and_decodes_its_prior():
+    """`dvae_perceptual_fashion_mnist` is `dvae_fashion_mnist` with a fine-tuned decoder."""
+    images = data.load_split("fashion_mnist", "test").images[:1000].astype("float32") / 255.0
+    tuned, base = zoo.load("dvae_perceptual_fashion_mnist"), zoo.load("dvae_fashion_mnist")
+    np.testing.assert_array_equal(tuned.encode(images), base.encode(images))
+    generator = zoo.load("prior_dvae_fashion_mnist").with_autoencoder(tuned)
+    codes = generator.prior.generate([3, 8], seed=0, guidance_scale=generator.guidance_scale)
+    np.testing.assert_allclose(generator.generate([3, 8], seed=0), tuned.decode(codes),
+                               atol=1e-6)

@@ -189,6 +189,8 @@ def _objective_text(config: dict) -> str:
 
 def _origin_text(config: dict) -> str:
     """The card's line on the model a fine-tuning run started from (empty for a new model)."""
+    import zoo
+
     training = config.get("training", {})
     origin = training.get("init_from")
     if not origin:
@@ -197,13 +199,12 @@ def _origin_text(config: dict) -> str:
     text = f"- Fine-tuned from `{origin}`"
     if frozen:
         text += f" with its {' and '.join(frozen)} frozen (`training.freeze`)"
-    import zoo
-
+    text += "; the training\n  time below is the fine-tuning's"
     family = zoo.FAMILIES.get(config.get("model"))
     if family is not None and set(family.encoding_parts) <= set(frozen):
-        text += (f": every image has the\n  code it has in `{origin}`, so a prior trained on "
-                 "that model's codes applies to this one")
-    return text + "; the training time is the fine-tuning's\n"
+        text += (f". Every image has the code it has in `{origin}`,\n  so a prior trained "
+                 "on that model's codes applies to this one")
+    return text + "\n"
 
 
 def _latent_text(config: dict) -> str:
