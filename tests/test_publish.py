@@ -75,24 +75,27 @@ def test_the_card_names_a_feature_matching_term_only_when_trained_with_one(tmp_p
 
 def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(
         tmp_path, zoo_root):
-    plain = (publish.publish("plain", make_run(tmp_path, "plain"), output_root=zoo_root)
-             / "README.md").read_text()
-    assert "Fine-tuned" not in plain
+    def origin(family, **training):
+        return publish._origin_text(config_lib.resolve(family, training_overrides=training))
+
+    assert origin("vqvae") == ""
+    codes = origin("vqvae", init_from="base", freeze=["encoder", "quantizer"])
+    assert codes == ("- Fine-tuned from `base` with its encoder and quantizer frozen "
+                     "(`training.freeze`); the training\n  time below is the fine-tuning's. "
+                     "Every image has the code it has in `base`,\n  so a prior trained on that "
+                     "model's codes applies to this one\n")
+    assert "Every image" in origin("dvae", init_from="base", freeze=["encoder"])
+    # A VQ-VAE's codebook free to move, or nothing frozen: no claim about the codes.
+    assert "Every image" not in origin("vqvae", init_from="base", freeze=["encoder"])
+    assert origin("vqvae", init_from="base") == (
+        "- Fine-tuned from `base`; the training\n  time below is the fine-tuning's\n")
     base = tmp_path / "base.keras"
     tiny_model("vqvae").save(base)
-    runs = {"codes": ["encoder", "quantizer"], "encoder": ["encoder"], "all": []}
-    cards = {}
-    for name, frozen in runs.items():
-        run = make_run(tmp_path, name, family="vqvae", init_from=str(base), freeze=frozen)
-        cards[name] = (publish.publish(name, run, output_root=zoo_root) / "README.md").read_text()
-    assert (f"- Fine-tuned from `{base}` with its encoder and quantizer frozen "
-            "(`training.freeze`); the training\n  time below is the fine-tuning's. Every image "
-            f"has the code it has in `{base}`") in cards["codes"]
-    # A VQ-VAE's codebook moved, or nothing frozen: no claim about the codes.
-    assert "Every image" not in cards["encoder"] + cards["all"]
-    assert "with its encoder frozen (`training.freeze`); the training" in cards["encoder"]
-    assert f"- Fine-tuned from `{base}`; the training\n" in cards["all"]
-    assert all(c.index("- Fine-tuned") < c.index("- Training time") for c in cards.values())
+    run = make_run(tmp_path, "tuned", family="vqvae", init_from=str(base),
+                   freeze=["encoder", "quantizer"])
+    card = (publish.publish("tuned", run, output_root=zoo_root) / "README.md").read_text()
+    assert f"- Fine-tuned from `{base}` with its encoder and quantizer" in card
+    assert card.index("- Fine-tuned") < card.index("- Training time")
 
 
 def test_a_worse_model_is_not_published_unless_forced(tmp_path, zoo_root):
