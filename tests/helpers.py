@@ -50,6 +50,13 @@ def tiny_model(family: str, **overrides) -> keras.Model:
     return zoo.FAMILIES[family](**tiny_kwargs(family, **overrides))
 
 
+def copy_model(model: keras.Model) -> keras.Model:
+    """A new model from `model`'s config with its weights (a fine-tuned copy starts here)."""
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def random_images(n: int, shape=(28, 28, 1), seed: int = 0) -> np.ndarray:
     """`n` float32 images in [0, 1] with smooth structure (not pure noise).
 

@@ -79,7 +79,7 @@ def test_train_command_fine_tunes_the_decoder_of_a_model_and_keeps_its_codes(tmp
         "dataset": str(tmp_path / "images.npy"), "epochs": 1, "batch_size": 8,
         "init_from": str(tmp_path / "initial.keras"), "freeze": ["encoder", "quantizer"],
         "learning_rate": 1e-2, "precision": "float32"})
-    model, _ = train(config, tmp_path / "run", verbose=0)
+    train(config, tmp_path / "run", verbose=0)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["training"]["freeze"] == ["encoder", "quantizer"]
     tuned = keras.saving.load_model(tmp_path / "run" / "last.keras", compile=False)

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import DISCRETE_FAMILIES, random_images, run_in_fresh_process, tiny_model
+from tests.helpers import (
+    DISCRETE_FAMILIES,
+    copy_model,
+    random_images,
+    run_in_fresh_process,
+    tiny_model,
+)
 
 NAMES = ["T-shirt/top", "Trouser", "Ankle boot"]
 TINY_PRIOR = {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_dim": 64}
@@ -146,16 +152,10 @@ def test_preset_folder_loads_compiled_for_fine_tuning(tmp_path):
     )
 
 
-def _copy(model):
-    clone = type(model).from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 @pytest.mark.parametrize("family", DISCRETE_FAMILIES)
 def test_another_decoder_for_the_same_codes_draws_the_same_codes_differently(family):
     generator = tiny_generator(family)
-    other = _copy(generator.autoencoder)
+    other = copy_model(generator.autoencoder)
     kernel = other.decoder.weights[0]
     kernel.assign(kernel.numpy() * 1.5)  # a fine-tuned decoder, encoding parts unchanged
     swapped = generator.with_autoencoder(other)
@@ -171,7 +171,7 @@ def test_another_decoder_for_the_same_codes_draws_the_same_codes_differently(fam
                                           ("vqvae", "quantizer")])
 def test_an_autoencoder_that_would_give_other_codes_is_refused(family, part):
     generator = tiny_generator(family)
-    other = _copy(generator.autoencoder)
+    other = copy_model(generator.autoencoder)
     weight = getattr(other, part).weights[0]
     weight.assign(weight.numpy() + 0.01)
     with pytest.raises(ValueError, match=f"other codes than this generator's: its {part} weights"):

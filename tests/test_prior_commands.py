@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import REPO_ROOT, random_images, tiny_model
+from tests.helpers import REPO_ROOT, copy_model, random_images, tiny_model
 from tests.test_train_cli import _env, ok
 from trainers.labels import FASHION_MNIST_CLASSES
 
@@ -169,9 +169,8 @@ def test_generate_command_decodes_with_another_autoencoder_for_the_same_codes(
         prior_run, inputs, tmp_path):
     model_dir, _, _ = prior_run
     base = keras.saving.load_model(inputs / "dvae.keras", compile=False)
-    tuned, other = (type(base).from_config(base.get_config()) for _ in range(2))
-    for model, part in ((tuned, "decoder"), (other, "encoder")):
-        model.set_weights(base.get_weights())
+    for part in ("decoder", "encoder"):  # a fine-tuned decoder; an encoder giving other codes
+        model = copy_model(base)
         weight = getattr(model, part).weights[0]
         weight.assign(weight.numpy() * 1.5)
         model.save(tmp_path / f"{part}.keras")
