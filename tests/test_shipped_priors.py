@@ -84,12 +84,14 @@ def test_shipped_generator_meets_its_card_at_10000_samples(name, tmp_path):
                                                             rel=1e-3)
 
 
-def test_the_perceptual_dvae_gives_the_dvae_codes_and_decodes_its_prior():
-    """`dvae_perceptual_fashion_mnist` is `dvae_fashion_mnist` with a fine-tuned decoder."""
+@pytest.mark.parametrize("prior", PRIORS)
+def test_the_perceptual_preset_gives_the_base_codes_and_decodes_its_prior(prior):
+    """`<family>_perceptual_fashion_mnist` is the base model with a fine-tuned decoder."""
+    base_name = PRIORS[prior]
     images = data.load_split("fashion_mnist", "test").images[:1000].astype("float32") / 255.0
-    tuned, base = zoo.load("dvae_perceptual_fashion_mnist"), zoo.load("dvae_fashion_mnist")
-    np.testing.assert_array_equal(tuned.encode(images), base.encode(images))
-    generator = zoo.load("prior_dvae_fashion_mnist").with_autoencoder(tuned)
+    tuned = zoo.load(base_name.replace("_fashion_mnist", "_perceptual_fashion_mnist"))
+    np.testing.assert_array_equal(tuned.encode(images), zoo.load(base_name).encode(images))
+    generator = zoo.load(prior).with_autoencoder(tuned)
     codes = generator.prior.generate([3, 8], seed=0, guidance_scale=generator.guidance_scale)
     np.testing.assert_allclose(generator.generate([3, 8], seed=0), tuned.decode(codes),
                                atol=1e-6)
