@@ -73,6 +73,17 @@ def test_the_card_names_a_feature_matching_term_only_when_trained_with_one(tmp_p
     assert card.index("- Training loss") < card.index("- Training time")
 
 
+@pytest.mark.parametrize("family,prior", [("vae", "the N(0, I) prior of the ELBO"),
+                                          ("dvae", "the uniform prior of the KL term")])
+def test_the_card_says_what_its_samples_are_drawn_from(tmp_path, zoo_root, family, prior):
+    folder = publish.publish(family, make_run(tmp_path, family, family=family),
+                             output_root=zoo_root)
+    card = (folder / "README.md").read_text()
+    assert (folder / "samples.png").exists()
+    assert f"![samples from the prior](samples.png)\n\nDecoded from" in card
+    assert prior in card and "rather than garments" in card
+
+
 def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(
         tmp_path, zoo_root):
     def origin(family, **training):

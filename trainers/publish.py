@@ -47,6 +47,28 @@ FAMILY_TEXT = {
     "VQVAE": "VQ-VAE with an EMA codebook and dead-code restarts.",
     "DVAE": "DALL-E discrete VAE (Gumbel-softmax relaxation, argmax codes at inference).",
 }
+# What a card's samples.png shows (drawn by the families whose loss has a prior).
+SAMPLES_TEXT = {
+    "VAE": """
+## Samples from the prior
+
+![samples from the prior](samples.png)
+
+Decoded from latents drawn from the N(0, I) prior of the ELBO, each position of the latent
+grid on its own: real images' latents are correlated across positions, which this prior
+does not model, so these show what the latents mean locally rather than garments.
+""",
+    "DVAE": """
+## Samples from the prior
+
+![samples from the prior](samples.png)
+
+Decoded from codes drawn from the uniform prior of the KL term, each position of the code
+grid on its own, so these show what the codes mean locally rather than garments. Garments
+come from a Transformer prior trained on the codes, as in DALL-E (`python -m
+trainers.train_prior`; the zoo's README, "Generating images").
+""",
+}
 LATENT_COMMENT = {
     "AE": "float32 latents (8, 7, 7, channels)",
     "VAE": "posterior means (8, 7, 7, channels)",
@@ -89,7 +111,7 @@ def card(name: str, report: dict, config: dict, timing: str, params: int, family
         for key, value in report.items()
         if key not in ("model_file", "dataset", "split") and not isinstance(value, dict)
     )
-    samples = "\n![samples from the prior](samples.png)\n" if family in ("VAE", "DVAE") else ""
+    samples = SAMPLES_TEXT.get(family, "")
     metric = main_metric(family)
     return f"""# {name}
 
