@@ -80,7 +80,7 @@ def test_the_card_says_what_its_samples_are_drawn_from(tmp_path, zoo_root, famil
                              output_root=zoo_root)
     card = (folder / "README.md").read_text()
     assert (folder / "samples.png").exists()
-    assert f"![samples from the prior](samples.png)\n\nDecoded from" in card
+    assert "![samples from the prior](samples.png)\n\nDecoded from" in card
     assert prior in card and "rather than garments" in card
 
 
