@@ -81,7 +81,7 @@ def test_the_card_says_what_its_samples_are_drawn_from(tmp_path, zoo_root, famil
     card = (folder / "README.md").read_text()
     assert (folder / "samples.png").exists()
     assert "![samples from the prior](samples.png)\n\nDecoded from" in card
-    assert prior in card and "rather than garments" in card
+    assert prior in card and "rather than whole images" in card
 
 
 def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(

@@ -56,7 +56,7 @@ SAMPLES_TEXT = {
 
 Decoded from latents drawn from the N(0, I) prior of the ELBO, each position of the latent
 grid on its own: real images' latents are correlated across positions, which this prior
-does not model, so these show what the latents mean locally rather than garments.
+does not model, so these show what the latents mean locally rather than whole images.
 """,
     "DVAE": """
 ## Samples from the prior
@@ -64,8 +64,8 @@ does not model, so these show what the latents mean locally rather than garments
 ![samples from the prior](samples.png)
 
 Decoded from codes drawn from the uniform prior of the KL term, each position of the code
-grid on its own, so these show what the codes mean locally rather than garments. Garments
-come from a Transformer prior trained on the codes, as in DALL-E (`python -m
+grid on its own, so these show what the codes mean locally rather than whole images. Whole
+images come from a Transformer prior trained on the codes, as in DALL-E (`python -m
 trainers.train_prior`; the zoo's README, "Generating images").
 """,
 }
