@@ -114,6 +114,10 @@ class VAE(ContinuousAutoencoder):
     def sample(self, num_samples: int, seed: int = 0) -> tf.Tensor:
         """Draws `num_samples` images from the prior at the nominal `image_shape`.
 
+        The prior is N(0, I) at every position of the latent grid on its own,
+        while real images' latents are correlated across positions, so these
+        samples show what the latents mean locally rather than whole images.
+
         Args:
             num_samples: int. Number of images.
             seed: int. Seed of the prior draw; the same seed gives the same images.
