@@ -47,22 +47,14 @@ FAMILY_TEXT = {
     "VQVAE": "VQ-VAE with an EMA codebook and dead-code restarts.",
     "DVAE": "DALL-E discrete VAE (Gumbel-softmax relaxation, argmax codes at inference).",
 }
-# What a card's samples.png shows (drawn by the families whose loss has a prior).
+# The caption of a card's samples.png (drawn by the families whose loss has a prior).
 SAMPLES_TEXT = {
-    "VAE": """
-## Samples from the prior
-
-![samples from the prior](samples.png)
-
+    "VAE": """\
 Decoded from latents drawn from the N(0, I) prior of the ELBO, each position of the latent
 grid on its own: real images' latents are correlated across positions, which this prior
 does not model, so these show what the latents mean locally rather than whole images.
 """,
-    "DVAE": """
-## Samples from the prior
-
-![samples from the prior](samples.png)
-
+    "DVAE": """\
 Decoded from codes drawn from the uniform prior of the KL term, each position of the code
 grid on its own, so these show what the codes mean locally rather than whole images. Whole
 images come from a Transformer prior trained on the codes, as in DALL-E (`python -m
@@ -111,7 +103,8 @@ def card(name: str, report: dict, config: dict, timing: str, params: int, family
         for key, value in report.items()
         if key not in ("model_file", "dataset", "split") and not isinstance(value, dict)
     )
-    samples = SAMPLES_TEXT.get(family, "")
+    samples = (f"\n## Samples from the prior\n\n![samples from the prior](samples.png)\n\n"
+               f"{SAMPLES_TEXT[family]}" if family in SAMPLES_TEXT else "")
     metric = main_metric(family)
     return f"""# {name}
 
