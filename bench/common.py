@@ -146,8 +146,16 @@ def machine_info() -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "python": platform.python_version(),
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+        "onednn": _onednn_state(),
     }
+
+
+def _onednn_state() -> str:
+    """e.g. `"on (TF_ENABLE_ONEDNN_OPTS=1)"`: TensorFlow's answer and the variable."""
+    from zoo import runtime
+
+    state = {True: "on", False: "off", None: "unknown"}[runtime.onednn_enabled()]
+    return f"{state} (TF_ENABLE_ONEDNN_OPTS={os.environ.get(runtime.ONEDNN_VAR, 'unset')})"
 
 
 def matmul_peak(size: int = 2048, iterations: int = 8, repeats: int = 5) -> Stat:
@@ -209,6 +217,18 @@ def training_flops(model, batch_size: int = 8) -> tuple[float, float]:
         profile = tf.compat.v1.profiler.profile(graph, options=options)
         counts.append(profile.total_float_ops / batch_size)
     return counts[0], counts[1]
+
+
+def worker_env(overrides: dict | None = None) -> dict:
+    """The environment of a TensorFlow-only worker: this one's, without `PYTHONPATH`.
+
+    With `TF_CPP_MIN_LOG_LEVEL=2` unless set, then `overrides` applied. The
+    cwd of `run_json_worker(..., cwd=None)` is a fresh temporary folder, so
+    with no `PYTHONPATH` the worker cannot import the project.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return {**env, **(overrides or {})}
 
 
 def run_json_worker(args: list[str], request: dict, env: dict, cwd: str | None, label: str) -> dict:

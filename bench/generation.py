@@ -48,6 +48,16 @@ def build_generator(model_kwargs: dict | None = None) -> zoo.ImageGenerator:
     return zoo.ImageGenerator(autoencoder, prior, CLASS_NAMES)
 
 
+def run_worker(request: dict, env: dict | None = None) -> dict:
+    """Runs `generation_worker.py` in a fresh process that cannot import the project.
+
+    `env` adds to (or overrides) this process's environment in the worker's.
+    """
+    return common.run_json_worker(
+        [WORKER], request, common.worker_env(env), None, "Generation worker"
+    )
+
+
 def run(
     latency_calls: int = 20,
     throughput_calls: int = 1,
@@ -88,10 +98,8 @@ def run(
             "batch": batch,
             "repeats": repeats,
         }
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         start = time.perf_counter()
-        served = common.run_json_worker([WORKER], request, env, None, "Generation worker")
+        served = run_worker(request)
         seconds = time.perf_counter() - start
     for name, result in served.items():
         if "error" in result:

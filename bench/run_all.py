@@ -35,6 +35,7 @@ PROFILES = {
         "generation": {"latency_calls": 20, "throughput_calls": 1, "repeats": 3},
         "peak": {"size": 2048, "repeats": 5},
         "dalle": {"calls": 5, "repeats": 3},
+        "onednn": {"repeats": 3},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 5,
                        "ttq_families": ("vqvae", "dvae"), "ttq_interval": 50,
@@ -55,6 +56,7 @@ PROFILES = {
         "generation": {"latency_calls": 10, "throughput_calls": 1, "repeats": 2},
         "peak": {"size": 1024, "repeats": 3},
         "dalle": {"calls": 3, "repeats": 2},
+        "onednn": {"families": ("ae", "vqvae"), "repeats": 2},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 3,
                        "ttq_families": ("vqvae",), "ttq_interval": 50,
@@ -98,6 +100,18 @@ def _tiny_profile() -> dict:
         },
         "peak": {"size": 128, "iterations": 2, "repeats": 2},
         "dalle": {"model_kwargs": dalle.TINY, "calls": 1, "repeats": 1, "conversion": False},
+        "onednn": {
+            "families": ("ae",),
+            "shipped": False,
+            "model_kwargs": TINY_MODEL_KWARGS,
+            "train_batch": 8,
+            "train_steps": 2,
+            "latency_calls": 2,
+            "throughput_calls": 1,
+            "batch": 8,
+            "generation_kwargs": None,
+            "repeats": 1,
+        },
         "model_kwargs": TINY_MODEL_KWARGS,
         "efficiency": {"layout_steps": 0, "layout_training": False, "remapper_repeats": 0,
                        "ttq_families": ("vqvae",), "ttq_interval": 2, "ttq_seeds": (0,),
@@ -116,6 +130,7 @@ SECTIONS = {
     "remapper": "## Residual block and the Grappler remapper",
     "dalle": "## DALL-E dVAE",
     "generation": "## Generation",
+    "onednn": "## oneDNN",
 }
 
 
@@ -154,6 +169,7 @@ def _alone_runners(profile: dict) -> dict:
         dalle,
         generation,
         layouts,
+        onednn,
         remapper,
         serving_latency,
         serving_variants,
@@ -184,6 +200,7 @@ def _alone_runners(profile: dict) -> dict:
         ),
         "dalle": dalle_table,
         "generation": lambda: generation.run(**profile["generation"]),
+        "onednn": lambda: onednn.run(**profile["onednn"]),
     }
     if efficiency["remapper_repeats"]:
         runners["remapper"] = lambda: remapper.run(efficiency["remapper_repeats"])
@@ -220,7 +237,8 @@ def run_sections(profile_name: str, output: str, sections) -> dict:
         f"`python -m bench.run_all{flags} --sections {' '.join(sections)}` "
         f"({(time.perf_counter() - started) / 60:.1f} minutes) on {machine['cpu']}, "
         f"{machine['cores']} cores, SIMD {machine['flags']}, TensorFlow "
-        f"{machine['tensorflow']}; load average before {load_before}, after "
+        f"{machine['tensorflow']}, oneDNN {machine['onednn']}; load average before "
+        f"{load_before}, after "
         f"{load_after}{_load_remark(load_before, load_after, brief=True)}._"
     )
     _replace_sections(output, tables, header)
@@ -256,7 +274,7 @@ def run(profile_name: str, output: str) -> dict:
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
     for key in ("serving_variants", "time_to_quality", "layouts", "remapper", "dalle",
-                "generation"):
+                "generation", "onednn"):
         if key in alone:
             tables[key] = alone[key]()
     peak_end = common.matmul_peak(**profile["peak"])

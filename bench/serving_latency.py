@@ -68,9 +68,17 @@ def _in_process(model, latency_calls: int, throughput_calls: int, batch: int, re
 
 
 def run_worker(
-    exports: dict, latency_calls: int, throughput_calls: int, batch: int, repeats: int
+    exports: dict,
+    latency_calls: int,
+    throughput_calls: int,
+    batch: int,
+    repeats: int,
+    env: dict | None = None,
 ) -> dict:
-    """Runs `serving_worker.py` in a fresh process that cannot import the project."""
+    """Runs `serving_worker.py` in a fresh process that cannot import the project.
+
+    `env` adds to (or overrides) this process's environment in the worker's.
+    """
     request = {
         "exports": exports,
         "latency_calls": latency_calls,
@@ -78,10 +86,9 @@ def run_worker(
         "throughput_batch": batch,
         "repeats": repeats,
     }
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # cwd=None: a fresh temporary folder, so the project cannot be imported.
-    return common.run_json_worker([WORKER], request, env, None, "Serving worker")
+    return common.run_json_worker(
+        [WORKER], request, common.worker_env(env), None, "Serving worker"
+    )
 
 
 def _load_models(families, shipped: bool, precisions, model_kwargs: dict) -> dict:

@@ -36,6 +36,7 @@ def test_run_all_tiny_writes_every_table(tmp_path):
         "## Serving",
         "## Scaling",
         "## Generation",
+        "## oneDNN",
         "fp32 matmul peak",
         "Load average",
     ):
@@ -101,6 +102,23 @@ def test_run_sections_replaces_only_the_sections_asked_for(tmp_path):
 
     with pytest.raises(ValueError, match="generation"):
         run_all.run_sections("tiny", str(output), ["no_such_section"])
+
+
+def test_onednn_section_compares_processes_with_onednn_off_and_on(tmp_path):
+    from bench import onednn
+
+    profile = run_all._tiny_profile()["onednn"]
+    table = onednn.run(**profile)
+    measures = [row[0] for row in table.rows]
+    assert measures == [
+        "training ae, images/s (batch 8)",
+        "serving ae, images/s (batch 8)",
+        "serving ae, p50 ms (batch 1)",
+    ]
+    for row in table.rows:
+        assert row[1][0].isdigit() and row[2][0].isdigit() and row[3].endswith("x"), row
+    # The child processes report what TensorFlow did with the variable.
+    assert "oneDNN off in the `=0` processes and on in the `=1` ones" in table.notes[0]
 
 
 @pytest.mark.slow  # ~15 s: a default-size generator, traced

@@ -66,15 +66,18 @@ def noise_patterns() -> list[re.Pattern]:
 
 
 def quiet_tensorflow_start() -> None:
-    """Imports TensorFlow and initialises its devices without the start-up noise.
+    """Imports the zoo and TensorFlow and initialises its devices without the start-up noise.
 
-    Sets `TF_CPP_MIN_LOG_LEVEL=2` unless the user set it. Does nothing more if
-    TensorFlow is already imported or the user asked for verbose C++ logs
-    (`TF_CPP_MIN_LOG_LEVEL` 0 or 1). Every stderr line that is not known
-    noise (see the module docstring) is written back.
+    The zoo comes first, so its TensorFlow defaults (`zoo.runtime`: oneDNN)
+    apply. Sets `TF_CPP_MIN_LOG_LEVEL=2` unless the user set it. Only imports
+    the zoo if TensorFlow is already imported or the user asked for verbose
+    C++ logs (`TF_CPP_MIN_LOG_LEVEL` 0 or 1). Every stderr line that is not
+    known noise (see the module docstring) is written back.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
+        import zoo  # noqa: F401  (its runtime defaults, if TensorFlow is not loaded yet)
+
         return
     patterns = noise_patterns()
     with tempfile.TemporaryFile(mode="w+b") as captured:
@@ -82,7 +85,8 @@ def quiet_tensorflow_start() -> None:
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
+            import zoo  # noqa: F401  (sets zoo.runtime's defaults, then loads TensorFlow)
+            import tensorflow as tf  # isort: skip  (after the zoo)
 
             tf.config.list_physical_devices()  # runs cuInit (no context: strategies still work)
         finally:

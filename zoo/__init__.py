@@ -4,7 +4,14 @@ Public names: `AE`, `VAE`, `VQVAE`, `DVAE` (the four families), `DalleDVAE`
 (OpenAI's DALL-E dVAE architecture, a `DVAE`), `TransformerPrior` and
 `ImageGenerator` (generation from class names), and the pretrained registry
 `load` and `list_models`.
+
+Importing the zoo before TensorFlow turns on TensorFlow's oneDNN kernels on
+x86-64 Linux CPUs where TensorFlow leaves them off (`zoo.runtime`).
 """
+
+from zoo import runtime
+
+runtime.prefer_onednn()  # before the imports below load TensorFlow (see zoo/runtime.py)
 
 from zoo.models.ae import AE
 from zoo.models.dalle_dvae import DalleDVAE
