@@ -54,11 +54,11 @@ def _train_worker(request: dict) -> dict:
 
 
 def _exports(tmp: str, families, shipped: bool, model_kwargs: dict, generator_kwargs):
-    """Float32 SavedModels of the served models and (unless `None`) of a generator."""
+    """Float32 SavedModels of the served models and (unless `False`) of a generator."""
     import keras
 
     import zoo
-    from bench import generation
+    from bench.generation import build_generator
     from zoo.export import export_model
 
     exports = {}
@@ -71,9 +71,9 @@ def _exports(tmp: str, families, shipped: bool, model_kwargs: dict, generator_kw
             name, model = family, zoo.FAMILIES[family](**model_kwargs.get(family, {}))
         exports[name] = export_model(model, os.path.join(tmp, name), version=1, keras_file=False)
     generator = None
-    if generator_kwargs is not None:
+    if generator_kwargs is not False:
         generator = export_model(
-            generation.build_generator(generator_kwargs or None),
+            build_generator(generator_kwargs),
             os.path.join(tmp, "generator"), version=1, keras_file=False,
         )
     return exports, generator
@@ -88,6 +88,7 @@ def run(
     latency_calls: int = 50,
     throughput_calls: int = 2,
     batch: int = 256,
+    generation: bool = True,
     generation_kwargs: dict | None = None,
     generation_batch: int = 256,
     repeats: int = 2,
@@ -103,12 +104,14 @@ def run(
         train_batch, train_steps: the size of each timed `fit`.
         latency_calls, throughput_calls, batch: serving calls per repetition
             and the large batch size.
-        generation_kwargs: `bench.generation.build_generator`'s sizes; `{}`
-            for the default generator, `None` to leave generation out.
+        generation: bool. Also time an untrained generator's `generate`.
+        generation_kwargs: `bench.generation.build_generator`'s sizes
+            (default sizes when `None`).
         generation_batch: the large batch of `generate`.
         repeats: int. Processes per setting, alternating off and on.
     """
-    from bench import generation, serving_latency
+    from bench import serving_latency
+    from bench.generation import run_worker as run_generation_worker
 
     model_kwargs = model_kwargs or {}
     samples: dict[tuple[str, str], list[float]] = {}
@@ -118,26 +121,26 @@ def run(
         samples.setdefault((measure, column), []).append(value)
 
     with tempfile.TemporaryDirectory() as tmp:
-        exports, generator = _exports(tmp, families, shipped, model_kwargs, generation_kwargs)
+        exports, generator = _exports(
+            tmp, families, shipped, model_kwargs, generation_kwargs if generation else False
+        )
         for _ in range(repeats):
             for column, value in SETTINGS.items():
-                env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": value}
-                env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                env = {"TF_ENABLE_ONEDNN_OPTS": value}
                 trained = common.run_json_worker(
                     ["-m", "bench.onednn", "--train_worker"],
                     {"families": list(families), "batch": train_batch, "steps": train_steps,
                      "model_kwargs": model_kwargs},
-                    env, ROOT, "oneDNN training worker",
+                    common.worker_env(env), ROOT, "oneDNN training worker",
                 )  # fmt: skip
                 states[column].add(trained["onednn"])
                 for family, rate in trained["images_per_s"].items():
                     add(f"training {family}, images/s (batch {train_batch})", column, rate)
                 served = serving_latency.run_worker(
-                    exports, latency_calls, throughput_calls, batch, 1,
-                    env={"TF_ENABLE_ONEDNN_OPTS": value},
+                    exports, latency_calls, throughput_calls, batch, 1, env=env
                 )
                 for name, signatures in served.items():
-                    result = signatures["serving_default"]
+                    result = _ok(signatures["serving_default"], f"{name} serving_default")
                     add(f"serving {name}, images/s (batch {batch})", column,
                         result["images_per_s"][0])
                     add(f"serving {name}, p50 ms (batch 1)", column, result["p50_ms"][0])
@@ -150,8 +153,7 @@ def run(
                         "batch": generation_batch,
                         "repeats": 1,
                     }
-                    result = generation.run_worker(request, {"TF_ENABLE_ONEDNN_OPTS": value})
-                    result = result["served"]
+                    result = _ok(run_generation_worker(request, env)["served"], "generate")
                     add(f"generation, images/s (batch {generation_batch})", column,
                         result["images_per_s"][0])
                     add("generation, p50 ms (batch 1)", column, result["p50_ms"][0])
@@ -177,11 +179,19 @@ def run(
         f"batch {train_batch} per process after a warm-up. Serving: "
         f"{'the shipped' if shipped else 'untrained'} models' float32 exports, "
         f"`serving_default`, {latency_calls} batch-1 and {throughput_calls} batch-{batch} "
-        "calls per process in a TensorFlow-only process. Generation: an untrained "
-        "default-size generator's cached `generate` (guidance 1). For latencies the "
-        "speed-up is off / on."
+        "calls per process in a TensorFlow-only process."
+        + (" Generation: an untrained generator's cached `generate` (guidance 1), in "
+           "`bench.generation`'s TensorFlow-only worker." if generation else "")
+        + " For latencies the speed-up is off / on."
     )
     return table
+
+
+def _ok(result: dict, name: str) -> dict:
+    """A worker's timing of one signature; raises its error instead."""
+    if "error" in result:
+        raise RuntimeError(f"{name} failed in the worker: {result['error']}")
+    return result
 
 
 def _state(values: set) -> str:
@@ -204,8 +214,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print(f"{common.cpu_model()}, SIMD {' '.join(common.cpu_flags())}")
     start = time.perf_counter()
-    table = run(args.families, repeats=args.repeats,
-                generation_kwargs=None if args.no_generation else {})
+    table = run(args.families, repeats=args.repeats, generation=not args.no_generation)
     print(table.markdown())
     print(f"({(time.perf_counter() - start) / 60:.1f} minutes)")
 

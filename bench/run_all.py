@@ -109,7 +109,7 @@ def _tiny_profile() -> dict:
             "latency_calls": 2,
             "throughput_calls": 1,
             "batch": 8,
-            "generation_kwargs": None,
+            "generation": False,
             "repeats": 1,
         },
         "model_kwargs": TINY_MODEL_KWARGS,
