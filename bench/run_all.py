@@ -11,7 +11,8 @@ Profiles:
 Every profile also runs the efficiency sections: time to quality
 (`bench/time_to_quality.py`), the layouts table at 147 bits
 (`bench/layouts.py --quick`; the full sweep is `python -m bench.layouts`)
-and the residual block's remapper pattern (`bench/remapper.py`).
+and the residual block's remapper pattern (`bench/remapper.py`), and oneDNN
+against TensorFlow's Eigen kernels (`bench/onednn.py`).
 """
 
 import argparse
