@@ -3,9 +3,10 @@
 TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it loads. On Linux x86-64
 its own default turns oneDNN's kernels on only for CPUs with AVX512-VNNI,
 AVX512-BF16 or AMX, and leaves older CPUs (AVX2 only) on its Eigen kernels.
-Side by side on an AVX2-only EPYC (`python -m bench.onednn`, BENCHMARKS.md)
-oneDNN trained the zoo's autoencoders 1.5-2.2x faster and served and
-generated 1.2-1.3x faster, so `zoo/__init__.py` calls `prefer_onednn()` first:
+Side by side on an AVX2-only EPYC, oneDNN trained the zoo's autoencoders
+about twice as fast and served them somewhat faster at large batches
+(BENCHMARKS.md's oneDNN section, `python -m bench.onednn`), so
+`zoo/__init__.py` calls `prefer_onednn()` first:
 `import zoo` before TensorFlow gives every x86-64 Linux CPU the oneDNN
 kernels. `TF_ENABLE_ONEDNN_OPTS=0` (or any value the user sets) wins. This
 module imports no TensorFlow.
@@ -35,7 +36,7 @@ def prefer_onednn() -> bool:
     """
     if ONEDNN_VAR in os.environ or "tensorflow" in sys.modules:
         return False
-    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+    if sys.platform != "linux" or platform.machine() != "x86_64":
         return False
     os.environ[ONEDNN_VAR] = "1"
     return True
@@ -49,6 +50,7 @@ def onednn_enabled() -> bool | None:
     """
     try:
         from tensorflow.python.util import _pywrap_util_port
-    except ImportError:
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
         return None
-    return bool(_pywrap_util_port.IsMklEnabled())
