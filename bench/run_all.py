@@ -3,7 +3,8 @@
 Profiles:
 - default (`make bench`): all four families at their default config,
   training at batch 64/128/256 in every mode, 3 interleaved repetitions.
-  About 10-15 minutes on 2 CPU cores.
+  About half an hour on 2 CPU cores (20 minutes on 2026-12-04, before the
+  oneDNN section's 7).
 - `--quick`: default models, batch 64 and 256, fewer modes and repetitions
   (a few minutes).
 - `--tiny`: tiny models and sizes, for the smoke test (no meaningful numbers).
