@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -152,6 +153,9 @@ def test_train_writes_config_checkpoints_logs_history_and_pictures(dvae_run, dat
     assert info["sessions"][0]["precision"] == distribute.resolve_precision(
         config["training"]["precision"])
     assert machine.cpu_model() in info["sessions"][0]["machine"]
+    assert info["sessions"][0]["onednn"] in (True, False, None)
+    if sys.platform == "linux" and platform.machine() == "x86_64":
+        assert info["sessions"][0]["onednn"] is True  # the zoo's default there
     assert "Epoch 2/2" in result.stdout
 
 

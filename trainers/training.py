@@ -21,6 +21,7 @@ from trainers.train_callbacks import (
     ReconstructionGrid,
     StopOnNaN,
 )
+from zoo import runtime
 from zoo.atomic import write_text
 from zoo.perceptual import FeatureMatching
 
@@ -159,7 +160,8 @@ def freeze_parts(model: keras.Model, parts) -> None:
 
 def _record_time(path: pathlib.Path, seconds: float, history, precision: str) -> None:
     """Adds this session's training wall time to `run_info.json` (resumes add up),
-    with the machine (CPU model and SIMD flags) and the precision it trained in."""
+    with the machine (CPU model and SIMD flags), the precision it trained in and
+    whether TensorFlow ran oneDNN's kernels."""
     info = json.loads(path.read_text()) if path.exists() else {"train_seconds": 0.0, "sessions": []}
     info["train_seconds"] += seconds
     info["sessions"].append({
@@ -167,6 +169,7 @@ def _record_time(path: pathlib.Path, seconds: float, history, precision: str) ->
         "epochs_run": len(history.epoch),
         "machine": machine.describe(),
         "precision": precision,
+        "onednn": runtime.onednn_enabled(),  # float32 speed on AVX2 CPUs depends on it
     })
     write_text(path, json.dumps(info, indent=2) + "\n")
 
