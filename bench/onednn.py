@@ -53,27 +53,22 @@ def _train_worker(request: dict) -> dict:
     return {"onednn": runtime.onednn_enabled(), "images_per_s": rates}
 
 
-def _exports(tmp: str, families, shipped: bool, model_kwargs: dict, generator_kwargs):
-    """Float32 SavedModels of the served models and (unless `False`) of a generator."""
-    import keras
-
-    import zoo
+def _exports(tmp: str, families, shipped: bool, model_kwargs: dict, generation: bool,
+             generation_kwargs: dict | None):
+    """Float32 SavedModels of the served models and (with `generation`) of a generator."""
     from bench.generation import build_generator
+    from bench.serving_latency import _load_models
     from zoo.export import export_model
 
-    exports = {}
-    for family in families:
-        if shipped:
-            name = f"{family}_fashion_mnist"
-            path = os.path.join(ROOT, "saved_models", name, "model.keras")
-            model = keras.saving.load_model(path, safe_mode=True)
-        else:
-            name, model = family, zoo.FAMILIES[family](**model_kwargs.get(family, {}))
-        exports[name] = export_model(model, os.path.join(tmp, name), version=1, keras_file=False)
+    models = _load_models(families, shipped, ("float32",), model_kwargs)
+    exports = {
+        name: export_model(model, os.path.join(tmp, name), version=1, keras_file=False)
+        for name, (model, _) in models.items()
+    }
     generator = None
-    if generator_kwargs is not False:
+    if generation:
         generator = export_model(
-            build_generator(generator_kwargs),
+            build_generator(generation_kwargs),
             os.path.join(tmp, "generator"), version=1, keras_file=False,
         )
     return exports, generator
@@ -122,7 +117,7 @@ def run(
 
     with tempfile.TemporaryDirectory() as tmp:
         exports, generator = _exports(
-            tmp, families, shipped, model_kwargs, generation_kwargs if generation else False
+            tmp, families, shipped, model_kwargs, generation, generation_kwargs
         )
         for _ in range(repeats):
             for column, value in SETTINGS.items():
