@@ -182,7 +182,7 @@ def test_user_errors_get_one_line_and_a_non_zero_exit(places, command, args, exp
     assert status != 0
     assert message.strip() and "\n" not in message.strip(), message
     assert re.search(expected, message), message
-    assert not (places["tmp"] / "run" / "config.json").exists()  # nothing claimed the run
+    assert not (places["tmp"] / "run").exists()  # no run folder, not even an empty one
 
 
 def _python(args, cwd=REPO_ROOT) -> subprocess.CompletedProcess:

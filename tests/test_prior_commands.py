@@ -226,3 +226,14 @@ def test_publish_prior_ships_the_generator_at_its_measured_guidance_scale(prior_
     assert "`guidance_scale=2.0`" in card
     assert "(`generator.guidance_scale`, used when `generate` and `trainers.generate` are " \
         "given none) is 2." in card.replace("\n", " ")
+
+
+def test_a_continuous_autoencoder_is_refused_in_one_line_without_a_run_folder(tmp_path):
+    tiny_model("ae").save(tmp_path / "ae.keras")
+    model_dir = tmp_path / "prior"
+    refused = run_command(["-m", "trainers.train_prior", f"--autoencoder={tmp_path / 'ae.keras'}",
+                           f"--model_dir={model_dir}"])
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert "Training refused: --autoencoder=" in refused.stderr
+    assert "A prior needs a discrete autoencoder (VQVAE or DVAE)" in refused.stderr
+    assert not model_dir.exists()

@@ -190,10 +190,13 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     keras.utils.set_random_seed(training["seed"])
     model_dir = pathlib.Path(model_dir)
     write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
-    write_dir.mkdir(parents=True, exist_ok=True)
 
     autoencoder = load_model_from(config["autoencoder"])
-    generation.check_discrete(autoencoder)
+    try:
+        generation.check_discrete(autoencoder)
+    except TypeError as error:  # the user's choice of model: a one-line refusal
+        raise ValueError(f"--autoencoder={config['autoencoder']}: {error}") from error
+    write_dir.mkdir(parents=True, exist_ok=True)  # after the refusals above: no empty folder
     autoencoder.trainable = False
     names = labels.class_names(training["dataset"])
     arrays = load_codes(write_dir, autoencoder, training)

@@ -217,7 +217,6 @@ def train(
     keras.utils.set_random_seed(training["seed"])
     model_dir = pathlib.Path(model_dir)
     write_dir = pathlib.Path(distribute.write_path(str(model_dir), strategy))
-    write_dir.mkdir(parents=True, exist_ok=True)
 
     image_shape = tuple(config["model_config"]["image_shape"])
     fraction = training["validation_fraction"]
@@ -253,8 +252,9 @@ def train(
             feature_matching=feature_matching(training, model.image_shape),
         )
 
-    # Saved once the data and the model are known to work: a config that
-    # fails (a dataset typo) must not claim model_dir for itself.
+    # Created once the data and the model are known to work: a config that
+    # fails (a dataset typo) must not claim model_dir, or leave an empty one.
+    write_dir.mkdir(parents=True, exist_ok=True)
     config_lib.save(config, write_dir / "config.json")
     grid_images = np.concatenate([b.numpy() for b in val_ds.take(1)])[:GRID_IMAGES]
     history = fit_run(
