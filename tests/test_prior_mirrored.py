@@ -80,7 +80,7 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
     }
     dropped = make(mirrored, condition_dropout=0.5, dropout=0.1)
     dataset = tf.data.Dataset.from_tensor_slices((codes, labels.astype(np.int64))).batch(8)
-    dropped_logs = dropped.fit(dataset, epochs=2, verbose=0).history
+    dropped_logs = dropped.fit(dataset, epochs=2, verbose=0, shuffle=False).history
     per_replica = [
         [np.asarray(t) for t in mirrored.experimental_local_results(v.value)]
         for v in dropped.trainable_variables
