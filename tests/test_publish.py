@@ -12,7 +12,7 @@ import pytest
 import zoo
 from tests.helpers import random_images, tiny_model
 from trainers import config as config_lib
-from trainers import publish, reproduce
+from trainers import initial_model, publish, reproduce
 from zoo import presets
 
 
@@ -25,7 +25,7 @@ def make_run(root, name="run", family="ae", **training):
     run.mkdir()
     tiny_model(family).save(run / "best.keras")
     config = config_lib.resolve(family, training_overrides={"dataset": str(dataset), **training})
-    config_lib.save(config, run / "config.json")
+    config_lib.save(initial_model.resolve(config), run / "config.json")  # as train() saves it
     (run / "run_info.json").write_text(json.dumps(
         {"train_seconds": 90.0, "sessions": [{"seconds": 90.0, "epochs_run": 1,
                                               "machine": "x86_64, 2 CPU cores, test"}]}))

@@ -116,11 +116,12 @@ def parse_value(text: str):
         return text
 
 
-def apply_override(config: dict, assignment: str) -> None:
+def apply_override(config: dict, assignment: str, known_keys_only: bool = True) -> None:
     """Applies one `key=value` in place.
 
     `key` is a model option (`filters=64`), or a dotted path into the config
-    (`training.epochs=3`, `training.temperature_schedule.steps=1000`).
+    (`training.epochs=3`, `training.temperature_schedule.steps=1000`). With
+    `known_keys_only=False` the last key may be new (checked later).
     """
     if "=" not in assignment:
         raise ValueError(f"--set expects key=value. Received: {assignment!r}")
@@ -133,7 +134,7 @@ def apply_override(config: dict, assignment: str) -> None:
         if not isinstance(node.get(part), dict):
             raise ValueError(f"Unknown config key {key!r}: {part!r} is not a section.")
         node = node[part]
-    if path[-1] not in node:
+    if known_keys_only and path[-1] not in node:
         raise ValueError(f"Unknown config key {key!r}. Known keys here: {sorted(node)}")
     node[path[-1]] = parse_value(text)
 
@@ -212,19 +213,37 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
         )
     config = default_config(name or "dvae")
     from_file = _with_legacy_layout(from_file, config["model_config"])
+    options = from_file.get("model_config", {})
+    _check(isinstance(options, dict), "model_config", "a JSON object", options)
+    model_assignments = [a for a in assignments if _is_model_option(a)]
     try:
-        config = merge(config, {k: v for k, v in from_file.items() if k != "model"})
+        config = merge(config, {k: v for k, v in from_file.items()
+                                if k not in ("model", "model_config")})
         config["training"] = merge(config["training"], training_overrides or {})
         for assignment in assignments:
-            apply_override(config, assignment)
+            if not _is_model_option(assignment):
+                apply_override(config, assignment)
+        if config["training"].get("init_from"):
+            # Only the options given: `trainers.initial_model` checks them against
+            # the initial model's own, which give the family and the rest.
+            config["model_config"] = dict(options)
+            for assignment in model_assignments:
+                apply_override(config, assignment, known_keys_only=False)
+            config["model"] = name  # None: the family comes from the initial model
+        else:
+            config["model_config"] = merge(config["model_config"], options)
+            for assignment in model_assignments:
+                apply_override(config, assignment)
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    if config["training"].get("init_from") and not name:
-        # The family comes from the initial model (`training.resolve_init`);
-        # None lets it tell a family the user asked for from a default.
-        config["model"] = None
     validate(config)
     return config
+
+
+def _is_model_option(assignment: str) -> bool:
+    """Whether a `--set` assignment sets a model option (`filters=64`, `model_config.x=1`)."""
+    path = assignment.split("=", 1)[0].strip().split(".")
+    return len(path) == 1 or path[0] == "model_config"
 
 
 def _with_legacy_layout(from_file: dict, defaults: dict) -> dict:

@@ -80,7 +80,9 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
         if current["training"].get("init_from"):
             # train() saved what the initial model dictates (family, architecture,
             # no KL warm-up, temperature from the model): compare the rest only.
-            previous, current = _without_init_values(previous), _without_init_values(current)
+            options = current["model_config"]
+            previous, current = (_without_init_values(previous, options),
+                                 _without_init_values(current, options))
         differ = config_lib.differing_keys(previous, current)
         if differ:
             raise ValueError(
@@ -89,10 +91,13 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
             )
 
 
-def _without_init_values(config: dict) -> dict:
+def _without_init_values(config: dict, options: dict) -> dict:
+    """What an `--init_from` run's config sets itself: its training values and
+    the model `options` it gives (the rest comes from the initial model)."""
     training = {k: v for k, v in config.get("training", {}).items()
                 if k not in ("kl_warmup_steps", "temperature_schedule")}
-    return {"training": training}
+    model_config = config.get("model_config", {})
+    return {"training": training, "model_config": {k: model_config.get(k) for k in options}}
 
 
 # A full or read-only disk: the user's to fix, and the atomic writes kept the last good files.

@@ -13,7 +13,7 @@ import numpy as np
 import zoo
 from trainers import callbacks as schedule_callbacks
 from trainers import config as config_lib
-from trainers import data, distribute, machine, runs, sample_quality
+from trainers import data, distribute, initial_model, machine, sample_quality
 from trainers.config import ConfigError
 from trainers.train_callbacks import (
     AtomicCSVLogger,
@@ -31,55 +31,6 @@ MONITOR = {"ae": "val_mse", "vae": "val_bits_per_dim", "vqvae": "val_mse", "dvae
 GRID_IMAGES = 12
 LEARNING_RATE = 1e-3
 FINE_TUNING_LEARNING_RATE = 1e-4
-
-
-def load_initial_model(init_from: str) -> keras.Model:
-    """Loads the model `init_from` names (`runs.load_model_from`), as a `ConfigError` if bad."""
-    try:
-        return runs.load_model_from(init_from)
-    except ValueError as error:  # a missing file stays a FileNotFoundError
-        raise ConfigError(f"--init_from={init_from}: {error}") from error
-
-
-def family_of(model: keras.Model) -> str:
-    """The family name (`"dvae"`, ...) of a zoo model (a `DalleDVAE` is a `"dvae"`)."""
-    for name, cls in zoo.FAMILIES.items():
-        if isinstance(model, cls):
-            return name
-    raise TypeError(f"Not a zoo model: {type(model).__name__}")
-
-
-def resolve_init(config: dict) -> dict:
-    """For `init_from` runs: takes family and architecture from the initial model.
-
-    The dVAE's temperature schedule then starts at the stored temperature
-    (a trained dVAE sits at its end temperature; restarting at 1.0 would
-    undo the annealing), and there is no KL warm-up (the weight was warmed).
-    """
-    init_from = config["training"].get("init_from")
-    if not init_from:
-        return config
-    model = load_initial_model(init_from)
-    family = family_of(model)
-    if config.get("model") not in (None, family):
-        raise ConfigError(
-            f"--model={config['model']} contradicts --init_from={init_from}, which is a "
-            f"{family} ({type(model).__name__}). Drop --model (the family comes from the "
-            "initial model), or train a new model without --init_from."
-        )
-    resolved = {**config, "model": family}
-    model_config = model.get_config()
-    model_config.pop("name", None)
-    model_config.pop("trainable", None)
-    resolved["model_config"] = model_config
-    training = {**config["training"], "kl_warmup_steps": 0}
-    if hasattr(model, "temperature"):
-        schedule = dict(training["temperature_schedule"])
-        schedule["start"] = float(model.temperature.numpy())
-        schedule["end"] = min(schedule["end"], schedule["start"])
-        training["temperature_schedule"] = schedule
-    resolved["training"] = training
-    return resolved
 
 
 def _schedule_callbacks(model, training: dict, total_steps: int) -> list:
@@ -212,7 +163,7 @@ def train(
     # The strategy comes first: a multi-worker strategy must be created
     # before any other TensorFlow op runs in the process.
     strategy = distribute.make_strategy(config["training"]["strategy"])
-    config = resolve_init(config)
+    config = initial_model.resolve(config)
     training = config["training"]
     keras.utils.set_random_seed(training["seed"])
     model_dir = pathlib.Path(model_dir)
@@ -238,7 +189,7 @@ def train(
 
     with distribute.precision(training["precision"]), strategy.scope():
         if training.get("init_from"):
-            model = load_initial_model(training["init_from"])
+            model = initial_model.load_with(training["init_from"], config["model_config"])
         else:
             try:
                 model = zoo.FAMILIES[config["model"]](**config["model_config"])
