@@ -179,3 +179,26 @@ def test_feature_loss_experiment_trains_its_own_feature_network():
                                 "--max_images", "256", "--max_test", "64",
                                 "--train_architecture", "features", "--feature_epochs", "1"])
     assert "feature network: features, 1 epochs" in report
+
+
+def test_time_to_quality_evaluates_finer_once_near_the_threshold():
+    import keras
+    import numpy as np
+
+    from bench.time_to_quality import NEAR, TimeToQuality
+
+    clock = TimeToQuality(np.zeros((4, 28, 28, 1), "float32"), threshold=1.0, interval=50,
+                          fine_interval=10)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # as `fit` sets it
+    clock.set_model(model)
+    assert NEAR == 1.1
+    curve = iter([1.3, 1.2, 1.05, 1.02, 0.99])  # the test MSE at each evaluation
+    clock.test_mse = lambda: next(curve)
+    step = 0
+    while not clock.model.stop_training:
+        clock.on_train_batch_begin(step)
+        clock.on_train_batch_end(step, {"loss": 0.0})
+        step += 1
+    assert [s for s, _, _ in clock.curve] == [50, 100, 150, 160, 170]
+    assert clock.reached and clock.steps == 170 and clock.seconds > 0
