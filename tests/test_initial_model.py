@@ -21,6 +21,7 @@ def initial_dvae(tmp_path_factory):
     model = tiny_model("dvae", kl_weight=0.5)
     model.compile(optimizer="adam")
     model.fit(random_images(16), batch_size=8, epochs=1, verbose=0)
+    model.temperature.assign(0.25)  # as if annealed
     model.save(path)
     return model, str(path)
 
@@ -55,6 +56,18 @@ def test_without_options_the_initial_model_is_used_as_it_is(initial_dvae):
     config = resolved(path)
     assert config["model_config"] == initial_model.settings(model)
     assert config["model_config"]["kl_weight"] == 0.5
+
+
+def test_warm_up_and_temperature_come_from_the_initial_model_unless_the_run_gives_them(
+        initial_dvae):
+    _, path = initial_dvae
+    training = resolved(path)["training"]
+    assert training["kl_warmup_steps"] == 0
+    assert training["temperature_schedule"]["start"] == 0.25
+    training = resolved(path, "training.kl_warmup_steps=500",
+                        "training.temperature_schedule.start=1.0")["training"]
+    assert training["kl_warmup_steps"] == 500
+    assert training["temperature_schedule"]["start"] == 1.0
 
 
 @pytest.mark.parametrize("assignments, message", [

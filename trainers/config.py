@@ -230,6 +230,7 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
             for assignment in model_assignments:
                 apply_override(config, assignment, known_keys_only=False)
             config["model"] = name  # None: the family comes from the initial model
+            _initial_model_defaults(config["training"], from_file, assignments)
         else:
             config["model_config"] = merge(config["model_config"], options)
             for assignment in model_assignments:
@@ -238,6 +239,30 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
         raise ConfigError(str(error)) from error
     validate(config)
     return config
+
+
+def _initial_model_defaults(training: dict, from_file: dict, assignments) -> None:
+    """What an `--init_from` run takes from its initial model unless given: no KL
+    warm-up (its weight was warmed) and, as `None` until `trainers.initial_model`
+    reads it, the dVAE's stored temperature as the schedule's start (a trained
+    dVAE sits at its end temperature; restarting at 1.0 would undo the annealing)."""
+    if not _gives(from_file, assignments, ("training", "kl_warmup_steps")):
+        training["kl_warmup_steps"] = 0
+    if not _gives(from_file, assignments, ("training", "temperature_schedule", "start")):
+        training["temperature_schedule"]["start"] = None
+
+
+def _gives(from_file: dict, assignments, path: tuple[str, ...]) -> bool:
+    """Whether the config file or a `--set` assignment gives the value at `path`."""
+    node = from_file
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            break
+        node = node[key]
+    else:
+        return True
+    keys = {assignment.split("=", 1)[0].strip() for assignment in assignments}
+    return any(".".join(path[:end]) in keys for end in range(2, len(path) + 1))
 
 
 def _is_model_option(assignment: str) -> bool:
@@ -342,7 +367,8 @@ def validate(config: dict) -> dict:
            "training.temperature_schedule", "an object with start, end, steps, schedule",
            schedule)
     for key in ("start", "end"):
-        _check(_is_number(schedule[key]) and schedule[key] > 0,
+        from_model = key == "start" and schedule[key] is None and t["init_from"]
+        _check(from_model or (_is_number(schedule[key]) and schedule[key] > 0),
                f"training.temperature_schedule.{key}", "a number > 0", schedule[key])
     _check(schedule["steps"] is None or (_is_int(schedule["steps"]) and schedule["steps"] >= 1),
            "training.temperature_schedule.steps", "an integer >= 1 or null (75 % of the run)",

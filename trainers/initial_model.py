@@ -14,7 +14,7 @@ import keras
 
 import zoo
 from trainers import runs
-from trainers.config import ConfigError
+from trainers.config import TRAINING_DEFAULTS, ConfigError
 
 
 def load(init_from: str) -> keras.Model:
@@ -46,10 +46,9 @@ def resolve(config: dict) -> dict:
 
     The run's `model_config` holds only the options it gives; the resolved
     config holds the initial model's settings with those applied (refused
-    when one is unknown or would change a weight's shape). The dVAE's
-    temperature schedule then starts at the stored temperature (a trained
-    dVAE sits at its end temperature; restarting at 1.0 would undo the
-    annealing), and there is no KL warm-up (the weight was warmed).
+    when one is unknown or would change a weight's shape). A dVAE's
+    temperature schedule starts at the stored temperature unless the run
+    gives a start (`trainers.config` leaves it `None`).
 
     Args:
         config: a config from `trainers.config.resolve`.
@@ -72,12 +71,15 @@ def resolve(config: dict) -> dict:
             "initial model), or train a new model without --init_from."
         )
     model_config = reconciled(model, config["model_config"], init_from)
-    training = {**config["training"], "kl_warmup_steps": 0}
-    if hasattr(model, "temperature"):
-        schedule = dict(training["temperature_schedule"])
-        schedule["start"] = float(model.temperature.numpy())
-        schedule["end"] = min(schedule["end"], schedule["start"])
-        training["temperature_schedule"] = schedule
+    training = config["training"]
+    schedule = training["temperature_schedule"]
+    if schedule["start"] is None:  # not given: the model's, if it has one
+        if hasattr(model, "temperature"):
+            start = float(model.temperature.numpy())
+            schedule = {**schedule, "start": start, "end": min(schedule["end"], start)}
+        else:
+            schedule = {**schedule, "start": TRAINING_DEFAULTS["temperature_schedule"]["start"]}
+        training = {**training, "temperature_schedule": schedule}
     return {**config, "model": family, "model_config": model_config, "training": training}
 
 
