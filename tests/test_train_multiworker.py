@@ -141,3 +141,16 @@ def test_feature_matching_trains_on_two_workers(tmp_path):
     check_job(out, model_dir)
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["training"]["feature_matching_weight"] == 0.1
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_run_with_a_model_option_trains_on_two_workers(tmp_path):
+    # Each worker rebuilds the initial model with the option inside the strategy's scope.
+    from tests.helpers import tiny_model
+
+    initial = os.path.join(str(tmp_path), "initial.keras")
+    tiny_model("vqvae").save(initial)
+    out, model_dir = run_job(tmp_path, "vqvae", (f"--init_from={initial}",
+                                                  "--set=commitment_cost=0.5"))
+    check_job(out, model_dir)
+    assert keras.saving.load_model(os.path.join(model_dir, "last.keras")).commitment_cost == 0.5
