@@ -4,12 +4,12 @@ The run goes through the train command's code path (`trainers.config.resolve`
 with the flags a user would give, then `trainers.training.train`) with one
 extra callback. Every `interval` steps the callback evaluates the MSE on
 the 10,000 Fashion-MNIST test images, and every `fine_interval` steps once
-the last evaluation came within `NEAR` of the threshold (the crossing is then
-known to 10 steps, not 50, without evaluating all along); once it is at or
-below the threshold, training stops. The clock counts the training steps (from the start of the
-first step to the end of the last, the loss fetched so the step has
-finished, data and step callbacks included) and excludes the test
-evaluations and what the train command does at epoch ends (validation,
+the last evaluation came within `NEAR` of the threshold (the crossing is
+then known to 10 steps, not 50, without evaluating all along); once it is
+at or below the threshold, training stops. The clock counts the training
+steps (from the start of the first step to the end of the last, the loss
+fetched so the step has finished, data and step callbacks included) and
+excludes the test evaluations and what the train command does at epoch ends (validation,
 checkpoints, images).
 
 The setting is the one the PyTorch reference was measured at: about 147

@@ -112,7 +112,8 @@ def load_with(init_from: str, model_config: dict) -> keras.Model:
 
 def rebuilt(model: keras.Model, model_config: dict, init_from: str) -> keras.Model:
     """A new model of the same class from `model_config`, holding `model`'s weights."""
-    changed = sorted(k for k, v in settings(model).items() if model_config.get(k) != v)
+    stored = settings(model)
+    changed = sorted(k for k, v in stored.items() if model_config.get(k) != v)
     given = ", ".join(f"{k}={model_config.get(k)!r}" for k in changed)
     try:
         new = type(model).from_config(model_config)
@@ -122,7 +123,7 @@ def rebuilt(model: keras.Model, model_config: dict, init_from: str) -> keras.Mod
         raise ConfigError(f"--init_from={init_from} with {given}: {error}") from error
     shapes = [tuple(w.shape) for w in model.weights]
     if [tuple(w.shape) for w in new.weights] != shapes:
-        was = ", ".join(f"{k}={settings(model)[k]!r}" for k in changed)
+        was = ", ".join(f"{k}={stored[k]!r}" for k in changed)
         raise ConfigError(
             f"--init_from={init_from} with {given}: its weights do not fit the model these "
             f"options describe ({was} there). The architecture comes from the initial model: "

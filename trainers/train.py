@@ -79,7 +79,8 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
         previous["training"] = {**config_lib.TRAINING_DEFAULTS, **previous.get("training", {})}
         if current["training"].get("init_from"):
             # train() saved what the initial model dictates (family, architecture,
-            # no KL warm-up, temperature from the model): compare the rest only.
+            # the KL warm-up and temperature start unless given): compare the
+            # training values and the model options the run gives.
             options = current["model_config"]
             previous, current = (_without_init_values(previous, options),
                                  _without_init_values(current, options))
