@@ -97,9 +97,16 @@ def test_a_run_trains_with_the_options_and_a_rerun_with_others_is_refused(initia
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model_config"] == {**initial_model.settings(model), "kl_weight": 0}
     train_command._check_model_dir(tmp_path / "run", config)  # the same command: resumes
-    other = config_lib.resolve(None, None, {"init_from": path, **training}, ["kl_weight=0.1"])
-    with pytest.raises(ValueError, match=r"different config .*differing: model_config.kl_weight"):
-        train_command._check_model_dir(tmp_path / "run", other)
+    resume = config_lib.resolve(None, str(tmp_path / "run" / "config.json"), {}, [])
+    train_command._check_model_dir(tmp_path / "run", resume)
+    for assignments, differing in [
+            (["kl_weight=0.1"], "model_config.kl_weight"),
+            (["kl_weight=0", "training.kl_warmup_steps=5"], "training.kl_warmup_steps"),
+            (["kl_weight=0", "training.temperature_schedule.start=1.0"],
+             "training.temperature_schedule.start")]:
+        other = config_lib.resolve(None, None, {"init_from": path, **training}, assignments)
+        with pytest.raises(ValueError, match=rf"different config .*differing: {differing}\b"):
+            train_command._check_model_dir(tmp_path / "run", other)
 
 
 

@@ -79,11 +79,11 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
         previous["training"] = {**config_lib.TRAINING_DEFAULTS, **previous.get("training", {})}
         if current["training"].get("init_from"):
             # train() saved what the initial model dictates (family, architecture,
-            # the KL warm-up and temperature start unless given): compare the
-            # training values and the model options the run gives.
+            # the temperature start unless given): compare what the run gives.
+            start_given = current["training"]["temperature_schedule"]["start"] is not None
             options = current["model_config"]
-            previous, current = (_without_init_values(previous, options),
-                                 _without_init_values(current, options))
+            previous, current = (_given_by_init_run(previous, options, start_given),
+                                 _given_by_init_run(current, options, start_given))
         differ = config_lib.differing_keys(previous, current)
         if differ:
             raise ValueError(
@@ -92,11 +92,17 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
             )
 
 
-def _without_init_values(config: dict, options: dict) -> dict:
-    """What an `--init_from` run's config sets itself: its training values and
-    the model `options` it gives (the rest comes from the initial model)."""
-    training = {k: v for k, v in config.get("training", {}).items()
-                if k not in ("kl_warmup_steps", "temperature_schedule")}
+def _given_by_init_run(config: dict, options: dict, start_given: bool) -> dict:
+    """What an `--init_from` run's config sets itself: its training values, the
+    model `options` it gives and, if `start_given`, the temperature schedule's
+    start and end (else the initial model's temperature sets the start and caps
+    the end). The rest comes from the initial model."""
+    training = dict(config.get("training", {}))
+    schedule = dict(training.get("temperature_schedule", {}))
+    if not start_given:
+        schedule.pop("start", None)
+        schedule.pop("end", None)
+    training["temperature_schedule"] = schedule
     model_config = config.get("model_config", {})
     return {"training": training, "model_config": {k: model_config.get(k) for k in options}}
 
