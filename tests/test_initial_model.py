@@ -37,7 +37,7 @@ def test_options_that_keep_the_weights_change_the_objective_and_nothing_else(ini
     assert config["model"] == "dvae"
     expected = {**initial_model.settings(model), "kl_weight": 0, "straight_through": True}
     assert config["model_config"] == expected
-    tuned = initial_model.load_with(path, config["model_config"])
+    tuned = initial_model.load_with(path, config["model_config"], config["model"])
     assert tuned.kl_weight == 0 and tuned.quantizer.straight_through
     for new, old in zip(tuned.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(new, old)
@@ -110,6 +110,32 @@ def test_a_run_trains_with_the_options_and_a_rerun_with_others_is_refused(initia
 
 
 
+def test_a_vqvae_starts_a_dvae_run_as_the_dvae_that_gives_its_codes(tmp_path):
+    import keras
+
+    import zoo
+
+    vqvae = tiny_model("vqvae")
+    vqvae.save(tmp_path / "vqvae.keras")
+    np.save(tmp_path / "images.npy", (random_images(16) * 255).astype(np.uint8))
+    training = {"init_from": str(tmp_path / "vqvae.keras"), "dataset": str(tmp_path / "images.npy"),
+                "epochs": 1, "batch_size": 8, "precision": "float32"}
+    config = config_lib.resolve("dvae", None, training, ["kl_weight=0.01", "temperature=0.0625"])
+    resolved_config = initial_model.resolve(config)
+    assert resolved_config["model"] == "dvae"
+    assert resolved_config["model_config"]["filters"] == vqvae.filters
+    assert resolved_config["training"]["temperature_schedule"]["start"] == 0.0625
+    dvae = initial_model.load_with(training["init_from"], resolved_config["model_config"], "dvae")
+    assert type(dvae) is zoo.DVAE and dvae.kl_weight == 0.01
+    images = random_images(8, seed=1)
+    np.testing.assert_array_equal(dvae.encode(images), vqvae.encode(images))
+    train(config, tmp_path / "run", verbose=0)
+    tuned = keras.saving.load_model(tmp_path / "run" / "last.keras", compile=False)
+    assert type(tuned) is zoo.DVAE and tuned.get_config()["temperature"] == 0.0625
+    with pytest.raises(ConfigError, match=r"--model=ae contradicts --init_from=.*, which is a vq"):
+        initial_model.resolve(config_lib.resolve("ae", None, training, []))
+
+
 @pytest.fixture
 def initial_dalle(tmp_path):
     """A tiny `zoo.DalleDVAE` saved as a `.keras` file: (the model, its path)."""
@@ -125,7 +151,7 @@ def test_a_dalle_dvae_is_a_dvae_with_its_own_options(initial_dalle):
     model, path = initial_dalle
     config = resolved(path, "kl_weight=0")
     assert config["model"] == "dvae" and config["model_config"]["n_hid"] == 8
-    tuned = initial_model.load_with(path, config["model_config"])
+    tuned = initial_model.load_with(path, config["model_config"], config["model"])
     assert type(tuned) is type(model) and tuned.kl_weight == 0
     for new, old in zip(tuned.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(new, old)

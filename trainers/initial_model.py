@@ -7,7 +7,8 @@ weight's shape alone (a loss weight such as `kl_weight`, `commitment_cost` or
 `diversity_weight`, the dVAE's `straight_through`, the nominal `image_shape`
 of these fully convolutional models) rebuilds the model with it and copies the
 weights; one that would change a weight's shape (`num_embeddings`, `filters`)
-or that the model does not have is refused, naming it.
+or that the model does not have is refused, naming it. A VQ-VAE can start a
+dVAE run (`--model=dvae`): it is converted by `zoo.DVAE.from_vqvae`.
 """
 
 import keras
@@ -17,12 +18,19 @@ from trainers import runs
 from trainers.config import TRAINING_DEFAULTS, ConfigError
 
 
-def load(init_from: str) -> keras.Model:
-    """Loads the model `init_from` names (`runs.load_model_from`), as a `ConfigError` if bad."""
+def load(init_from: str, family: str | None = None) -> keras.Model:
+    """Loads the model `init_from` names (`runs.load_model_from`), as a `ConfigError` if bad.
+
+    A VQ-VAE loaded for a `"dvae"` run becomes the dVAE that gives its codes
+    and reconstructions (`zoo.DVAE.from_vqvae`).
+    """
     try:
-        return runs.load_model_from(init_from)
+        model = runs.load_model_from(init_from)
     except ValueError as error:  # a missing file stays a FileNotFoundError
         raise ConfigError(f"--init_from={init_from}: {error}") from error
+    if family == "dvae" and isinstance(model, zoo.VQVAE):
+        return zoo.DVAE.from_vqvae(model)
+    return model
 
 
 def family_of(model: keras.Model) -> str:
@@ -47,8 +55,9 @@ def resolve(config: dict) -> dict:
     The run's `model_config` holds only the options it gives; the resolved
     config holds the initial model's settings with those applied (refused
     when one is unknown or would change a weight's shape). A dVAE's
-    temperature schedule starts at the stored temperature unless the run
-    gives a start (`trainers.config` leaves it `None`).
+    temperature schedule starts at the `temperature` option the run gives,
+    else at the stored temperature, unless the run gives a start
+    (`trainers.config` leaves it `None`).
 
     Args:
         config: a config from `trainers.config.resolve`.
@@ -62,7 +71,7 @@ def resolve(config: dict) -> dict:
     init_from = config["training"].get("init_from")
     if not init_from:
         return config
-    model = load(init_from)
+    model = load(init_from, config.get("model"))
     family = family_of(model)
     if config.get("model") not in (None, family):
         raise ConfigError(
@@ -73,9 +82,9 @@ def resolve(config: dict) -> dict:
     model_config = reconciled(model, config["model_config"], init_from)
     training = config["training"]
     schedule = training["temperature_schedule"]
-    if schedule["start"] is None:  # not given: the model's, if it has one
+    if schedule["start"] is None:  # not given: a given `temperature`, else the model's
         if hasattr(model, "temperature"):
-            start = float(model.temperature.numpy())
+            start = float(config["model_config"].get("temperature", model.temperature.numpy()))
             schedule = {**schedule, "start": start, "end": min(schedule["end"], start)}
         else:
             schedule = {**schedule, "start": TRAINING_DEFAULTS["temperature_schedule"]["start"]}
@@ -98,13 +107,14 @@ def reconciled(model: keras.Model, options: dict, init_from: str) -> dict:
     return merged
 
 
-def load_with(init_from: str, model_config: dict) -> keras.Model:
-    """Loads the initial model, rebuilt with `model_config` when that differs from its own.
+def load_with(init_from: str, model_config: dict, family: str) -> keras.Model:
+    """Loads the initial model as a `family` model (see `load`), rebuilt with
+    `model_config` when that differs from its own.
 
-    Call it in the run's dtype policy and strategy scope: a rebuilt model's
-    variables are created there. A rebuilt model is not compiled.
+    Call it in the run's dtype policy and strategy scope: a rebuilt or
+    converted model's variables are created there. Neither is compiled.
     """
-    model = load(init_from)
+    model = load(init_from, family)
     if model_config == settings(model):
         return model
     return rebuilt(model, model_config, init_from)

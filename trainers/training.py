@@ -189,7 +189,8 @@ def train(
 
     with distribute.precision(training["precision"]), strategy.scope():
         if training.get("init_from"):
-            model = initial_model.load_with(training["init_from"], config["model_config"])
+            model = initial_model.load_with(training["init_from"], config["model_config"],
+                                            config["model"])
         else:
             try:
                 model = zoo.FAMILIES[config["model"]](**config["model_config"])

@@ -153,6 +153,79 @@ class DVAE(DiscreteAutoencoder):
         )
         self.build()
 
+    @classmethod
+    def from_vqvae(cls, vqvae, logit_scale: float = 4.0, **options) -> "DVAE":
+        """A dVAE that gives a trained VQ-VAE's codes and reconstructions.
+
+        The VQ-VAE's nearest-code rule is the argmax of the logits
+        `-logit_scale * ||z - e_k||^2`, which equal
+        `logit_scale * (2 z . e_k - ||e_k||^2)` up to a constant per position:
+        affine in the encoder output `z`. Its encoder's last layer (a pointwise
+        projection) composed with that map is the dVAE's logit layer, and its
+        codebook and decoder are the dVAE's. So `encode` and `decode` of the
+        result equal the VQ-VAE's (up to exact ties, in float32), and training
+        it with the dVAE's objective starts from the VQ-VAE's quality rather
+        than from random weights. The logits are negative squared distances,
+        as in the SQ-VAE's categorical posterior.
+
+        Args:
+            vqvae: zoo.VQVAE. The trained model; its weights are copied.
+            logit_scale: float. Sharpness of the posterior: the logits at the
+                model's temperature `t` are the negative squared distances
+                times `logit_scale / t`. Defaults to `4.0`.
+            **options: Options of the dVAE's objective (`kl_weight`,
+                `temperature`, `straight_through`, `diversity_weight`,
+                `seed`); the architecture is the VQ-VAE's.
+
+        Returns:
+            A new, uncompiled `DVAE`.
+
+        Example:
+        >>> import numpy as np
+        >>> import zoo
+        >>> vqvae = zoo.VQVAE(num_embeddings=16, embedding_dim=8, filters=8)
+        >>> dvae = zoo.DVAE.from_vqvae(vqvae, temperature=1 / 16)
+        >>> images = np.random.rand(4, 28, 28, 1).astype("float32")
+        >>> bool(np.array_equal(dvae.encode(images), vqvae.encode(images)))
+        True
+
+        References:
+            - [Takida et al., 2022, SQ-VAE](https://arxiv.org/abs/2205.07547)
+        """
+        from zoo.models.vqvae import VQVAE
+
+        if cls is not DVAE or not isinstance(vqvae, VQVAE):
+            raise TypeError(
+                f"`DVAE.from_vqvae` converts a zoo.VQVAE into a zoo.DVAE. Received: "
+                f"{cls.__name__}.from_vqvae({type(vqvae).__name__})"
+            )
+        scale = validation.positive_float("logit_scale", logit_scale)
+        architecture = {k: v for k, v in vqvae.get_config().items()
+                        if k not in ("commitment_cost", "use_ema", "decay",
+                                     "dead_code_threshold", "seed", "name", "trainable")}
+        fixed = sorted(set(options) & set(architecture))
+        if fixed:
+            raise ValueError(
+                f"The architecture of `DVAE.from_vqvae` is the VQ-VAE's; drop "
+                f"{', '.join(fixed)}. Received: {options}"
+            )
+        model = cls(**architecture, **options)
+        codebook = keras.ops.convert_to_numpy(vqvae.quantizer.embeddings)  # (K, D)
+        for mine, theirs in zip(model.decoder.weights, vqvae.decoder.weights, strict=True):
+            mine.assign(theirs)
+        head = model.encoder.head
+        for mine, theirs in zip(model.encoder.weights, vqvae.encoder.weights, strict=True):
+            if mine.path == head.kernel.path:  # (..., D) -> (..., K)
+                kernel = keras.ops.convert_to_numpy(theirs)
+                mine.assign(scale * (kernel @ (2.0 * codebook.T)).reshape(mine.shape))
+            elif mine.path == head.bias.path:  # (D,) -> (K,)
+                bias = keras.ops.convert_to_numpy(theirs)
+                mine.assign(scale * (2.0 * bias @ codebook.T - (codebook**2).sum(axis=1)))
+            else:
+                mine.assign(theirs)
+        model.quantizer.embeddings.assign(codebook)
+        return model
+
     @property
     def temperature(self) -> keras.Variable:
         """The relaxation temperature (a non-trainable scalar variable)."""
