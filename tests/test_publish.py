@@ -100,6 +100,10 @@ def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_k
     assert "Every image" not in origin("vqvae", init_from="base", freeze=["encoder"])
     assert origin("vqvae", init_from="base") == (
         "- Fine-tuned from `base`; the training\n  time below is the fine-tuning's\n")
+    assert origin("dvae", init_from="vqvae_fashion_mnist") == (
+        "- Started from `vqvae_fashion_mnist`, a VQVAE, as the dVAE that gives its codes and\n"
+        "  reconstructions (`zoo.DVAE.from_vqvae`), then trained as a dVAE; the training\n"
+        "  time below is the fine-tuning's\n")
     base = tmp_path / "base.keras"
     tiny_model("vqvae").save(base)
     run = make_run(tmp_path, "tuned", family="vqvae", init_from=str(base),

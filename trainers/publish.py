@@ -212,6 +212,11 @@ def _origin_text(config: dict) -> str:
         return ""
     frozen = training.get("freeze") or []
     text = f"- Fine-tuned from `{origin}`"
+    initial = _initial_family(origin)
+    if initial not in (None, config.get("model")):
+        initial = zoo.FAMILIES[initial].__name__ if initial in zoo.FAMILIES else initial
+        text = (f"- Started from `{origin}`, a {initial}, as the dVAE that gives its codes and\n"
+                f"  reconstructions (`zoo.DVAE.from_vqvae`), then trained as a dVAE")
     if frozen:
         text += f" with its {' and '.join(frozen)} frozen (`training.freeze`)"
     text += "; the training\n  time below is the fine-tuning's"
@@ -220,6 +225,17 @@ def _origin_text(config: dict) -> str:
         text += (f". Every image has the code it has in `{origin}`,\n  so a prior trained "
                  "on that model's codes applies to this one")
     return text + "\n"
+
+
+def _initial_family(origin: str) -> str | None:
+    """The family in the `config.json` of a preset or run folder `origin` (None without one)."""
+    from zoo import presets
+
+    try:
+        folder = presets.find(origin)
+    except ValueError:  # a .keras file
+        return None
+    return _read_json(folder / "config.json").get("model")
 
 
 def _latent_text(config: dict) -> str:
