@@ -104,6 +104,7 @@ def test_run_sections_replaces_only_the_sections_asked_for(tmp_path):
         run_all.run_sections("tiny", str(output), ["no_such_section"])
 
 
+@pytest.mark.slow  # ~37 s: four processes; tests/test_runtime.py checks the zoo turns oneDNN on
 def test_onednn_section_compares_processes_with_onednn_off_and_on(tmp_path):
     from bench import onednn
 
