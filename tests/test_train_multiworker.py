@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-import zoo  # noqa: F401  (registers the classes last.keras names)
+import zoo  # also registers the classes last.keras names
 from tests.test_distribution_multiworker import free_ports, kill, load_weights, wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,13 +144,20 @@ def test_feature_matching_trains_on_two_workers(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fine_tuning_run_with_a_model_option_trains_on_two_workers(tmp_path):
-    # Each worker rebuilds the initial model with the option inside the strategy's scope.
+@pytest.mark.parametrize("family, option, expected", [
+    ("vqvae", "commitment_cost=0.5", {"commitment_cost": 0.5}),
+    ("dvae", "temperature=0.0625", {"temperature": 0.0625}),  # the VQ-VAE becomes a dVAE
+])
+def test_a_fine_tuning_run_from_a_vqvae_trains_on_two_workers(tmp_path, family, option,
+                                                               expected):
+    # Each worker rebuilds the initial model with the option (a dVAE run converts it
+    # first, `zoo.DVAE.from_vqvae`) inside the strategy's scope.
     from tests.helpers import tiny_model
 
     initial = os.path.join(str(tmp_path), "initial.keras")
     tiny_model("vqvae").save(initial)
-    out, model_dir = run_job(tmp_path, "vqvae", (f"--init_from={initial}",
-                                                  "--set=commitment_cost=0.5"))
+    out, model_dir = run_job(tmp_path, family, (f"--init_from={initial}", f"--set={option}"))
     check_job(out, model_dir)
-    assert keras.saving.load_model(os.path.join(model_dir, "last.keras")).commitment_cost == 0.5
+    last = keras.saving.load_model(os.path.join(model_dir, "last.keras"))
+    assert type(last) is zoo.FAMILIES[family]
+    assert {key: last.get_config()[key] for key in expected} == expected
