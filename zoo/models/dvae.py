@@ -200,9 +200,10 @@ class DVAE(DiscreteAutoencoder):
                 f"{cls.__name__}.from_vqvae({type(vqvae).__name__})"
             )
         scale = validation.positive_float("logit_scale", logit_scale)
-        architecture = {k: v for k, v in vqvae.get_config().items()
-                        if k not in ("commitment_cost", "use_ema", "decay",
-                                     "dead_code_threshold", "seed", "name", "trainable")}
+        architecture = {k: v for k, v in super(VQVAE, vqvae).get_config().items()
+                        if k not in ("name", "trainable")}  # the shared encoder and decoder
+        architecture.update(num_embeddings=vqvae.quantizer.num_embeddings,
+                            embedding_dim=vqvae.quantizer.embedding_dim)
         fixed = sorted(set(options) & set(architecture))
         if fixed:
             raise ValueError(
