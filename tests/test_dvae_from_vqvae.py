@@ -36,7 +36,8 @@ def test_the_dvae_gives_the_vqvaes_codes_and_reconstructions(trained_vqvae):
 
 
 def test_the_dvae_trains_with_its_own_objective(trained_vqvae):
-    dvae = zoo.DVAE.from_vqvae(trained_vqvae, temperature=1 / 16, kl_weight=0.01)
+    dvae = zoo.DVAE.from_vqvae(trained_vqvae, kl_weight=0.01)
+    assert float(dvae.temperature.numpy()) == 1 / 16  # starts trained: annealing's end
     images = tf.constant(random_images(8))
     with tf.GradientTape() as tape:
         terms = dvae.compute_terms(images, training=True)

@@ -132,6 +132,9 @@ def test_a_vqvae_starts_a_dvae_run_as_the_dvae_that_gives_its_codes(tmp_path):
     train(config, tmp_path / "run", verbose=0)
     tuned = keras.saving.load_model(tmp_path / "run" / "last.keras", compile=False)
     assert type(tuned) is zoo.DVAE and tuned.get_config()["temperature"] == 0.0625
+    # Without a temperature the schedule starts at the converted model's, 1/16.
+    default = initial_model.resolve(config_lib.resolve("dvae", None, training, []))
+    assert default["training"]["temperature_schedule"]["start"] == 0.0625
     with pytest.raises(ConfigError, match=r"--model=ae contradicts --init_from=.*, which is a vq"):
         initial_model.resolve(config_lib.resolve("ae", None, training, []))
 

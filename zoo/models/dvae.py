@@ -175,7 +175,10 @@ class DVAE(DiscreteAutoencoder):
                 times `logit_scale / t`. Defaults to `4.0`.
             **options: Options of the dVAE's objective (`kl_weight`,
                 `temperature`, `straight_through`, `diversity_weight`,
-                `seed`); the architecture is the VQ-VAE's.
+                `seed`); the architecture is the VQ-VAE's. `temperature`
+                defaults to `1 / 16`, the end of DALL-E's annealing: the
+                model starts trained, and at 1.0 its relaxed samples would
+                mix codes the VQ-VAE keeps apart.
 
         Returns:
             A new, uncompiled `DVAE`.
@@ -210,7 +213,7 @@ class DVAE(DiscreteAutoencoder):
                 f"The architecture of `DVAE.from_vqvae` is the VQ-VAE's; drop "
                 f"{', '.join(fixed)}. Received: {options}"
             )
-        model = cls(**architecture, **options)
+        model = cls(**architecture, **{"temperature": 1 / 16, **options})
         codebook = keras.ops.convert_to_numpy(vqvae.quantizer.embeddings)  # (K, D)
         for mine, theirs in zip(model.decoder.weights, vqvae.decoder.weights, strict=True):
             mine.assign(theirs)
