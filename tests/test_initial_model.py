@@ -135,7 +135,8 @@ def test_a_vqvae_starts_a_dvae_run_as_the_dvae_that_gives_its_codes(tmp_path):
     # Without a temperature the schedule starts at the converted model's, 1/16.
     default = initial_model.resolve(config_lib.resolve("dvae", None, training, []))
     assert default["training"]["temperature_schedule"]["start"] == 0.0625
-    with pytest.raises(ConfigError, match=r"--model=ae contradicts --init_from=.*, which is a vq"):
+    with pytest.raises(ConfigError, match=r"--model=ae contradicts --init_from=.*, which is a vq"
+                       r".*--model=dvae converts it"):
         initial_model.resolve(config_lib.resolve("ae", None, training, []))
 
 

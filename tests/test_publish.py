@@ -111,6 +111,8 @@ def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_k
     card = (publish.publish("tuned", run, output_root=zoo_root) / "README.md").read_text()
     assert f"- Fine-tuned from `{base}` with its encoder and quantizer" in card
     assert card.index("- Fine-tuned") < card.index("- Training time")
+    # A VQ-VAE given as a .keras file to a dVAE run: its family is read from the file.
+    assert origin("dvae", init_from=str(base)).startswith(f"- Started from `{base}`, a VQVAE,")
 
 
 def test_a_worse_model_is_not_published_unless_forced(tmp_path, zoo_root):

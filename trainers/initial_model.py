@@ -78,6 +78,8 @@ def resolve(config: dict) -> dict:
             f"--model={config['model']} contradicts --init_from={init_from}, which is a "
             f"{family} ({type(model).__name__}). Drop --model (the family comes from the "
             "initial model), or train a new model without --init_from."
+            + (" A VQ-VAE can also start a dVAE run: --model=dvae converts it "
+               "(zoo.DVAE.from_vqvae)." if isinstance(model, zoo.VQVAE) else "")
         )
     model_config = reconciled(model, config["model_config"], init_from)
     training = config["training"]

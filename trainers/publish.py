@@ -228,14 +228,31 @@ def _origin_text(config: dict) -> str:
 
 
 def _initial_family(origin: str) -> str | None:
-    """The family in the `config.json` of a preset or run folder `origin` (None without one)."""
+    """The family of the model `origin` names (None when it cannot tell).
+
+    A preset or run folder's `config.json` names it; a `.keras` file's own
+    `config.json` names the class, read without building the model.
+    """
+    import zipfile
+
+    import keras
+
+    import zoo
     from zoo import presets
 
     try:
-        folder = presets.find(origin)
+        return _read_json(presets.find(origin) / "config.json").get("model")
     except ValueError:  # a .keras file
+        pass
+    try:
+        with zipfile.ZipFile(origin) as archive:
+            stored = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
-    return _read_json(folder / "config.json").get("model")
+    cls = keras.saving.get_registered_object(stored.get("registered_name") or "")
+    families = [name for name, family in zoo.FAMILIES.items()
+                if isinstance(cls, type) and issubclass(cls, family)]
+    return families[0] if families else None
 
 
 def _latent_text(config: dict) -> str:
