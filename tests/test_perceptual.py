@@ -106,7 +106,6 @@ def test_feature_matching_fits_under_bfloat16():
 
 def test_the_train_command_trains_with_the_shipped_feature_network(tmp_path):
     from trainers import config as config_lib
-    from trainers import sample_quality
     from trainers.training import train
 
     np.save(tmp_path / "images.npy", (random_images(40) * 255).astype("uint8"))
@@ -115,7 +114,7 @@ def test_the_train_command_trains_with_the_shipped_feature_network(tmp_path):
     config = config_lib.resolve("ae", training_overrides=overrides,
                                 assignments=["filters=8", "num_res_blocks=1"])
     model, history = train(config, tmp_path / "run", verbose=0)
-    assert model.feature_matching.layers == list(sample_quality.FEATURE_MAP_LAYERS)
+    assert model.feature_matching.layers == ["stage_1", "stage_2"]
     # The AE's loss is its reconstruction loss alone, but for the term.
     logs = history.history
     assert logs["loss"][0] > logs["reconstruction_loss"][0] + 1e-4
@@ -144,9 +143,19 @@ def test_train_classifier_command_writes_a_feature_network(tmp_path):
     info = json.loads(sample_quality.info_path(output).read_text())
     assert info["architecture"] == "features" and "--architecture=features" in info["command"]
     network = sample_quality.load_classifier(output)
-    assert [layer.name for layer in network.layers if layer.name.startswith("stage_")] == list(
-        sample_quality.FEATURE_MAP_LAYERS)
-    FeatureMatching(network, sample_quality.FEATURE_MAP_LAYERS).check_image_shape((28, 28, 1))
+    assert sample_quality.feature_map_layers(network) == ["stage_1", "stage_2"]
+    FeatureMatching(network, ["stage_1", "stage_2"]).check_image_shape((28, 28, 1))
+
+
+def test_the_deep_feature_network_compares_its_three_stages_and_others_are_refused():
+    from trainers import sample_quality
+
+    deep = sample_quality.ARCHITECTURES["features_deep"]((28, 28, 1), 10)
+    assert sample_quality.feature_map_layers(deep) == ["stage_1", "stage_2", "stage_3"]
+    assert [tuple(deep.get_layer(f"stage_{i}").output.shape[1:]) for i in (1, 2, 3)] == [
+        (28, 28, 32), (14, 14, 64), (7, 7, 128)]
+    with pytest.raises(ValueError, match="not a feature network"):
+        sample_quality.feature_map_layers(sample_quality.build_classifier())
 
 
 def test_the_network_runs_in_inference_mode_even_inside_a_training_call():

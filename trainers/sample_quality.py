@@ -42,7 +42,8 @@ FEATURES_LAYER = "features"
 # different architecture from the evaluation classifier's so that training does not
 # optimise the measuring instrument.
 FEATURE_NETWORK_WEIGHTS = ASSETS / "fashion_mnist_features.weights.h5"
-FEATURE_MAP_LAYERS = ("stage_1", "stage_2")
+# Its convolution stages are named `stage_1`, `stage_2`, ... (`feature_map_layers`).
+FEATURE_STAGE_PREFIX = "stage_"
 _EXTRACTORS = weakref.WeakKeyDictionary()  # classifier -> its feature model
 
 
@@ -74,12 +75,13 @@ def build_classifier(image_shape=(28, 28, 1), num_classes: int = 10) -> keras.Mo
 
 
 def build_feature_network(image_shape=(28, 28, 1), num_classes: int = 10,
-                          head: str = "flatten") -> keras.Model:
-    """The feature-matching network: two 3x3 conv-ReLU + max-pool stages and a linear head.
+                          head: str = "flatten", filters=(32, 64)) -> keras.Model:
+    """The feature-matching network: 3x3 conv-ReLU + max-pool stages and a linear head.
 
-    The stages (`FEATURE_MAP_LAYERS`, 32 and 64 channels, no batch norm) give
-    the feature maps a training run compares (`training.feature_matching_weight`);
-    the head only trains them as a classifier.
+    The stages (named `stage_1`, `stage_2`, ..., one per entry of `filters`,
+    no batch norm) give the feature maps a training run compares
+    (`training.feature_matching_weight`); the head only trains them as a
+    classifier.
 
     Args:
         image_shape: tuple. `(height, width, channels)`. Defaults to `(28, 28, 1)`.
@@ -87,19 +89,31 @@ def build_feature_network(image_shape=(28, 28, 1), num_classes: int = 10,
         head: `"flatten"` (a linear classifier on the flattened maps) or `"pool"`
             (on their global average: a weaker classifier, whose features
             `bench.feature_loss` found of little use). Defaults to `"flatten"`.
+        filters: channels of each stage. Defaults to `(32, 64)`.
 
     Returns:
         An uncompiled `keras.Model` from images in [0, 1] to class logits.
     """
     inputs = keras.Input(image_shape)
     x = inputs
-    for index, filters in enumerate((32, 64), start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
-                                name=FEATURE_MAP_LAYERS[index - 1])(x)
+    for index, width in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu",
+                                name=f"{FEATURE_STAGE_PREFIX}{index}")(x)
         x = keras.layers.MaxPooling2D(2)(x)
     pooled = keras.layers.Flatten() if head == "flatten" else keras.layers.GlobalAveragePooling2D()
     outputs = keras.layers.Dense(num_classes, name="logits")(pooled(x))
     return keras.Model(inputs, outputs, name="feature_network")
+
+
+def feature_map_layers(network: keras.Model) -> list[str]:
+    """The names of a feature network's convolution stages, in order (`stage_1`, ...)."""
+    names = [layer.name for layer in network.layers
+             if layer.name.startswith(FEATURE_STAGE_PREFIX)]
+    if not names:
+        raise ValueError(f"{network.name} has no layers named {FEATURE_STAGE_PREFIX}1, ...: it is "
+                         "not a feature network of `trainers.train_classifier "
+                         "--architecture=features`.")
+    return names
 
 
 # `trainers.train_classifier --architecture=...`; the JSON beside the weights names it.
@@ -108,6 +122,8 @@ ARCHITECTURES = {
     "features": build_feature_network,
     "features_pooled": lambda image_shape, num_classes: build_feature_network(
         image_shape, num_classes, head="pool"),
+    "features_deep": lambda image_shape, num_classes: build_feature_network(
+        image_shape, num_classes, filters=(32, 64, 128)),
 }
 
 

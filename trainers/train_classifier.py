@@ -39,7 +39,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_images", None, "Train on the first N training images only.")
     flags.DEFINE_integer("seed", 0, "Seed of weights and shuffling.")
     flags.DEFINE_list("image_shape", ["28", "28", "1"], "height,width,channels of the images.")
-    flags.DEFINE_enum("architecture", "evaluation", ["evaluation", "features", "features_pooled"],
+    flags.DEFINE_enum("architecture", "evaluation", ["evaluation", "features", "features_pooled",
+                                                      "features_deep"],
                       "evaluation: the evaluation classifier; features: the feature-matching "
                       "network of training.feature_matching_weight (default output "
                       "trainers/assets/fashion_mnist_features.weights.h5).")

@@ -73,7 +73,7 @@ def feature_matching(training: dict, image_shape) -> FeatureMatching | None:
     path = training["feature_network"] or sample_quality.FEATURE_NETWORK_WEIGHTS
     try:
         network = sample_quality.load_classifier(path)
-        matching = FeatureMatching(network, sample_quality.FEATURE_MAP_LAYERS, weight)
+        matching = FeatureMatching(network, sample_quality.feature_map_layers(network), weight)
         matching.check_image_shape(image_shape)
     except ValueError as error:  # a missing file stays a FileNotFoundError
         raise ConfigError(f"training.feature_network={path}: {error}") from error
