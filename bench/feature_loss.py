@@ -89,7 +89,8 @@ def main(argv=None) -> str:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 1.0])
     parser.add_argument("--feature_network", default=None,
                         help="a feature network's .weights.h5; default the shipped one")
-    parser.add_argument("--train_architecture", choices=("features", "features_pooled"),
+    parser.add_argument("--train_architecture",
+                        choices=("features", "features_pooled", "features_deep"),
                         default=None, help="train a feature network of this architecture "
                         "(`trainers.train_classifier`) for the run instead")
     parser.add_argument("--feature_epochs", type=int, default=3,

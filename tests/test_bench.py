@@ -3,6 +3,7 @@
 assertions: speed claims live in BENCHMARKS.md, not in tests."""
 
 import json
+import re
 
 import pytest
 
@@ -203,3 +204,32 @@ def test_time_to_quality_evaluates_finer_once_near_the_threshold():
         step += 1
     assert [s for s, _, _ in clock.curve] == [50, 100, 150, 160, 170]
     assert clock.reached and clock.steps == 170 and clock.seconds > 0
+
+
+def test_classifier_judges_measures_each_model_under_each_classifier(tmp_path):
+    import numpy as np
+
+    from bench import classifier_judges
+    from tests.helpers import tiny_model
+    from trainers import data, labels, sample_quality
+    from trainers.evaluation import classifier_check
+
+    model = tiny_model("ae")
+    model.save(tmp_path / "tiny.keras")
+    judge = str(sample_quality.FEATURE_NETWORK_WEIGHTS)
+    result = classifier_judges.drops([str(tmp_path / "tiny.keras")], [None, judge],
+                                     max_images=64)
+    images = data.load_split("fashion_mnist", "test").images[:64].astype(np.float32) / 255.0
+    ids = labels.load_labels("fashion_mnist", "test")[:64]
+    row = result["models"][str(tmp_path / "tiny.keras")]
+    # The evaluation classifier's column is the check the cards report.
+    assert row[None] == pytest.approx(classifier_check(model, images, ids)["drop_points"])
+    features = sample_quality.load_classifier(judge)
+    assert result["originals"][judge] == sample_quality.classifier_accuracy(features, images, ids)
+    report = classifier_judges.main(["--models", str(tmp_path / "tiny.keras"), "--judges", judge,
+                                     "--max_images", "64"])
+    name = classifier_judges.judge_name(judge)
+    assert re.fullmatch(r"fashion_mnist_features \(features\w*, \d+\.\d %\)", name)
+    header = next(line for line in report.splitlines() if line.startswith("| model |"))
+    assert header.endswith(f"| {name} |")
+    assert f"| `{tmp_path / 'tiny.keras'}` | {row[None]:.2f} | {row[judge]:.2f} |" in report
