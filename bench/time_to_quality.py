@@ -30,10 +30,14 @@ than any flag did, so the table gives the median with the range. `decay=0.95`
 (the EMA codebook's decay; default 0.99) suits K=8 codes, whose assignments
 move fast: over three seeds it crossed at 300-350 steps against 350-550.
 
-Run alone: `python -m bench.time_to_quality [--families vqvae dvae] [--seeds 0 1 2]`.
+Run alone: `python -m bench.time_to_quality [--families vqvae dvae] [--seeds 0 1 2]`;
+a one-off arm replaces the runs' train flags or adds model options, e.g. `--flags
+batch_size=16` (on a CPU without bf16 that batch reached the threshold in about
+0.6x the time of batch 64, BUILD_NOTES.md) or `--set commitment_cost=0.5`.
 """
 
 import argparse
+import json
 import tempfile
 import time
 
@@ -122,14 +126,22 @@ class TimeToQuality(keras.callbacks.Callback):
         self._close()  # validation and checkpoints ran after the last step
 
 
+def variant(family: str, flags: dict | None = None, assignments=()) -> dict:
+    """A family's run (`RUNS`) with train-command flags replaced and `--set` options added."""
+    spec = RUNS[family]
+    return {**spec, "flags": {**spec["flags"], **(flags or {})},
+            "set": [*spec["set"], *assignments]}
+
+
 def run_one(family: str, interval: int, tiny: bool = False, seed: int = 0,
-            fine_interval: int | None = None) -> dict:
-    """Trains one family with the train command's code; returns the clock's figures."""
+            fine_interval: int | None = None, spec: dict | None = None) -> dict:
+    """Trains one family (`spec`, default `RUNS[family]`) with the train command's code;
+    returns the clock's figures."""
     from trainers import config as config_lib
     from trainers import data
     from trainers.training import train
 
-    spec = RUNS[family]
+    spec = spec or RUNS[family]
     flags = {**spec["flags"], "seed": seed}
     assignments = list(spec["set"])
     if tiny:
@@ -164,8 +176,14 @@ def _flags_text(spec: dict) -> str:
 
 
 def run(families=("vqvae", "dvae"), interval: int = 50, tiny: bool = False,
-        seeds=(0, 1, 2), fine_interval: int = 10) -> common.Table:
-    """Returns the time-to-quality table (one row per family, medians over `seeds`)."""
+        seeds=(0, 1, 2), fine_interval: int = 10, flags: dict | None = None,
+        assignments=()) -> common.Table:
+    """Returns the time-to-quality table (one row per family, medians over `seeds`).
+
+    `flags` (train-command flags such as `{"batch_size": 32}`) and `assignments`
+    (`--set` options) change every family's run, for one-off arms; the table
+    names the flags each row ran with.
+    """
     from trainers import distribute
 
     table = common.Table(
@@ -175,10 +193,11 @@ def run(families=("vqvae", "dvae"), interval: int = 50, tiny: bool = False,
          "images/s", "test MSE at stop", f"target <= {TARGET_SECONDS:g} s"],
     )
     for family in families:
+        spec = variant(family, flags, assignments)
         results = []
         for seed in seeds:
             load = common.loadavg()
-            result = run_one(family, interval, tiny, seed, fine_interval)
+            result = run_one(family, interval, tiny, seed, fine_interval, spec)
             results.append(result)
             curve = ", ".join(f"{s}: {mse:.4f} ({t:.0f} s)" for s, t, mse in result["curve"])
             table.notes.append(
@@ -189,7 +208,7 @@ def run(families=("vqvae", "dvae"), interval: int = 50, tiny: bool = False,
         met = ("met" if len(reached) == len(results) and seconds.median <= TARGET_SECONDS
                else "missed")
         table.add(
-            family, f"`{_flags_text(RUNS[family])}`", precision,
+            family, f"`{_flags_text(spec)}`", precision,
             f"{len(reached)} of {len(results)}", seconds.format(1),
             common.summarize([r["steps"] for r in results]).format(),
             common.summarize([r["images_per_s"] for r in results]).format(),
@@ -213,11 +232,25 @@ def main(argv=None) -> None:
     parser.add_argument("--interval", type=int, default=50)
     parser.add_argument("--fine_interval", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--flags", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="train-command flags replacing the runs' (a one-off arm), "
+                        "e.g. batch_size=32 learning_rate=0.003")
+    parser.add_argument("--set", nargs="*", default=[], dest="assignments",
+                        metavar="KEY=VALUE", help="model options added to the runs' --set")
     args = parser.parse_args(argv)
+    flags = {}
+    for item in args.flags:
+        key, equals, value = item.partition("=")
+        if not equals or key not in ("batch_size", "learning_rate", "epochs", "steps_per_epoch",
+                                     "lr_schedule", "precision"):
+            parser.error(f"--flags expects KEY=VALUE with KEY a train flag of the runs. "
+                         f"Received: {item!r}")
+        flags[key] = json.loads(value) if value[:1].isdigit() else value
     print(f"CPU: {common.cpu_model()}; flags: {' '.join(common.cpu_flags())}; "
           f"load before: {common.loadavg()}")
     print(run(args.families, args.interval, seeds=tuple(args.seeds),
-              fine_interval=args.fine_interval).markdown())
+              fine_interval=args.fine_interval, flags=flags,
+              assignments=args.assignments).markdown())
     print(f"Load after: {common.loadavg()}")
 
 

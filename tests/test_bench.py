@@ -233,3 +233,16 @@ def test_classifier_judges_measures_each_model_under_each_classifier(tmp_path):
     header = next(line for line in report.splitlines() if line.startswith("| model |"))
     assert header.endswith(f"| {name} |")
     assert f"| `{tmp_path / 'tiny.keras'}` | {row[None]:.2f} | {row[judge]:.2f} |" in report
+
+
+def test_time_to_quality_arms_replace_flags_without_touching_the_shipped_runs():
+    from bench import time_to_quality
+
+    before = json.dumps(time_to_quality.RUNS, sort_keys=True)
+    arm = time_to_quality.variant("vqvae", {"batch_size": 32}, ["commitment_cost=0.5"])
+    assert arm["flags"] == {**time_to_quality.RUNS["vqvae"]["flags"], "batch_size": 32}
+    assert arm["set"] == [*time_to_quality.RUNS["vqvae"]["set"], "commitment_cost=0.5"]
+    assert json.dumps(time_to_quality.RUNS, sort_keys=True) == before
+    for bad in ("batch_size", "filters=8"):  # no value; not a train flag of the runs
+        with pytest.raises(SystemExit):
+            time_to_quality.main(["--flags", bad])
