@@ -60,8 +60,8 @@ CASES = [
      [*TRAIN, "--set=training.feature_matching_weight=0.1",
       f"--set=training.feature_network={REPO_ROOT}/trainers/assets/"
       "fashion_mnist_classifier.weights.h5"],
-     r"training.feature_network=.*classifier.weights.h5: `network` has no layer named "
-     r"\['stage_1', 'stage_2'\]"),
+     r"training.feature_network=.*classifier.weights.h5: fashion_mnist_classifier has no "
+     r"layers named stage_1, \.\.\.: it is not a feature network"),
     ("feature_network_missing", "train",
      [*TRAIN, "--set=training.feature_matching_weight=0.1",
       "--set=training.feature_network={tmp}/none.weights.h5"],
