@@ -40,7 +40,8 @@ PROFILES = {
         "onednn": {"repeats": 3},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 5,
-                       "ttq_families": ("vqvae", "dvae"), "ttq_interval": 50,
+                       "ttq_families": ("vqvae", "vqvae_batch16", "dvae"),
+                       "ttq_interval": 50,
                        "ttq_seeds": (0, 1, 2)},
     },
     "quick": {

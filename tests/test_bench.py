@@ -243,6 +243,9 @@ def test_time_to_quality_arms_replace_flags_without_touching_the_shipped_runs():
     assert arm["flags"] == {**time_to_quality.RUNS["vqvae"]["flags"], "batch_size": 32}
     assert arm["set"] == [*time_to_quality.RUNS["vqvae"]["set"], "commitment_cost=0.5"]
     assert json.dumps(time_to_quality.RUNS, sort_keys=True) == before
+    # The batch-16 row is the VQ-VAE's command with that one flag changed.
+    assert time_to_quality.RUNS["vqvae_batch16"] == time_to_quality.variant(
+        "vqvae", {"batch_size": 16})
     for bad in ("batch_size", "filters=8"):  # no value; not a train flag of the runs
         with pytest.raises(SystemExit):
             time_to_quality.main(["--flags", bad])
