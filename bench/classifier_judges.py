@@ -24,7 +24,7 @@ import pathlib
 
 import numpy as np
 
-from bench.common import Table, cpu_flags, cpu_model
+from bench.common import Table, print_report
 from trainers import data, labels, sample_quality
 
 
@@ -82,14 +82,7 @@ def main(argv=None) -> str:
               *(f"{100 * result['originals'][judge]:.2f} %" for judge in judges))
     for spec, row in result["models"].items():
         table.add(f"`{spec}`", *(f"{row[judge]:.2f}" for judge in judges))
-    report = "\n".join([
-        f"CPU: {cpu_model()} ({', '.join(cpu_flags()) or 'no listed SIMD flags'})",
-        f"Fashion-MNIST test set, {args.max_images or 10000} images",
-        "",
-        table.markdown(),
-    ])
-    print(report)
-    return report
+    return print_report(table, f"Fashion-MNIST test set, {args.max_images or 10000} images")
 
 
 if __name__ == "__main__":

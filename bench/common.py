@@ -118,6 +118,18 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
+def print_report(table: Table, *lines: str) -> str:
+    """Prints and returns a one-table report: the CPU and its flags, `lines`, the table."""
+    report = "\n".join([
+        f"CPU: {cpu_model()} ({', '.join(cpu_flags()) or 'no listed SIMD flags'})",
+        *lines,
+        "",
+        table.markdown(),
+    ])
+    print(report)
+    return report
+
+
 def error_cell(error: Exception) -> str:
     """A short table cell for a variant that failed."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""

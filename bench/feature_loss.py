@@ -46,7 +46,7 @@ import json
 import pathlib
 import tempfile
 
-from bench.common import Table, cpu_flags, cpu_model
+from bench.common import Table, print_report
 from trainers import config as config_lib
 from trainers import sample_quality
 from trainers.evaluate import run_evaluation
@@ -120,17 +120,13 @@ def main(argv=None) -> str:
             table.add(f"{arm['weight']:g}", f"{arm['seconds']:.0f}", f"{arm['mse']:.5f}",
                       f"{100 * arm['originals']:.2f} %",
                       f"{100 * arm['reconstructions']:.2f} %", f"{arm['drop_points']:.2f}")
-    report = "\n".join([
-        f"CPU: {cpu_model()} ({', '.join(cpu_flags()) or 'no listed SIMD flags'})",
+    return print_report(
+        table,
         f"Recipe {args.recipe}, {args.epochs} epochs per arm"
         + (f" of {args.steps_per_epoch} steps" if args.steps_per_epoch else "")
         + f"; feature network: {info['architecture']}, {info['epochs']} epochs, seed "
         f"{info['seed']}, test accuracy {100 * info['test_accuracy']:.2f} %",
-        "",
-        table.markdown(),
-    ])
-    print(report)
-    return report
+    )
 
 
 if __name__ == "__main__":
