@@ -53,15 +53,14 @@ THRESHOLD = 0.0115
 NEAR = 1.1  # evaluate every `fine_interval` steps once the test MSE is below NEAR x threshold
 REFERENCE = "pythae 0.1.2 VQ-VAE (PyTorch, 4x4 codes of K=512 = 144 bits): 103 s, 1,173 images/s"
 TARGET_SECONDS = 50.0
+_VQVAE = {"model": "vqvae", "config_file": None,
+          "flags": {"batch_size": 64, "learning_rate": 2e-3, "epochs": 1},
+          "set": ["num_embeddings=8", "decay=0.95"]}
 RUNS = {
-    "vqvae": {"model": "vqvae", "config_file": None,
-              "flags": {"batch_size": 64, "learning_rate": 2e-3, "epochs": 1},
-              "set": ["num_embeddings=8", "decay=0.95"]},
+    "vqvae": _VQVAE,
     # The same at batch 16: on a CPU without bf16 it needs half the images at 0.75x the
     # rate (BUILD_NOTES.md); in bf16 the rate falls faster with the batch.
-    "vqvae_batch16": {"model": "vqvae", "config_file": None,
-                      "flags": {"batch_size": 16, "learning_rate": 2e-3, "epochs": 1},
-                      "set": ["num_embeddings=8", "decay=0.95"]},
+    "vqvae_batch16": {**_VQVAE, "flags": {**_VQVAE["flags"], "batch_size": 16}},
     # The default dVAE with the recipe's objective (KL and diversity weights); the recipe
     # itself pins the shipped model's legacy layout in float32.
     "dvae": {"model": "dvae", "config_file": None,
