@@ -26,6 +26,7 @@ import numpy as np
 
 from bench.common import Table, print_report
 from trainers import data, labels, sample_quality
+from trainers.evaluation import accuracy_drop
 
 
 def judge_name(path: str | None) -> str:
@@ -51,17 +52,14 @@ def drops(models: list[str], judges: list[str | None], max_images: int | None = 
     if max_images:
         images, ids = images[:max_images], ids[:max_images]
     classifiers = {judge: sample_quality.load_classifier(judge) for judge in judges}
-    originals = {judge: sample_quality.classifier_accuracy(c, images, ids)
-                 for judge, c in classifiers.items()}
-    result = {"originals": originals, "models": {}}
+    result = {"originals": {}, "models": {}}
     for spec in models:
         model = runs.load_model_from(spec)
         reconstructions = model.predict(images, batch_size=batch_size, verbose=0)
-        result["models"][spec] = {
-            judge: 100.0 * (originals[judge]
-                            - sample_quality.classifier_accuracy(c, reconstructions, ids))
-            for judge, c in classifiers.items()
-        }
+        checks = {judge: accuracy_drop(classifier, images, reconstructions, ids)
+                  for judge, classifier in classifiers.items()}
+        result["originals"] = {judge: check["originals"] for judge, check in checks.items()}
+        result["models"][spec] = {judge: check["drop_points"] for judge, check in checks.items()}
     return result
 
 

@@ -111,8 +111,30 @@ def classifier_check(model, images: np.ndarray, labels: np.ndarray,
     from trainers import sample_quality
 
     images = np.asarray(images, np.float32)
-    classifier = sample_quality.load_classifier()
     reconstructions = model.predict(images, batch_size=batch_size, verbose=0)
+    return accuracy_drop(sample_quality.load_classifier(), images, reconstructions, labels)
+
+
+def accuracy_drop(classifier, images: np.ndarray, reconstructions: np.ndarray,
+                  labels: np.ndarray) -> dict[str, float]:
+    """A classifier's accuracy on images and on their reconstructions, and the drop.
+
+    `classifier_check` measures it with the evaluation classifier;
+    `bench.classifier_judges` with several classifiers on the same
+    reconstructions.
+
+    Args:
+        classifier: a Keras classifier of the images (logits or probabilities).
+        images: float32 array (N, H, W, C) in [0, 1].
+        reconstructions: float32 array of the same shape, in [0, 1].
+        labels: int array (N,), the images' classes.
+
+    Returns:
+        A dict: `originals` and `reconstructions` (accuracies in [0, 1]) and
+        `drop_points` (their difference in percentage points).
+    """
+    from trainers import sample_quality
+
     originals = sample_quality.classifier_accuracy(classifier, images, labels)
     reconstructed = sample_quality.classifier_accuracy(classifier, reconstructions, labels)
     return {"originals": originals, "reconstructions": reconstructed,
