@@ -11,10 +11,20 @@ the test accuracy, the command and its wall time.
 `training.feature_matching_weight` instead (`sample_quality.build_feature_network`;
 by default into `trainers/assets/fashion_mnist_features.weights.h5`).
 
+`--reconstructed_by=MODEL` trains and tests on a model's reconstructions of
+every split instead of the images. Its test accuracy is about the best any
+decoder of that model's codes or latents could give this classifier: what
+the latent keeps of the classes. Set beside the evaluation classifier's
+accuracy on the same reconstructions (`trainers.evaluate`), it splits a
+model's classifier drop into what its latent loses (a decoder cannot bring
+it back) and what its decoder's rendering loses.
+
 Examples:
     python -m trainers.train_classifier
     python -m trainers.train_classifier --epochs=2 --output=/tmp/c.weights.h5
     python -m trainers.train_classifier --architecture=features --epochs=3 --seed=1
+    python -m trainers.train_classifier --reconstructed_by=vqvae_fashion_mnist \
+        --output=runs/classifiers/vqvae.weights.h5
 """
 
 import json
@@ -22,7 +32,7 @@ import pathlib
 import sys
 import time
 
-from absl import flags
+from absl import app, flags
 
 from trainers import cli, machine
 
@@ -44,15 +54,25 @@ def define_flags() -> None:
                       "evaluation: the evaluation classifier; features: the feature-matching "
                       "network of training.feature_matching_weight (default output "
                       "trainers/assets/fashion_mnist_features.weights.h5).")
+    flags.DEFINE_string("reconstructed_by", None,
+                        "Train and test on this model's reconstructions (a zoo name, preset or "
+                        "run folder, .keras file) instead of the images; needs --output.")
 
 
-def _labelled(source, split: str, image_shape, max_images=None):
+def _labelled(source, split: str, image_shape, max_images=None, reconstructed_by=None):
+    """A split's float32 images in [0, 1] (or `reconstructed_by`'s reconstructions of them)
+    and their classes."""
+    import numpy as np
+
     from trainers import data, labels
 
     images = data.load_split(source, split, image_shape).images
     ids = labels.load_labels(source, split)
     if max_images:
         images, ids = images[:max_images], ids[:max_images]
+    images = images.astype(np.float32) / 255.0
+    if reconstructed_by is not None:
+        images = reconstructed_by.predict(images, batch_size=256, verbose=0)
     return images, ids
 
 
@@ -62,8 +82,7 @@ def _dataset(images, ids, batch_size: int, shuffle: bool, seed: int):
     dataset = tf.data.Dataset.from_tensor_slices((images, ids))
     if shuffle:
         dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def default_output(architecture: str) -> pathlib.Path:
@@ -78,13 +97,17 @@ def default_output(architecture: str) -> pathlib.Path:
 def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
                      batch_size: int = 128, learning_rate: float = 1e-3, max_images=None,
                      seed: int = 0, image_shape=(28, 28, 1), verbose="auto",
-                     command: str | None = None, architecture: str = "evaluation") -> dict:
+                     command: str | None = None, architecture: str = "evaluation",
+                     reconstructed_by: str | None = None) -> dict:
     """Trains the evaluation classifier (or another architecture) and writes its weights and JSON.
 
     The weights of the epoch with the best validation accuracy are kept.
     `architecture` is a key of `sample_quality.ARCHITECTURES`; `"features"`
     trains the feature-matching network and writes by default to
-    `sample_quality.FEATURE_NETWORK_WEIGHTS`.
+    `sample_quality.FEATURE_NETWORK_WEIGHTS`. With `reconstructed_by` (a
+    model as `trainers.runs.load_model_from` takes it) every split is that
+    model's reconstructions of the images; `output` must then be given, so
+    the shipped networks are not replaced.
 
     Returns:
         The JSON written beside the weights, as a dict.
@@ -95,15 +118,23 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
     from zoo.presets import sha256
 
     build = sample_quality.ARCHITECTURES[architecture]
+    if reconstructed_by is not None and output is None:
+        raise ValueError("A classifier of reconstructions needs an `output` path (--output); "
+                         "the default would replace the shipped network.")
     output = pathlib.Path(output or default_output(architecture))
     if not output.name.endswith(".weights.h5"):
         raise ValueError(f"`output` must end in .weights.h5. Received: {output}")
     output.parent.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     names = labels.class_names(dataset)
-    train = _labelled(dataset, "train", image_shape, max_images)
-    validation = _labelled(dataset, "validation", image_shape)
-    test = _labelled(dataset, "test", image_shape)
+    model = None
+    if reconstructed_by is not None:
+        from trainers import runs
+
+        model = runs.load_model_from(reconstructed_by)
+    train = _labelled(dataset, "train", image_shape, max_images, model)
+    validation = _labelled(dataset, "validation", image_shape, reconstructed_by=model)
+    test = _labelled(dataset, "test", image_shape, reconstructed_by=model)
     steps = epochs * -(-len(train[1]) // batch_size)
     classifier = build(image_shape, len(names))
     classifier.compile(
@@ -137,6 +168,7 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
         "sha256": sha256(output),
         "architecture": architecture,
         "dataset": str(dataset),
+        "reconstructed_by": reconstructed_by,
         "image_shape": list(image_shape),
         "num_classes": len(names),
         "class_names": names,
@@ -157,13 +189,19 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
 
 def main(argv):
     del argv
+    if FLAGS.reconstructed_by and not FLAGS.output:
+        raise app.UsageError("--reconstructed_by needs --output: the default would replace "
+                             "the shipped network.")
     info = train_classifier(FLAGS.dataset, FLAGS.output, FLAGS.epochs, FLAGS.batch_size,
                             FLAGS.learning_rate, FLAGS.max_images, FLAGS.seed,
                             command=" ".join(["python -m trainers.train_classifier",
                                               *sys.argv[1:]]),
                             image_shape=tuple(int(size) for size in FLAGS.image_shape),
-                            architecture=FLAGS.architecture)
-    print(f"\nTest accuracy {info['test_accuracy']:.4f} (validation "
+                            architecture=FLAGS.architecture,
+                            reconstructed_by=FLAGS.reconstructed_by)
+    images = (f"{FLAGS.reconstructed_by}'s reconstructions" if FLAGS.reconstructed_by
+              else "the images")
+    print(f"\nTest accuracy on {images} {info['test_accuracy']:.4f} (validation "
           f"{info['validation_accuracy']:.4f}) after {info['train_seconds'] / 60:.1f} min.")
     print(f"Wrote {FLAGS.output or default_output(FLAGS.architecture)} and its .json "
           "(sha256, accuracy, command).")
