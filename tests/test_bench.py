@@ -249,3 +249,59 @@ def test_time_to_quality_arms_replace_flags_without_touching_the_shipped_runs():
     for bad in ("batch_size", "filters=8"):  # no value; not a train flag of the runs
         with pytest.raises(SystemExit):
             time_to_quality.main(["--flags", bad])
+
+
+def test_decoder_levers_grow_the_decoder_from_where_the_model_is():
+    import numpy as np
+
+    from bench import decoder_levers
+    from tests.helpers import random_images, tiny_model
+
+    model = tiny_model("vqvae")
+    images = random_images(4)
+    before = model.predict(images, verbose=0)
+    decoder_levers.grow_decoder(model, 2)
+    assert len(model.decoder.head.blocks) == 2
+    # The blocks' output convolutions start at zero: the grown model is the same function.
+    np.testing.assert_allclose(model.predict(images, verbose=0), before, atol=1e-6)
+    assert len(decoder_levers.decoder_variables(model)) == (
+        len(model.decoder.trainable_variables) + 2 * 4)  # two convolutions' kernel and bias
+    block = model.decoder.head.blocks[0]
+    block.conv_out.kernel.assign(np.ones(block.conv_out.kernel.shape, np.float32))
+    assert np.abs(model.predict(images, verbose=0) - before).max() > 1e-3  # the blocks run
+    assert decoder_levers.parse_arm("blocks=1,adversarial=0.5") == {"blocks": 1,
+                                                                   "adversarial": 0.5}
+    with pytest.raises(ValueError, match="blocks=N and/or adversarial=F"):
+        decoder_levers.parse_arm("dropout=0.1")
+
+
+@pytest.mark.slow  # ~40 s: two arms of a few steps, and the test set's classifier check
+def test_decoder_levers_train_the_decoder_only_and_report_each_arm(tmp_path):
+    import numpy as np
+
+    from bench import decoder_levers
+    from tests.helpers import random_images, tiny_model
+
+    model = tiny_model("vqvae")
+    images = random_images(256)
+    codes = model.encode(images).numpy()
+    frozen = [w.numpy() for w in [*model.encoder.weights, *model.quantizer.weights]]
+    decoder = [w.numpy() for w in model.decoder.weights]
+    decoder_levers.fine_tune(model, images, {"blocks": 1, "adversarial": 0.5}, epochs=1,
+                             feature_weight=0.3, warmup=1, max_steps=3)
+    assert all(np.array_equal(a, w.numpy()) for a, w in
+               zip(frozen, [*model.encoder.weights, *model.quantizer.weights], strict=True))
+    assert not all(np.array_equal(a, w.numpy()) for a, w in
+                   zip(decoder, model.decoder.weights[:len(decoder)], strict=True))
+    np.testing.assert_array_equal(model.encode(images).numpy(), codes)
+
+    tiny_model("vqvae").save(tmp_path / "tiny.keras")
+    report = decoder_levers.main(["--model", str(tmp_path / "tiny.keras"), "--arms",
+                                  "adversarial=0.5", "blocks=1", "--max_steps", "2",
+                                  "--max_images", "128", "--warmup", "1"])
+    assert re.search(r"\| the model as given \|  \| \d\.\d{5} \| -?\d+\.\d\d \|", report)
+    for arm in ("adversarial=0.5", "blocks=1"):
+        assert re.search(rf"\| {arm} \| \d+\.\d \| \d\.\d{{5}} \| -?\d+\.\d\d \|", report)
+    with pytest.raises(ValueError, match="must be a VQ-VAE or dVAE"):
+        tiny_model("ae").save(tmp_path / "ae.keras")
+        decoder_levers.main(["--model", str(tmp_path / "ae.keras"), "--max_images", "8"])
