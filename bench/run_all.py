@@ -19,6 +19,7 @@ against TensorFlow's Eigen kernels (`bench/onednn.py`).
 import argparse
 import datetime
 import os
+import sys
 import time
 
 PROFILES = {
@@ -165,6 +166,12 @@ def _load_remark(load_before: str, load_after: str, brief: bool = False) -> str:
     return " The machine was otherwise idle."
 
 
+def _announce(key: str, done: int, total: int, started: float) -> None:
+    """Prints which section starts, so a 20-minute run shows where it is."""
+    print(f"[bench] {done + 1}/{total} {key} (at {(time.perf_counter() - started) / 60:.1f} min)",
+          file=sys.stderr, flush=True)
+
+
 def _alone_runners(profile: dict) -> dict:
     """The sections that can be regenerated alone, as zero-argument callables."""
     from bench import (
@@ -232,7 +239,11 @@ def run_sections(profile_name: str, output: str, sections) -> dict:
                          f"Received: {sorted(unknown)}")
     load_before, started = common.loadavg(), time.perf_counter()
     machine = common.machine_info()
-    tables = {key: runners[key]() for key in runners if key in sections}
+    chosen = [key for key in runners if key in sections]
+    tables = {}
+    for done, key in enumerate(chosen):
+        _announce(key, done, len(chosen), started)
+        tables[key] = runners[key]()
     load_after = common.loadavg()
     flags = {"full": "", "quick": " --quick", "tiny": " --tiny"}[profile_name]
     header = (
@@ -258,7 +269,12 @@ def run(profile_name: str, output: str) -> dict:
     machine = common.machine_info()
     kwargs = profile["model_kwargs"]
     tables = {}
+    alone = _alone_runners(profile)
+    order = ["training", "input_pipeline", "serving", "scaling"] + [
+        key for key in ("serving_variants", "time_to_quality", "layouts", "remapper", "dalle",
+                        "generation", "onednn") if key in alone]
     peak_start = common.matmul_peak(**profile["peak"])
+    _announce("training", 0, len(order), started)
     tables["training"] = train_throughput.run(
         profile["families"], peak_gflops=peak_start.max, model_kwargs=kwargs, **profile["train"]
     )
@@ -268,18 +284,19 @@ def run(profile_name: str, output: str) -> dict:
             continue
         rate = float(str(row[3]).split(" ")[0].replace(",", ""))
         fastest[row[1]] = max(fastest.get(row[1], 0.0), rate)
+    _announce("input_pipeline", 1, len(order), started)
     tables["input_pipeline"] = input_pipeline.run(training_rates=fastest, **profile["pipeline"])
-    alone = _alone_runners(profile)
+    _announce("serving", 2, len(order), started)
     tables["serving"] = alone["serving"]()
+    _announce("scaling", 3, len(order), started)
     try:
         tables["scaling"] = scaling.run(model_kwargs=kwargs, **profile["scaling"])
     except RuntimeError as error:  # keep the other tables when the subprocess fails
         tables["scaling"] = common.Table("MirroredStrategy scaling", ["error"])
         tables["scaling"].add(common.error_cell(error))
-    for key in ("serving_variants", "time_to_quality", "layouts", "remapper", "dalle",
-                "generation", "onednn"):
-        if key in alone:
-            tables[key] = alone[key]()
+    for done, key in enumerate(order[4:], start=4):
+        _announce(key, done, len(order), started)
+        tables[key] = alone[key]()
     peak_end = common.matmul_peak(**profile["peak"])
     # The peak is measured twice because a burst of other load can depress
     # one measurement; the best of both is the denominator of "% of peak".
