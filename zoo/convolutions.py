@@ -60,7 +60,25 @@ class PointwiseConv2D(keras.layers.Conv2D):
             outputs = tf.nn.bias_add(outputs, self.bias)
         if self.activation is not None:
             outputs = self.activation(outputs)
-        return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.filters]], axis=0))
+        return tf.reshape(outputs, _shape_with_channels(inputs, self.filters))
+
+
+def _static_or_dynamic(inputs: tf.Tensor, axes) -> list:
+    """The sizes of `axes`: Python ints where the static shape knows them.
+
+    A known size keeps `Shape`/`StridedSlice`/`Pack` ops out of the graph,
+    which at batch 1 cost more than the arithmetic they index.
+    """
+    static = inputs.shape
+    if all(static[axis] is not None for axis in axes):
+        return [static[axis] for axis in axes]
+    dynamic = tf.shape(inputs)
+    return [static[axis] if static[axis] is not None else dynamic[axis] for axis in axes]
+
+
+def _shape_with_channels(inputs: tf.Tensor, channels: int) -> list:
+    """`inputs`' shape with the last axis set to `channels` (batch as -1)."""
+    return [-1, *_static_or_dynamic(inputs, range(1, inputs.shape.rank - 1)), channels]
 
 
 def _phase_taps(kernel_size: int) -> tuple[tuple, tuple, int, int]:
@@ -152,7 +170,7 @@ class SubpixelConv2DTranspose(keras.layers.Conv2DTranspose):
         if training or not self._by_phases():  # training: see PointwiseConv2D.call
             return super().call(inputs)
         inputs = tf.convert_to_tensor(inputs)
-        shape = tf.shape(inputs)
+        height, width = _static_or_dynamic(inputs, (1, 2))
         padded = tf.pad(inputs, self._paddings)
         phases = tf.nn.conv2d(padded, self._phase_kernel(self.kernel), 1, "VALID")
         # Bias and an element-wise activation before the interleave: the
@@ -164,7 +182,7 @@ class SubpixelConv2DTranspose(keras.layers.Conv2DTranspose):
             phases = self.activation(phases)
         parts = tf.split(phases, 4, axis=-1)
         cropped = [
-            part[:, top:top + shape[1], left:left + shape[2]]
+            part[:, top:top + height, left:left + width]
             for part, (top, left) in zip(parts, self._starts, strict=True)
         ]
         outputs = tf.nn.depth_to_space(tf.concat(cropped, axis=-1), 2)
