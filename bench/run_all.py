@@ -3,8 +3,8 @@
 Profiles:
 - default (`make bench`): all four families at their default config,
   training at batch 64/128/256 in every mode, 3 interleaved repetitions.
-  About half an hour on 2 CPU cores (20 minutes on 2026-12-04, before the
-  oneDNN section's 7).
+  About half an hour on 2 CPU cores (29 minutes on 2026-12-07, before the
+  serving threads section's few).
 - `--quick`: default models, batch 64 and 256, fewer modes and repetitions
   (a few minutes).
 - `--tiny`: tiny models and sizes, for the smoke test (no meaningful numbers).
@@ -12,8 +12,9 @@ Profiles:
 Every profile also runs the efficiency sections: time to quality
 (`bench/time_to_quality.py`), the layouts table at 147 bits
 (`bench/layouts.py --quick`; the full sweep is `python -m bench.layouts`)
-and the residual block's remapper pattern (`bench/remapper.py`), and oneDNN
-against TensorFlow's Eigen kernels (`bench/onednn.py`).
+and the residual block's remapper pattern (`bench/remapper.py`), oneDNN
+against TensorFlow's Eigen kernels (`bench/onednn.py`), and serving under
+thread-pool settings (`bench/serving_threads.py`).
 """
 
 import argparse
@@ -39,6 +40,7 @@ PROFILES = {
         "peak": {"size": 2048, "repeats": 5},
         "dalle": {"calls": 5, "repeats": 3},
         "onednn": {"repeats": 3},
+        "serving_threads": {"repeats": 3},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 5,
                        "ttq_families": ("vqvae", "vqvae_batch16", "dvae"),
@@ -61,6 +63,8 @@ PROFILES = {
         "peak": {"size": 1024, "repeats": 3},
         "dalle": {"calls": 3, "repeats": 2},
         "onednn": {"families": ("ae", "vqvae"), "repeats": 2},
+        "serving_threads": {"families": ("ae", "vqvae"), "latency_calls": 50,
+                            "throughput_calls": 2, "repeats": 2},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 3,
                        "ttq_families": ("vqvae",), "ttq_interval": 50,
@@ -116,6 +120,16 @@ def _tiny_profile() -> dict:
             "generation": False,
             "repeats": 1,
         },
+        "serving_threads": {
+            "families": ("ae",),
+            "precisions": ("float32",),
+            "shipped": False,
+            "model_kwargs": TINY_MODEL_KWARGS,
+            "latency_calls": 2,
+            "throughput_calls": 1,
+            "batch": 8,
+            "repeats": 1,
+        },
         "model_kwargs": TINY_MODEL_KWARGS,
         "efficiency": {"layout_steps": 0, "layout_training": False, "remapper_repeats": 0,
                        "ttq_families": ("vqvae",), "ttq_interval": 2, "ttq_seeds": (0,),
@@ -128,6 +142,7 @@ SECTIONS = {
     "input_pipeline": "## Input pipeline",
     "serving": "## Serving",
     "serving_variants": "## Serving changes",
+    "serving_threads": "## Serving threads",
     "scaling": "## Scaling",
     "time_to_quality": "## Time to quality",
     "layouts": "## Layouts: FLOPs against test MSE",
@@ -182,6 +197,7 @@ def _alone_runners(profile: dict) -> dict:
         onednn,
         remapper,
         serving_latency,
+        serving_threads,
         serving_variants,
         time_to_quality,
     )
@@ -211,6 +227,7 @@ def _alone_runners(profile: dict) -> dict:
         "dalle": dalle_table,
         "generation": lambda: generation.run(**profile["generation"]),
         "onednn": lambda: onednn.run(**profile["onednn"]),
+        "serving_threads": lambda: serving_threads.run(**profile["serving_threads"]),
     }
     if efficiency["remapper_repeats"]:
         runners["remapper"] = lambda: remapper.run(efficiency["remapper_repeats"])
@@ -271,8 +288,8 @@ def run(profile_name: str, output: str) -> dict:
     tables = {}
     alone = _alone_runners(profile)
     order = ["training", "input_pipeline", "serving", "scaling"] + [
-        key for key in ("serving_variants", "time_to_quality", "layouts", "remapper", "dalle",
-                        "generation", "onednn") if key in alone]
+        key for key in ("serving_variants", "serving_threads", "time_to_quality", "layouts",
+                        "remapper", "dalle", "generation", "onednn") if key in alone]
     peak_start = common.matmul_peak(**profile["peak"])
     _announce("training", 0, len(order), started)
     tables["training"] = train_throughput.run(

@@ -74,10 +74,13 @@ def run_worker(
     batch: int,
     repeats: int,
     env: dict | None = None,
+    **options,
 ) -> dict:
     """Runs `serving_worker.py` in a fresh process that cannot import the project.
 
-    `env` adds to (or overrides) this process's environment in the worker's.
+    `env` adds to (or overrides) this process's environment in the worker's;
+    `options` are the worker's optional request keys (`signatures`,
+    `intra_op_threads`, `inter_op_threads`, `clients`).
     """
     request = {
         "exports": exports,
@@ -85,6 +88,7 @@ def run_worker(
         "throughput_calls": throughput_calls,
         "throughput_batch": batch,
         "repeats": repeats,
+        **options,
     }
     return common.run_json_worker(
         [WORKER], request, common.worker_env(env), None, "Serving worker"

@@ -6,7 +6,10 @@ a serving process sees. Reads a JSON request from argv[1] and writes a JSON
 answer to argv[2]:
 
 request: {"exports": {family: version_dir}, "latency_calls": int,
-          "throughput_calls": int, "throughput_batch": int, "repeats": int}
+          "throughput_calls": int, "throughput_batch": int, "repeats": int,
+          optional "signatures": [names] (default: all),
+          "intra_op_threads": int, "inter_op_threads": int (0: TensorFlow's default),
+          "clients": int (batch-256 callers at once, default 1)}
 answer:  {family: {signature: {"p50_ms": [...], "p99_ms": [...],
           "images_per_s": [...]}}} (one value per repetition) or
           {family: {signature: {"error": "..."}}}.
@@ -15,6 +18,7 @@ answer:  {family: {signature: {"p50_ms": [...], "p99_ms": [...],
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
@@ -44,11 +48,38 @@ def _call(fn, inputs) -> None:
         value.numpy()
 
 
+def _rate(signature, many, batch: int, calls: int, clients: int) -> float:
+    """Images/second of `clients` callers each making `calls` batch calls at once."""
+    if clients == 1:
+        start = time.perf_counter()
+        for _ in range(calls):
+            _call(signature, many)
+        return batch * calls / (time.perf_counter() - start)
+    with ThreadPoolExecutor(clients) as pool:  # TensorFlow releases the GIL while it runs
+        start = time.perf_counter()
+        for future in [pool.submit(lambda: [_call(signature, many) for _ in range(calls)])
+                       for _ in range(clients)]:
+            future.result()
+        return batch * calls * clients / (time.perf_counter() - start)
+
+
 def main() -> None:
     with open(sys.argv[1]) as f:
         request = json.load(f)
     if "zoo" in sys.modules or "trainers" in sys.modules:
         raise RuntimeError("The serving worker must not import the project.")
+    # Thread pools are fixed when the runtime starts: set before any op runs,
+    # as TF Serving's --tensorflow_intra_op_parallelism does.
+    if request.get("intra_op_threads"):
+        tf.config.threading.set_intra_op_parallelism_threads(request["intra_op_threads"])
+    if request.get("inter_op_threads"):
+        tf.config.threading.set_inter_op_parallelism_threads(request["inter_op_threads"])
+    applied = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    if applied != (request.get("intra_op_threads", 0), request.get("inter_op_threads", 0)):
+        raise RuntimeError(f"Thread pools are {applied}, not as requested: {request}")
+    wanted = request.get("signatures")
+    clients = request.get("clients", 1)
     png = tf.io.encode_png(np.full((28, 28, 1), 128, np.uint8)).numpy()
     batch = request["throughput_batch"]
     answer = {}
@@ -57,6 +88,8 @@ def main() -> None:
         loaded = tf.saved_model.load(path)
         answer[family] = {}
         for name, signature in loaded.signatures.items():
+            if wanted and name not in wanted:
+                continue
             try:
                 one = _inputs(signature, 1, png)
                 many = _inputs(signature, batch, png)
@@ -75,13 +108,11 @@ def main() -> None:
                 start = time.perf_counter()
                 _call(signature, one)
                 latencies.append(1000.0 * (time.perf_counter() - start))
-            start = time.perf_counter()
-            for _ in range(request["throughput_calls"]):
-                _call(signature, many)
-            rate = batch * request["throughput_calls"] / (time.perf_counter() - start)
+            rate = _rate(signature, many, batch, request["throughput_calls"], clients)
             result = answer[family][name]
-            result["p50_ms"].append(float(np.percentile(latencies, 50)))
-            result["p99_ms"].append(float(np.percentile(latencies, 99)))
+            if latencies:  # a throughput-only request makes no batch-1 calls
+                result["p50_ms"].append(float(np.percentile(latencies, 50)))
+                result["p99_ms"].append(float(np.percentile(latencies, 99)))
             result["images_per_s"].append(rate)
     with open(sys.argv[2], "w") as f:
         json.dump(answer, f)

@@ -38,6 +38,7 @@ def test_run_all_tiny_writes_every_table(tmp_path):
         "## Scaling",
         "## Generation",
         "## oneDNN",
+        "## Serving threads",
         "fp32 matmul peak",
         "Load average",
     ):
@@ -121,6 +122,33 @@ def test_onednn_section_compares_processes_with_onednn_off_and_on(tmp_path):
         assert row[1][0].isdigit() and row[2][0].isdigit() and row[3].endswith("x"), row
     # The child processes report what TensorFlow did with the variable.
     assert "oneDNN off in the `=0` processes and on in the `=1` ones" in table.notes[0]
+
+
+@pytest.mark.slow  # ~40 s: six TensorFlow-only processes
+def test_serving_threads_times_every_setting_in_its_own_process():
+    from bench import serving_threads
+
+    table = serving_threads.run(**run_all._tiny_profile()["serving_threads"])
+    assert [row[1] for row in table.rows] == list(serving_threads.SETTINGS)
+    for row in table.rows:
+        assert float(row[2].split()[0]) > 0, row  # p50 ms
+        assert float(row[3].split()[0].replace(",", "")) > 0, row  # images/s, one client
+        assert float(row[4].split()[0].replace(",", "")) > 0, row  # images/s, several
+        assert "p50 <= 1.5 ms" in row[5]
+
+
+def test_serving_worker_rate_counts_every_client_call():
+    from bench import serving_worker
+
+    calls = []
+
+    class Signature:
+        def __call__(self, **inputs):
+            calls.append(inputs)
+            return {}
+
+    rate = serving_worker._rate(Signature(), {"x": 1}, batch=8, calls=3, clients=2)
+    assert len(calls) == 6 and rate > 0
 
 
 @pytest.mark.slow  # ~15 s: a default-size generator, traced
