@@ -9,7 +9,7 @@ request: {"exports": {family: version_dir}, "latency_calls": int,
           "throughput_calls": int, "throughput_batch": int, "repeats": int,
           optional "signatures": [names] (default: all),
           "intra_op_threads": int, "inter_op_threads": int (0: TensorFlow's default),
-          "clients": int (batch-256 callers at once, default 1)}
+          "clients": int (large-batch callers at once, default 1)}
 answer:  {family: {signature: {"p50_ms": [...], "p99_ms": [...],
           "images_per_s": [...]}}} (one value per repetition) or
           {family: {signature: {"error": "..."}}}.
