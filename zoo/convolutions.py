@@ -21,6 +21,24 @@ import numpy as np
 import tensorflow as tf
 
 
+def _static_or_dynamic(inputs: tf.Tensor, axes) -> list:
+    """The sizes of `axes`: Python ints where the static shape knows them.
+
+    A known size keeps `Shape`/`StridedSlice`/`Pack` ops out of the graph,
+    which at batch 1 cost more than the arithmetic they index.
+    """
+    static = inputs.shape
+    if all(static[axis] is not None for axis in axes):
+        return [static[axis] for axis in axes]
+    dynamic = tf.shape(inputs)
+    return [static[axis] if static[axis] is not None else dynamic[axis] for axis in axes]
+
+
+def _shape_with_channels(inputs: tf.Tensor, channels: int) -> list:
+    """`inputs`' shape with the last axis set to `channels` (batch as -1)."""
+    return [-1, *_static_or_dynamic(inputs, range(1, inputs.shape.rank - 1)), channels]
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class PointwiseConv2D(keras.layers.Conv2D):
     """A 1x1, stride-1 `keras.layers.Conv2D` computed as one matrix product.
@@ -61,24 +79,6 @@ class PointwiseConv2D(keras.layers.Conv2D):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return tf.reshape(outputs, _shape_with_channels(inputs, self.filters))
-
-
-def _static_or_dynamic(inputs: tf.Tensor, axes) -> list:
-    """The sizes of `axes`: Python ints where the static shape knows them.
-
-    A known size keeps `Shape`/`StridedSlice`/`Pack` ops out of the graph,
-    which at batch 1 cost more than the arithmetic they index.
-    """
-    static = inputs.shape
-    if all(static[axis] is not None for axis in axes):
-        return [static[axis] for axis in axes]
-    dynamic = tf.shape(inputs)
-    return [static[axis] if static[axis] is not None else dynamic[axis] for axis in axes]
-
-
-def _shape_with_channels(inputs: tf.Tensor, channels: int) -> list:
-    """`inputs`' shape with the last axis set to `channels` (batch as -1)."""
-    return [-1, *_static_or_dynamic(inputs, range(1, inputs.shape.rank - 1)), channels]
 
 
 def _phase_taps(kernel_size: int) -> tuple[tuple, tuple, int, int]:
