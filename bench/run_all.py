@@ -170,15 +170,19 @@ def _replace_sections(output: str, tables: dict, header: str) -> None:
         f.write(text)
 
 
-def _load_remark(load_before: str, load_after: str, brief: bool = False) -> str:
-    """What the 1-minute load averages say about the figures (> 1: other jobs ran)."""
-    busy = max(float(x) for x in (load_before + " " + load_after).split()[::3]) > 1.0
+def _load_remark(load_before: str, brief: bool = False) -> str:
+    """What the 1-minute load average before the run says about its figures.
+
+    Only the load before the run is judged: the load after it is mostly the benchmark's
+    own work (two busy cores read as about 2), so it cannot tell other jobs apart.
+    """
+    busy = float(load_before.split()[0]) > 1.0
     if brief:
-        return " (a machine shared with other jobs)" if busy else " (otherwise idle)"
+        return " (the cores were busy when it started)" if busy else " (idle when it started)"
     if busy:
-        return (" Other jobs were using the cores during this run, so the figures are noisy "
-                "and lower than on an idle machine; the side-by-side ratios are what to read.")
-    return " The machine was otherwise idle."
+        return (" The cores were busy when the run started (other jobs, or a run just before),"
+                " so the first figures may be low; the side-by-side ratios are what to read.")
+    return " The machine was idle when the run started."
 
 
 def _announce(key: str, done: int, total: int, started: float) -> None:
@@ -270,7 +274,7 @@ def run_sections(profile_name: str, output: str, sections) -> dict:
         f"{machine['cores']} cores, SIMD {machine['flags']}, TensorFlow "
         f"{machine['tensorflow']}, oneDNN {machine['onednn']}; load average before "
         f"{load_before}, after "
-        f"{load_after}{_load_remark(load_before, load_after, brief=True)}._"
+        f"{load_after}{_load_remark(load_before, brief=True)}._"
     )
     _replace_sections(output, tables, header)
     return tables
@@ -342,7 +346,7 @@ def run(profile_name: str, output: str) -> dict:
         f"- TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
         f"Python {machine['python']}, oneDNN: {machine['onednn']}",
         f"- Load average (1, 5, 15 min) before: {load_before}; after: {load_after}."
-        + _load_remark(load_before, load_after),
+        + _load_remark(load_before),
         f"- fp32 matmul peak (chained {profile['peak']['size']}x{profile['peak']['size']} "
         f"`tf.matmul` in a `tf.function`), GFLOP/s: at start {peak_start.format(1)}, "
         f"at end {peak_end.format(1)}. The training table divides by the larger maximum, "

@@ -106,6 +106,13 @@ def test_run_sections_replaces_only_the_sections_asked_for(tmp_path):
         run_all.run_sections("tiny", str(output), ["no_such_section"])
 
 
+def test_load_remark_judges_the_load_before_the_run_only():
+    # The load after a run is the benchmark's own work; only the load before tells.
+    assert "idle" in run_all._load_remark("0.20 0.90 1.50", brief=True)
+    assert "busy" in run_all._load_remark("1.31 1.89 2.05", brief=True)
+    assert "idle" in run_all._load_remark("0.05 0.02 0.00")
+
+
 @pytest.mark.slow  # ~37 s: four processes; tests/test_runtime.py checks the zoo turns oneDNN on
 def test_onednn_section_compares_processes_with_onednn_off_and_on(tmp_path):
     from bench import onednn
