@@ -57,10 +57,10 @@ def _exports(tmp: str, families, shipped: bool, model_kwargs: dict, generation: 
              generation_kwargs: dict | None):
     """Float32 SavedModels of the served models and (with `generation`) of a generator."""
     from bench.generation import build_generator
-    from bench.serving_latency import _load_models
+    from bench.serving_latency import load_models
     from zoo.export import export_model
 
-    models = _load_models(families, shipped, ("float32",), model_kwargs)
+    models = load_models(families, shipped, ("float32",), model_kwargs)
     exports = {
         name: export_model(model, os.path.join(tmp, name), version=1, keras_file=False)
         for name, (model, _) in models.items()

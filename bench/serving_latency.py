@@ -95,7 +95,7 @@ def run_worker(
     )
 
 
-def _load_models(families, shipped: bool, precisions, model_kwargs: dict) -> dict:
+def load_models(families, shipped: bool, precisions, model_kwargs: dict) -> dict:
     """name -> (model, precision): shipped (or untrained) models in each precision."""
     import keras
 
@@ -175,7 +175,7 @@ def run(
         ],
     )
     with tempfile.TemporaryDirectory() as tmp:
-        models = _load_models(families, shipped, precisions, model_kwargs)
+        models = load_models(families, shipped, precisions, model_kwargs)
         exports = {}
         for i, (name, (model, _)) in enumerate(models.items()):
             exports[name] = export_model(

@@ -53,7 +53,7 @@ def run(
     clients = max(2, len(os.sched_getaffinity(0)))
     samples: dict[tuple[str, str], dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        models = serving_latency._load_models(families, shipped, precisions, model_kwargs or {})
+        models = serving_latency.load_models(families, shipped, precisions, model_kwargs or {})
         exports = {
             name: export_model(model, os.path.join(tmp, str(i)), version=1, keras_file=False)
             for i, (name, (model, _)) in enumerate(models.items())
