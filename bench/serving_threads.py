@@ -95,7 +95,8 @@ def run(
         f"{throughput_calls} batch-{batch} calls per client. Threads: TensorFlow's "
         "`tf.config.threading` (TF Serving: `--tensorflow_intra_op_parallelism`, "
         "`--tensorflow_inter_op_parallelism`); default is one thread per core in each pool. "
-        f"{clients} clients: as many Python threads calling at once, each with one request in flight at a time. "
+        f"{clients} clients: as many Python threads calling at once, each with one request "
+        "in flight at a time. "
         "The throughput target is read on the better client count."
     )
     return table
