@@ -96,7 +96,11 @@ def run_worker(
 
 
 def load_models(families, shipped: bool, precisions, model_kwargs: dict) -> dict:
-    """name -> (model, precision): shipped (or untrained) models in each precision."""
+    """name -> (model, precision): shipped (or untrained) models in each precision.
+
+    With `shipped`, an entry of `families` is a family (its shipped
+    `<family>_fashion_mnist`) or the name of any shipped preset.
+    """
     import keras
 
     models = {}
@@ -105,7 +109,7 @@ def load_models(families, shipped: bool, precisions, model_kwargs: dict) -> dict
             keras.mixed_precision.set_global_policy(precision)
             try:
                 if shipped:
-                    name = f"{family}_fashion_mnist"
+                    name = f"{family}_fashion_mnist" if family in zoo.FAMILIES else family
                     model = keras.saving.load_model(
                         os.path.join("saved_models", name, "model.keras"), safe_mode=True
                     )
@@ -155,7 +159,7 @@ def run(
     """Exports each model and times every signature; returns a `common.Table`.
 
     Args:
-        families: family names.
+        families: family names, or with `shipped` also shipped preset names.
         latency_calls, throughput_calls, batch, repeats: sizes of the timing.
         model_kwargs: family -> constructor arguments of untrained models.
         shipped: bool. Time the shipped `saved_models/<family>_fashion_mnist`.
@@ -226,7 +230,9 @@ def run(
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", nargs="+", default=list(zoo.FAMILIES))
+    parser.add_argument("--families", nargs="+", default=list(zoo.FAMILIES),
+                        help="families (their shipped <family>_fashion_mnist) or "
+                             "shipped preset names")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency_calls", type=int, default=100)
     parser.add_argument("--untrained", action="store_true", help="default untrained models")

@@ -41,7 +41,7 @@ def run(
     """Times `serving_default` under each thread setting; returns a `common.Table`.
 
     Args:
-        families: family names.
+        families: family names, or with `shipped` also shipped preset names.
         precisions: policies to export each model in.
         latency_calls, throughput_calls, batch: calls per process and the
             large batch size.
@@ -104,7 +104,9 @@ def run(
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", nargs="+", default=["ae", "vae", "vqvae", "dvae"])
+    parser.add_argument("--families", nargs="+", default=["ae", "vae", "vqvae", "dvae"],
+                        help="families (their shipped <family>_fashion_mnist) or "
+                             "shipped preset names")
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import zoo
 from bench import common, run_all
 from bench.common import cpu_model
 
@@ -142,6 +143,18 @@ def test_serving_threads_times_every_setting_in_its_own_process():
         assert float(row[3].split()[0].replace(",", "")) > 0, row  # images/s, one client
         assert float(row[4].split()[0].replace(",", "")) > 0, row  # images/s, several
         assert "p50 <= 1.5 ms" in row[5]
+
+
+def test_serving_benchmarks_take_a_family_or_a_preset_name():
+    from bench import serving_latency
+
+    models = serving_latency.load_models(["ae", "vqvae_perceptual_fashion_mnist"], True,
+                                         ["float32", "mixed_bfloat16"], {})
+    assert list(models) == ["ae_fashion_mnist", "ae_fashion_mnist (bf16)",
+                            "vqvae_perceptual_fashion_mnist",
+                            "vqvae_perceptual_fashion_mnist (bf16)"]
+    assert isinstance(models["vqvae_perceptual_fashion_mnist"][0], zoo.VQVAE)
+    assert models["ae_fashion_mnist (bf16)"][0].compute_dtype == "bfloat16"
 
 
 def test_serving_worker_rate_counts_every_client_call():

@@ -13,6 +13,7 @@ import zoo
 from tests.helpers import random_images, tiny_model
 from trainers import config as config_lib
 from trainers import initial_model, publish, reproduce
+from trainers.evaluate import latent_bits
 from zoo import presets
 
 
@@ -82,6 +83,19 @@ def test_the_card_says_what_its_samples_are_drawn_from(tmp_path, zoo_root, famil
     assert (folder / "samples.png").exists()
     assert "![samples from the prior](samples.png)\n\nDecoded from" in card
     assert prior in card and "rather than whole images" in card
+
+
+@pytest.mark.parametrize("family", ["ae", "vqvae"])
+@pytest.mark.parametrize("num_downsamples", [1, 2])
+def test_the_cards_example_gives_the_shape_encode_returns(family, num_downsamples):
+    config = config_lib.resolve(family, assignments=[f"num_downsamples={num_downsamples}"])
+    model = zoo.FAMILIES[family](**config["model_config"])
+    report = {"latent_bits_per_image": latent_bits(model), "num_images": 8}
+    card = publish.card("m", report, config, "not recorded", model.count_params(),
+                        type(model).__name__)
+    shape = tuple(model.encode(random_images(8)).shape)
+    comment = card.split("latents = model.encode(images)  # ")[1].split("\n")[0]
+    assert comment.endswith(str(shape)), (comment, shape)
 
 
 def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(

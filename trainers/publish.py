@@ -62,10 +62,10 @@ trainers.train_prior`; the zoo's README, "Generating images").
 """,
 }
 LATENT_COMMENT = {
-    "AE": "float32 latents (8, 7, 7, channels)",
-    "VAE": "posterior means (8, 7, 7, channels)",
-    "VQVAE": "int32 codes (8, 7, 7)",
-    "DVAE": "int32 codes (8, 7, 7)",
+    "AE": "float32 latents",
+    "VAE": "posterior means",
+    "VQVAE": "int32 codes",
+    "DVAE": "int32 codes",
 }
 
 
@@ -154,7 +154,7 @@ from trainers import data
 model = zoo.load("{name}")  # verifies sha256 checksums, compiled for fine-tuning
 images = data.load_split("fashion_mnist", "test").images[:8].astype("float32") / 255.0
 reconstructions = model(images)  # float32 NHWC in [0, 1]
-latents = model.encode(images)  # {LATENT_COMMENT[family]}
+latents = model.encode(images)  # {_latent_comment(family, config)}
 print(tuple(reconstructions.shape))  # (8, 28, 28, 1)
 ```
 
@@ -255,13 +255,27 @@ def _initial_family(origin: str) -> str | None:
     return families[0] if families else None
 
 
+def _latent_grid(config: dict) -> tuple[int, int]:
+    """The height and width of a model's latent grid, from its resolved config."""
+    mc = config["model_config"]
+    h, w = mc["image_shape"][:2]
+    return h // 2 ** mc["num_downsamples"], w // 2 ** mc["num_downsamples"]
+
+
 def _latent_text(config: dict) -> str:
     mc = config["model_config"]
-    h = mc["image_shape"][0] // 2 ** mc["num_downsamples"]
-    w = mc["image_shape"][1] // 2 ** mc["num_downsamples"]
+    h, w = _latent_grid(config)
     if "num_embeddings" in mc:
         return f"a {h}x{w} grid of codes from a codebook of {mc['num_embeddings']}"
     return f"a {h}x{w}x{mc['latent_channels']} grid of float32 values"
+
+
+def _latent_comment(family: str, config: dict) -> str:
+    """The card's comment on `model.encode` of 8 images: what it returns, and its shape."""
+    shape = (8, *_latent_grid(config))
+    if "num_embeddings" not in config["model_config"]:
+        shape += (config["model_config"]["latent_channels"],)
+    return f"{LATENT_COMMENT[family]} {shape}"
 
 
 def _read_json(path: pathlib.Path) -> dict:
