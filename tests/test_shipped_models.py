@@ -16,9 +16,10 @@ from trainers import data
 from trainers.evaluation import evaluate_model
 from zoo import presets
 
-EXPECTED = ["ae_fashion_mnist", "dvae_fashion_mnist", "dvae_from_vqvae_fashion_mnist",
-            "dvae_perceptual_fashion_mnist", "vae_fashion_mnist", "vae_perceptual_fashion_mnist",
-            "vqvae_fashion_mnist", "vqvae_perceptual_fashion_mnist"]
+EXPECTED = ["ae_fashion_mnist", "dvae_fashion_mnist", "dvae_from_vqvae_14x14_fashion_mnist",
+            "dvae_from_vqvae_fashion_mnist", "dvae_perceptual_fashion_mnist", "vae_fashion_mnist",
+            "vae_perceptual_fashion_mnist", "vqvae_14x14_fashion_mnist", "vqvae_fashion_mnist",
+            "vqvae_perceptual_fashion_mnist"]
 # Evaluation is deterministic; the tolerance only absorbs float reordering
 # between runs (oneDNN, batch composition).
 RTOL = 1e-3
