@@ -12,7 +12,7 @@ import pytest
 import zoo
 from tests.helpers import random_images, tiny_model
 from trainers import config as config_lib
-from trainers import initial_model, publish, reproduce
+from trainers import initial_model, model_card, publish, reproduce
 from trainers.evaluate import latent_bits
 from zoo import presets
 
@@ -91,7 +91,7 @@ def test_the_cards_example_gives_the_shape_encode_returns(family, num_downsample
     config = config_lib.resolve(family, assignments=[f"num_downsamples={num_downsamples}"])
     model = zoo.FAMILIES[family](**config["model_config"])
     report = {"latent_bits_per_image": latent_bits(model), "num_images": 8}
-    card = publish.card("m", report, config, "not recorded", model.count_params(),
+    card = model_card.card("m", report, config, "not recorded", model.count_params(),
                         type(model).__name__)
     shape = tuple(model.encode(random_images(8)).shape)
     comment = card.split("latents = model.encode(images)  # ")[1].split("\n")[0]
@@ -101,7 +101,7 @@ def test_the_cards_example_gives_the_shape_encode_returns(family, num_downsample
 def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(
         tmp_path, zoo_root):
     def origin(family, **training):
-        return publish._origin_text(config_lib.resolve(family, training_overrides=training))
+        return model_card._origin_text(config_lib.resolve(family, training_overrides=training))
 
     assert origin("vqvae") == ""
     codes = origin("vqvae", init_from="base", freeze=["encoder", "quantizer"])
@@ -148,11 +148,12 @@ def test_a_worse_model_is_not_published_unless_forced(tmp_path, zoo_root):
 def test_card_time_names_the_cpu_and_precision_where_the_run_recorded_them():
     session = {"seconds": 60.0, "epochs_run": 1,
                "machine": "x86_64, 2 CPU cores, AMD EPYC (avx2 fma), vm"}
-    timing = publish._timing({"train_seconds": 60.0,
-                              "sessions": [{**session, "precision": "float32"}]})
+    timing = model_card.training_time({"train_seconds": 60.0,
+                                       "sessions": [{**session, "precision": "float32"}]})
     assert timing.startswith("1.0 minutes of wall time")
     assert "on x86_64, 2 CPU cores, AMD EPYC (avx2 fma), vm, in float32\n" in timing
-    older = publish._timing({"train_seconds": 60.0, "sessions": [session]})  # before 2026-12-06
+    # A run before 2026-12-06 recorded no precision.
+    older = model_card.training_time({"train_seconds": 60.0, "sessions": [session]})
     assert "AMD EPYC (avx2 fma), vm\n" in older and ", in " not in older
 
 

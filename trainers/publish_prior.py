@@ -152,7 +152,7 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
                   guidance_samples: int = GUIDANCE_SAMPLES) -> pathlib.Path:
     """Evaluates a prior run and writes it as `saved_models/<name>/` with card and manifest."""
     from trainers.evaluate_prior import evaluate_prior
-    from trainers.publish import _read_json, _timing
+    from trainers.model_card import read_json, training_time
     from trainers.runs import load_run_model
     from zoo import presets
     from zoo.atomic import write_text
@@ -164,7 +164,7 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
     report = evaluate_prior(generator, eval_dir, config["training"]["dataset"], num_samples,
                             GUIDANCE_SCALES, guidance_samples, **config.get("sampling", {}))
     report["class_names"] = list(generator.class_names)
-    run_info = _read_json(model_dir / "run_info.json")
+    run_info = read_json(model_dir / "run_info.json")
     metrics = eval_dir / "published_metrics.json"
     write_text(metrics, json.dumps(report, indent=2) + "\n")
     extra = {"metrics.json": metrics, "samples.png": eval_dir / "samples.png",
@@ -172,7 +172,7 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
     if run_info:
         extra["run_info.json"] = model_dir / "run_info.json"
     target = pathlib.Path(output_root or presets.saved_models_dir()) / name
-    card = prior_card(name, report, config, _timing(run_info), generator.count_params())
+    card = prior_card(name, report, config, training_time(run_info), generator.count_params())
     published = _without_optimizer(generator, report["sampling"]["guidance_scale"])
     presets.save_preset(published, target, config=config, card=card,
                         overwrite=True, extra_files=extra)
@@ -198,16 +198,16 @@ def _without_optimizer(generator, guidance_scale: float):
 
 def rerender_prior_card(folder) -> pathlib.Path:
     """Rewrites a published generator's card from its files, and its manifest. No evaluation."""
-    from trainers.publish import _read_json, _timing
+    from trainers.model_card import read_json, training_time
     from trainers.runs import load_model_from
     from zoo import presets
     from zoo.atomic import write_text
 
     folder = pathlib.Path(folder)
     generator = load_model_from(folder)  # verifies the manifest first
-    text = prior_card(folder.name, _read_json(folder / "metrics.json"),
-                      _read_json(folder / "config.json"),
-                      _timing(_read_json(folder / "run_info.json")), generator.count_params())
+    text = prior_card(folder.name, read_json(folder / "metrics.json"),
+                      read_json(folder / "config.json"),
+                      training_time(read_json(folder / "run_info.json")), generator.count_params())
     write_text(folder / presets.CARD_FILE, text)
     presets.write_manifest(folder)
     return folder
