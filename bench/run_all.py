@@ -40,7 +40,12 @@ PROFILES = {
         "peak": {"size": 2048, "repeats": 5},
         "dalle": {"calls": 5, "repeats": 3},
         "onednn": {"repeats": 3},
-        "serving_threads": {"repeats": 3},
+        # The 14x14 presets are the only shipped autoencoders whose network differs from
+        # their family's default (the other presets share its layers and sizes).
+        "serving_threads": {"families": ("ae", "vae", "vqvae", "dvae",
+                                         "vqvae_14x14_fashion_mnist",
+                                         "dvae_from_vqvae_14x14_fashion_mnist"),
+                            "repeats": 3},
         "model_kwargs": {},
         "efficiency": {"layout_steps": 150, "layout_training": True, "remapper_repeats": 5,
                        "ttq_families": ("vqvae", "vqvae_batch16", "dvae"),
