@@ -25,6 +25,7 @@ import numpy as np
 
 import zoo
 from bench import common
+from zoo import presets
 from zoo.export import export_model
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serving_worker.py")
@@ -111,7 +112,7 @@ def load_models(families, shipped: bool, precisions, model_kwargs: dict) -> dict
                 if shipped:
                     name = f"{family}_fashion_mnist" if family in zoo.FAMILIES else family
                     model = keras.saving.load_model(
-                        os.path.join("saved_models", name, "model.keras"), safe_mode=True
+                        presets.saved_models_dir() / name / presets.MODEL_FILE, safe_mode=True
                     )
                 else:
                     name, model = family, zoo.FAMILIES[family](**model_kwargs.get(family, {}))
