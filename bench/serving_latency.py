@@ -1,7 +1,7 @@
 """Serving: latency at batch 1 and throughput at batch 256 of the exports.
 
-Each shipped model (`saved_models/<family>_fashion_mnist`; with `--untrained`,
-or in the smoke test, a default or tiny untrained model of each family) is
+Each shipped model (`<family>_fashion_mnist`, or any preset named; with
+`--untrained`, or in the smoke test, a default or tiny untrained model of each family) is
 exported with `zoo.export.export_model`, in float32 and, on request, loaded
 under the `mixed_bfloat16` policy (bfloat16 compute inside, float32 inputs
 and outputs; its largest difference from the float32 reconstruction on 10,000
@@ -163,7 +163,8 @@ def run(
         families: family names, or with `shipped` also shipped preset names.
         latency_calls, throughput_calls, batch, repeats: sizes of the timing.
         model_kwargs: family -> constructor arguments of untrained models.
-        shipped: bool. Time the shipped `saved_models/<family>_fashion_mnist`.
+        shipped: bool. Time shipped models: a family's `<family>_fashion_mnist`,
+            or the preset an entry names.
         precisions: policies to export each model in (`"float32"`,
             `"mixed_bfloat16"`).
     """
