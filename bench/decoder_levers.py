@@ -2,8 +2,8 @@
 
 A decoder-only fine-tune keeps every code (and the prior trained on them);
 `trainers.train_classifier --reconstructed_by` says how much of the drop a
-decoder could win at most (BUILD_NOTES.md, "Where the classifier drop comes
-from"). This experiment tries the two decoder-side levers left after the
+decoder could win at most (docs/MEASUREMENTS.md, "Where the classifier drop
+comes from"). This experiment tries the two decoder-side levers left after the
 feature term, on a discrete model's frozen codes:
 
 - `blocks=N`: N residual blocks (`zoo.blocks.ResidualBlock`) before the

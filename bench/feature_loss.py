@@ -25,7 +25,7 @@ schedule, KL warm-up or temperature annealing, precision) with `--epochs`
 and the same seed, and differs only in `weight` (0 = the recipe). The
 weight's scale depends on the family's loss: the VQ-VAE's and the dVAE's
 reconstruction term is a per-pixel MSE, the VAE's a Gaussian NLL whose
-gradient is about 1/(2 sigma^2) larger (BUILD_NOTES.md), so the VAE needs
+gradient is about 1/(2 sigma^2) larger (docs/MEASUREMENTS.md), so the VAE needs
 a weight about 250x larger for the same balance.
 
 Measured per arm on the test images with `trainers.evaluate.run_evaluation`
@@ -38,7 +38,7 @@ Run alone: `python -m bench.feature_loss [--recipe vqvae_fashion_mnist]
 [--epochs 4] [--weights 0 0.1 1] [--runs_dir runs/feature_loss]` (`--runs_dir`
 keeps each arm's run folder and pictures). An arm of 4 epochs took about 6
 minutes for the VQ-VAE in bf16 on a 2-core AVX512-BF16 EPYC and 43-45 minutes
-for the dVAE in float32 on a 2-core AVX2-only one (BUILD_NOTES.md).
+for the dVAE in float32 on a 2-core AVX2-only one (docs/MEASUREMENTS.md).
 """
 
 import argparse

@@ -59,7 +59,7 @@ _VQVAE = {"model": "vqvae", "config_file": None,
 RUNS = {
     "vqvae": _VQVAE,
     # The same at batch 16: on a CPU without bf16 it needs half the images at 0.75x the
-    # rate (BUILD_NOTES.md); in bf16 the rate falls faster with the batch.
+    # rate (docs/MEASUREMENTS.md); in bf16 the rate falls faster with the batch.
     "vqvae_batch16": {**_VQVAE, "flags": {**_VQVAE["flags"], "batch_size": 16}},
     # The default dVAE with the recipe's objective (KL and diversity weights); the recipe
     # itself pins the shipped model's legacy layout in float32.

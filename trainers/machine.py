@@ -2,7 +2,7 @@
 
 Training times and benchmark figures mean little without the CPU: the same
 recipe ran about six times longer on an AVX2-only EPYC in float32 than on an
-AVX512-BF16 one in bfloat16 (BUILD_NOTES.md). Run records (`run_info.json`,
+AVX512-BF16 one in bfloat16 (docs/MEASUREMENTS.md). Run records (`run_info.json`,
 and through them the model cards) and the benchmarks' headers say it with
 these functions.
 """

@@ -5,8 +5,8 @@ tells one object from another (a shirt's buttons, a sandal's straps). A
 feature-matching term compares the images and their reconstructions in the
 feature maps of a frozen network instead, as LPIPS does with a pretrained
 classifier (without LPIPS' learned channel weights). Give it to
-`compile(feature_matching=...)` of any zoo autoencoder; see BUILD_NOTES.md
-("Feature matching") for what it bought the VQ-VAE recipe.
+`compile(feature_matching=...)` of any zoo autoencoder; see docs/MEASUREMENTS.md
+("Feature matching") for what it bought the zoo's recipes.
 """
 
 from collections.abc import Sequence
