@@ -27,9 +27,9 @@ from tests.helpers import REPO_ROOT, random_images
 
 SHIPPED = ["ae_fashion_mnist", "dvae_fashion_mnist", "dvae_from_vqvae_14x14_fashion_mnist",
            "dvae_from_vqvae_fashion_mnist", "dvae_perceptual_fashion_mnist",
-           "prior_dvae_fashion_mnist", "prior_vqvae_fashion_mnist", "vae_fashion_mnist",
-           "vae_perceptual_fashion_mnist", "vqvae_14x14_fashion_mnist", "vqvae_fashion_mnist",
-           "vqvae_perceptual_fashion_mnist"]
+           "prior_dvae_fashion_mnist", "prior_dvae_from_vqvae_fashion_mnist",
+           "prior_vqvae_fashion_mnist", "vae_fashion_mnist", "vae_perceptual_fashion_mnist",
+           "vqvae_14x14_fashion_mnist", "vqvae_fashion_mnist", "vqvae_perceptual_fashion_mnist"]
 SOURCES = ("pyproject.toml", "README.md", "zoo", "trainers", "saved_models", "configs")
 TIMEOUT = 600
 

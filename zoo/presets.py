@@ -80,8 +80,9 @@ def list_models() -> list[str]:
     >>> zoo.list_models()  # doctest: +NORMALIZE_WHITESPACE
     ['ae_fashion_mnist', 'dvae_fashion_mnist', 'dvae_from_vqvae_14x14_fashion_mnist',
      'dvae_from_vqvae_fashion_mnist', 'dvae_perceptual_fashion_mnist', 'prior_dvae_fashion_mnist',
-     'prior_vqvae_fashion_mnist', 'vae_fashion_mnist', 'vae_perceptual_fashion_mnist',
-     'vqvae_14x14_fashion_mnist', 'vqvae_fashion_mnist', 'vqvae_perceptual_fashion_mnist']
+     'prior_dvae_from_vqvae_fashion_mnist', 'prior_vqvae_fashion_mnist', 'vae_fashion_mnist',
+     'vae_perceptual_fashion_mnist', 'vqvae_14x14_fashion_mnist', 'vqvae_fashion_mnist',
+     'vqvae_perceptual_fashion_mnist']
     """
     names = set()
     for root in search_path():
