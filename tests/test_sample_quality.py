@@ -106,3 +106,11 @@ def test_shipped_classifier_is_verified_and_accurate():
     accuracy = sq.classifier_accuracy(classifier, images, labels.load_labels("fashion_mnist",
                                                                              "test")[:1000])
     assert accuracy >= 0.88  # the first 1,000 test images; the JSON holds all 10,000
+
+
+def test_reports_name_the_shipped_classifier_by_its_place_in_the_package(tmp_path):
+    shipped = "trainers/assets/fashion_mnist_classifier.weights.h5"
+    assert sq.classifier_name() == shipped
+    assert sq.classifier_name(str(sq.CLASSIFIER_WEIGHTS)) == shipped
+    own = tmp_path / "mine.weights.h5"
+    assert sq.classifier_name(own) == str(own)

@@ -59,6 +59,14 @@ def test_shipped_generator_draws_the_class_asked_for(name):
 
 
 @pytest.mark.parametrize("name", PRIORS)
+def test_published_metrics_hold_no_path_of_the_publishing_machine(name):
+    text = (presets.saved_models_dir() / name / "metrics.json").read_text()
+    shipped_classifier = "trainers/assets/fashion_mnist_classifier.weights.h5"
+    assert _metrics(name)["classifier"]["file"] == shipped_classifier
+    assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text
+
+
+@pytest.mark.parametrize("name", PRIORS)
 def test_card_shows_the_measured_figures(name):
     metrics = _metrics(name)
     card = (presets.saved_models_dir() / name / "README.md").read_text()

@@ -220,7 +220,7 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     report = {
         "num_samples": num_samples,
         "sampling": {"seed": seed, **{k: v for k, v in sampling.items()}},
-        "classifier": {"file": str(classifier_path or sq.CLASSIFIER_WEIGHTS),
+        "classifier": {"file": sq.classifier_name(classifier_path),
                        "real_test_accuracy": sq.classifier_accuracy(
                            classifier, data.to_unit_float(test), test_labels)},
         **report,

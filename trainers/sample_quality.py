@@ -133,6 +133,23 @@ def info_path(weights_path: str | os.PathLike) -> pathlib.Path:
     return weights_path.with_name(weights_path.name.replace(".weights.h5", ".json"))
 
 
+def classifier_name(path: str | os.PathLike | None = None) -> str:
+    """How a report names a classifier: the shipped one by its place in the package.
+
+    A report published with a model (`saved_models/*/metrics.json`) must not carry
+    the publishing machine's absolute path.
+
+    Args:
+        path: a `.weights.h5` file, or `None` for the shipped evaluation classifier.
+
+    Returns:
+        `"trainers/assets/<file>"` for the shipped classifier, else `path` as given.
+    """
+    if path is None or pathlib.Path(path).resolve() == CLASSIFIER_WEIGHTS.resolve():
+        return f"trainers/assets/{CLASSIFIER_WEIGHTS.name}"
+    return str(path)
+
+
 def load_classifier(path: str | os.PathLike | None = None) -> keras.Model:
     """Loads a classifier of `trainers.train_classifier` after checking its weights' sha256.
 
