@@ -58,10 +58,10 @@ def anchors(path: Path) -> set[str]:
 
 def relative_links(path: Path) -> list[str]:
     """The targets of `path`'s links that point inside the repository."""
+    prose = "\n".join(_prose_lines(path))  # a link's text may wrap onto the next line
     return [
         target
-        for line in _prose_lines(path)
-        for target in LINK.findall(line)
+        for target in LINK.findall(prose)
         if not re.match(r"[a-z][a-z0-9+.-]*:", target)  # http:, https:, mailto:
     ]
 
@@ -71,8 +71,8 @@ def test_the_slugs_are_githubs():
     assert _slug("DALL-E dVAE (`zoo/models/dalle_dvae.py`)") == "dall-e-dvae-zoomodelsdalle_dvaepy"
 
 
-@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
-def test_relative_links_resolve(path):
+def broken_links(path: Path) -> list[str]:
+    """`path`'s relative links that reach no file, or no heading of the linked file."""
     broken = []
     for target in relative_links(path):
         file_part, _, anchor = target.partition("#")
@@ -81,7 +81,28 @@ def test_relative_links_resolve(path):
             broken.append(f"{target}: no such file")
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no heading with that anchor in {linked.name}")
+    return broken
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_relative_links_resolve(path):
+    broken = broken_links(path)
     assert not broken, f"{path.relative_to(REPO_ROOT)}: " + "; ".join(broken)
+
+
+def test_the_check_finds_missing_files_and_anchors(tmp_path):
+    (tmp_path / "b.md").write_text("# Title\n\n## Part (one)\n\n```\n# not a heading\n```\n")
+    doc = tmp_path / "a.md"
+    doc.write_text(
+        "[ok](b.md) [ok](b.md#part-one) [wrapped\ntext](b.md#title) [web](https://x.org/y)\n"
+        "[gone](c.md) [no](b.md#not-a-heading) [self](#nowhere)\n"
+        "```\n[inside code](d.md)\n```\n"
+    )
+    assert broken_links(doc) == [
+        "c.md: no such file",
+        "b.md#not-a-heading: no heading with that anchor in b.md",
+        "#nowhere: no heading with that anchor in a.md",
+    ]
 
 
 def test_the_documents_are_found():
