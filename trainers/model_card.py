@@ -57,8 +57,8 @@ def training_time(run_info: dict) -> str:
     machines = sorted({_session_machine(s) for s in run_info.get("sessions", [])})
     return (
         f"{seconds / 60.0:.1f} minutes of wall time (`run_info.json` of the run) on "
-        f"{', '.join(machines)}\n  (CPU only; the machine was shared with other work, so this "
-        "is an upper bound)"
+        f"{', '.join(machines)}\n  (CPU only; other work on the machine can only have "
+        "lengthened it, so this is an upper bound)"
     )
 
 
