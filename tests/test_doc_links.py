@@ -1,7 +1,7 @@
 """Every relative link of the project's Markdown reaches a file, and its anchor a heading.
 
 A reader who follows `[...](BUILD_NOTES.md#speed-and-quality-issue-11)` from
-the README should land on that section, not at the top of a 800-line file:
+the README should land on that section, not at the top of an 800-line file:
 headings get renamed and text moves between files, and nothing else would
 notice. Anchors are GitHub's: the heading in lower case, punctuation dropped,
 spaces as hyphens, `-1`, `-2`, ... on repeats. Web links are not followed
@@ -66,11 +66,6 @@ def relative_links(path: Path) -> list[str]:
     ]
 
 
-def test_the_slugs_are_githubs():
-    assert _slug("Speed and quality (issue 11)") == "speed-and-quality-issue-11"
-    assert _slug("DALL-E dVAE (`zoo/models/dalle_dvae.py`)") == "dall-e-dvae-zoomodelsdalle_dvaepy"
-
-
 def broken_links(path: Path) -> list[str]:
     """`path`'s relative links that reach no file, or no heading of the linked file."""
     broken = []
@@ -82,6 +77,11 @@ def broken_links(path: Path) -> list[str]:
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no heading with that anchor in {linked.name}")
     return broken
+
+
+def test_the_slugs_are_githubs():
+    assert _slug("Speed and quality (issue 11)") == "speed-and-quality-issue-11"
+    assert _slug("DALL-E dVAE (`zoo/models/dalle_dvae.py`)") == "dall-e-dvae-zoomodelsdalle_dvaepy"
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
