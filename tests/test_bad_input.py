@@ -1,5 +1,7 @@
 """Bad input gets a clear ValueError/TypeError that names what was expected."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -125,6 +127,21 @@ def test_invalid_constructor_arguments_raise_value_error(family, kwargs, name):
     with pytest.raises(ValueError, match=name) as raised:
         zoo.FAMILIES[family](**{**{"filters": 8, "num_res_blocks": 1}, **kwargs})
     assert str(next(iter(kwargs.values()))) in str(raised.value)
+
+
+PRIOR_ARGUMENTS = {"num_embeddings": 16, "grid_shape": (7, 7), "num_classes": 2}
+
+
+@pytest.mark.parametrize("family", [*FAMILY_NAMES, "prior"])
+def test_a_model_dtype_is_refused_for_the_global_policy(family):
+    # A model-level dtype reached the model but not its layers, and was not saved.
+    build = (
+        functools.partial(zoo.TransformerPrior, **PRIOR_ARGUMENTS)
+        if family == "prior" else zoo.FAMILIES[family]
+    )
+    with pytest.raises(ValueError, match="set_global_policy") as raised:
+        build(dtype="mixed_bfloat16")
+    assert "mixed_bfloat16" in str(raised.value)
 
 
 def test_good_images_of_other_float_dtypes_are_accepted(models):

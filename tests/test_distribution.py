@@ -72,3 +72,19 @@ def test_precision_block_builds_in_the_policy_and_restores_the_previous_one():
     assert resolved == "mixed_bfloat16"
     assert model.encoder.stem.dtype_policy.name == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_replica_seeds_never_repeat_across_replicas_and_steps(monkeypatch):
+    # Replica r at step n must not reuse any replica's seed of another step
+    # (adding r to the generator's step counter made it replica 0's seed of step n + r).
+    from zoo import distribution
+
+    generators = {r: keras.random.SeedGenerator(7) for r in range(4)}
+    seeds = []
+    for _ in range(5):
+        for r, generator in generators.items():  # every replica's generator moves in step
+            monkeypatch.setattr(distribution, "replica_id", lambda r=r: tf.constant(r, tf.int32))
+            seeds.append(tuple(distribution.replica_seed(generator).numpy()))
+    assert len(set(seeds)) == len(seeds)
+    # Replica 0, and so a single device, draws from the generator's own seeds.
+    assert [s for i, s in enumerate(seeds) if i % 4 == 0] == [(7, n) for n in range(5)]

@@ -114,6 +114,29 @@ def test_default_restarts_revive_unused_codes():
     assert len(np.unique(second["encoding_indices"].numpy())) > 1
 
 
+@pytest.mark.parametrize("use_ema", [True, False], ids=["ema", "gradient"])
+def test_a_first_step_restarts_only_unused_codes(use_ema):
+    # Codes start counted as used once per batch: the first step keeps every
+    # code it assigned and restarts only the others (the gradient-trained
+    # codebook used to restart them all, its counts starting at zero).
+    quantizer = _quantizer(use_ema=use_ema, decay=0.99)  # restarts below 1.0 use per batch
+    before = quantizer.embeddings.numpy()
+    inputs = _inputs((4, 3, 3, D))
+    codes = quantizer(inputs, training=True)["encoding_indices"].numpy().reshape(-1)
+    after = quantizer.embeddings.numpy()
+    used = np.unique(codes)
+    unused = np.setdiff1d(np.arange(K), used)
+    assert 0 < len(used) < K
+    assert (np.abs(after[unused] - before[unused]).max(axis=1) > 0).all()  # restarted
+    expected = before.copy()  # gradient mode: the layer itself leaves used codes alone
+    if use_ema:  # one EMA step from a count of 1 (Laplace smoothing aside)
+        flat = inputs.numpy().reshape(-1, D)
+        for code in used:
+            hits = flat[codes == code]
+            expected[code] = (0.99 * before[code] + 0.01 * hits.sum(0)) / (0.99 + 0.01 * len(hits))
+    np.testing.assert_allclose(after[used], expected[used], rtol=1e-4, atol=1e-6)
+
+
 def test_code_statistics():
     uniform = tf.reshape(tf.range(K), (1, 4, 4))
     stats = code_statistics(uniform, K)

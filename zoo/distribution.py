@@ -60,8 +60,15 @@ def replica_seed(seed_generator) -> tf.Tensor:
     """A fresh stateless seed (int32, shape (2,)) that differs per replica.
 
     Draws the next seed from a `keras.random.SeedGenerator` (whose state is
-    the same on every replica) and folds in the replica id, so each replica
-    draws different noise and no stateful random op runs in a replica context.
+    the same on every replica) and, on replicas other than the first, folds
+    in the replica id, so each replica draws different noise and no stateful
+    random op runs in a replica context. Replica 0 (and a single device) uses
+    the generator's seed as it is.
+
+    The generator's seeds are `[seed, step]`: adding the replica id to the
+    step instead would give replica r at step n replica 0's seed of step
+    n + r, the same noise drawn twice.
     """
     seed = tf.cast(seed_generator.next(), tf.int32)
-    return seed + tf.stack([tf.constant(0, tf.int32), replica_id()])
+    replica = replica_id()
+    return tf.where(replica == 0, seed, tf.random.experimental.stateless_fold_in(seed, replica))

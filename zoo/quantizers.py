@@ -131,8 +131,11 @@ class VectorQuantizer(keras.layers.Layer):
             autocast=False,
             name="embeddings",
         )
+        # Counts start at one use per batch in both modes: at zero, the first
+        # training step would see every code below `dead_code_threshold` and
+        # restart the whole codebook, the codes in use included.
         self.ema_cluster_size = self.add_weight(
-            shape=(k,), initializer="zeros", trainable=False, aggregation="mean",
+            shape=(k,), initializer="ones", trainable=False, aggregation="mean",
             autocast=False, name="ema_cluster_size",
         )
         if self.use_ema:
@@ -141,7 +144,6 @@ class VectorQuantizer(keras.layers.Layer):
                 autocast=False, name="ema_embedding_sum",
             )
             self.ema_embedding_sum.assign(self.embeddings)
-            self.ema_cluster_size.assign(tf.ones((k,)))
 
     def call(self, inputs, training=False):
         inputs = tf.cast(inputs, tf.float32)

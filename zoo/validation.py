@@ -45,6 +45,23 @@ def one_of(name: str, value, choices: Sequence):
     return value
 
 
+def model_kwargs(kwargs: dict) -> dict:
+    """Returns the `keras.Model` keyword arguments of a zoo model, refusing `dtype`.
+
+    The zoo's models take their precision from the global policy
+    (`keras.mixed_precision.set_global_policy`, `--precision` in the
+    commands): a model-level `dtype` would reach the model but not its layers,
+    and `get_config` would not keep it.
+    """
+    if kwargs.get("dtype") is not None:
+        raise ValueError(
+            "The zoo's models take their precision from the global policy, not a `dtype` "
+            "argument: call `keras.mixed_precision.set_global_policy('mixed_bfloat16')` "
+            f"before building the model. Received: dtype={kwargs['dtype']!r}"
+        )
+    return kwargs
+
+
 def image_shape(value) -> tuple[int, int, int]:
     """Returns a validated `(height, width, channels)` tuple."""
     shape = tuple(value)

@@ -64,7 +64,8 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
             a fraction of their width. Defaults to `1.0`.
         separable_residual: bool. Depthwise-separable 3x3 convolutions in the
             residual blocks. Defaults to `False`.
-        **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
+        **kwargs: Standard `keras.Model` arguments (`name`; the
+            precision is the global policy's).
 
     A config saved before the layout arguments existed (no `strided_stem`
     key) describes the original layout; `from_config` fills the missing keys
@@ -89,7 +90,7 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         separable_residual: bool = False,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**validation.model_kwargs(kwargs))
         self._layout = {
             "strided_stem": strided_stem,
             "resample_kernel_size": resample_kernel_size,

@@ -62,7 +62,8 @@ class DalleDVAE(DVAE):
             Defaults to `0.1`.
         diversity_weight: float. See `zoo.DVAE`. Defaults to `0.0`.
         seed: int. Seed of the Gumbel noise. Defaults to `0`.
-        **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
+        **kwargs: Standard `keras.Model` arguments (`name`; the
+            precision is the global policy's).
 
     Example:
     >>> import numpy as np

@@ -58,7 +58,7 @@ class ImageGenerator(PresetMixin, keras.Model):
         guidance_scale: float = 1.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**validation.model_kwargs(kwargs))
         missing = [name for name in AUTOENCODER_API if not hasattr(autoencoder, name)]
         if missing:
             raise TypeError(

@@ -79,7 +79,8 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         condition_dropout: float. Probability that a training label is
             replaced by "no condition". Defaults to `0.1`.
         seed: int. Seed of the condition dropout. Defaults to `0`.
-        **kwargs: Standard `keras.Model` arguments (`name`, `dtype`).
+        **kwargs: Standard `keras.Model` arguments (`name`; the
+            precision is the global policy's).
 
     Example:
     >>> import numpy as np
@@ -113,7 +114,7 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         seed: int = 0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**validation.model_kwargs(kwargs))
         self.num_embeddings = validation.positive_int("num_embeddings", num_embeddings)
         grid = tuple(grid_shape)
         if len(grid) != 2 or not all(isinstance(n, int) and n > 0 for n in grid):
