@@ -9,7 +9,10 @@ key/value cache each step runs one token through the network.
 Randomness: the code at step `t` is `argmax(logits / temperature + g)`
 (the Gumbel-max trick), with Gumbel noise `g` drawn statelessly from
 `(seed, t)`. The noise depends only on the seed and the position, so the
-cached and the uncached loops (and any two runs) draw the same samples.
+cached and the uncached loops (and any two runs) draw the same samples in
+float32; under `mixed_bfloat16` the two loops round the attention
+differently (a matrix product against a sum over the cache), and a few
+codes differ.
 """
 
 import weakref

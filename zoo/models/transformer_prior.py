@@ -321,8 +321,10 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
                 `r` rows are kept exactly and the rest is sampled.
             num_samples: int. N when `labels` and `prefix` are `None`.
             use_cache: bool. Use the key/value cache (`False` recomputes the
-                whole sequence at each step: same samples, slower; for tests
-                and benchmarks). Defaults to `True`.
+                whole sequence at each step: same samples in float32,
+                slower; for tests and benchmarks). Under a `mixed_bfloat16`
+                policy the two paths round the attention differently and a
+                few codes differ. Defaults to `True`.
 
         Returns:
             int32 codes (N, h, w).
