@@ -32,14 +32,15 @@ def test_fashion_mnist_labels_follow_the_images_and_the_held_out_split(tmp_path,
 
 
 def test_npz_labels_and_class_names(tmp_path):
-    images = np.zeros((10, 28, 28), np.uint8)
     ids = np.arange(10) % 3
+    images = np.repeat(ids[:, None, None], 28 * 28, 1).reshape(10, 28, 28).astype(np.uint8)
     np.savez(tmp_path / "plain.npz", images=images, labels=ids)
     np.savez(tmp_path / "named.npz", images=images, labels=ids, class_names=["a", "b", "c"])
-    np.testing.assert_array_equal(labels.load_labels(tmp_path / "plain.npz", "train", 0.2),
-                                  ids[:8])
-    np.testing.assert_array_equal(labels.load_labels(tmp_path / "plain.npz", "test", 0.2),
-                                  ids[8:])
+    for split, count in (("train", 8), ("test", 2)):
+        held = labels.load_labels(tmp_path / "plain.npz", split, 0.2)
+        pixels = data.load_split(tmp_path / "plain.npz", split, (28, 28, 1), 0.2).images
+        assert len(held) == count
+        np.testing.assert_array_equal(held, pixels[:, 0, 0, 0])  # uint8 ids kept as pixels
     assert labels.class_names(tmp_path / "plain.npz") == ["0", "1", "2"]
     assert labels.class_names(tmp_path / "named.npz") == ["a", "b", "c"]
 
@@ -54,6 +55,23 @@ def test_folder_labels_come_from_subfolders_in_reading_order(tmp_path):
     assert labels.class_names(tmp_path) == ["bag", "coat"]
     value_to_class = {20: 0, 30: 0, 10: 1, 40: 1}
     assert [value_to_class[int(v)] for v in images[:, 0, 0, 0]] == ids.tolist()
+
+
+def test_a_class_folder_holds_out_images_of_every_class(tmp_path):
+    # Files are read sorted by path, class by class; the held-out images must
+    # not be the last class alone.
+    for c, name in enumerate(["bag", "coat", "dress"]):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            Image.fromarray(np.full((28, 28), c, np.uint8)).save(tmp_path / name / f"{i}.png")
+    held_out = labels.load_labels(tmp_path, "validation", 0.2)
+    train = labels.load_labels(tmp_path, "train", 0.2)
+    assert len(held_out) == 6 and len(train) == 24
+    assert len(set(held_out.tolist())) > 1 and set(train.tolist()) == {0, 1, 2}
+    pixels = data.load_split(tmp_path, "validation", (28, 28, 1), 0.2).images[:, 0, 0, 0]
+    np.testing.assert_array_equal(held_out, pixels)
+    # The same rows on every call.
+    np.testing.assert_array_equal(held_out, labels.load_labels(tmp_path, "validation", 0.2))
 
 
 def test_unlabelled_sources_are_clear_errors(tmp_path):

@@ -15,9 +15,11 @@ Sources:
 - a `.npy` / `.npz` file, or a numpy array.
 
 Splits are `"train"`, `"validation"` and `"test"`. Where a source has no
-validation split, the last `validation_fraction` of the training images is
-held out (deterministically); a folder or array has no test split of its own
-and uses its validation part for `"test"`.
+validation split, `validation_fraction` of the training images is held out:
+the last ones for Fashion-MNIST (whose file mixes the classes), a fixed
+pseudo-random choice for a folder or an array (a folder sorted by path would
+otherwise hold out its last class subfolders); a folder or array has no test
+split of its own and uses its validation part for `"test"`.
 
 Images are converted to the model's `image_shape`: grayscale <-> RGB,
 center-cropped to its aspect ratio and resized down. Images smaller than the
@@ -252,15 +254,32 @@ def load_folder(folder: str | os.PathLike, image_shape, verbose: bool = True) ->
     return np.stack(images)
 
 
-def _split_held_out(images: np.ndarray, split: str, validation_fraction: float) -> np.ndarray:
+def _split_held_out(
+    images: np.ndarray, split: str, validation_fraction: float, keep_order: bool = False
+) -> np.ndarray:
+    """The training or the held-out rows of `images`.
+
+    The held-out rows are a fixed pseudo-random `validation_fraction` of the
+    rows (the same for every call with the same number of rows), each part in
+    its original order: a folder's files are read sorted by path, so class
+    subfolders come one after another, and holding out the last rows would
+    hold out whole classes. `keep_order=True` holds out the last rows (for
+    Fashion-MNIST, whose training file is already in mixed order, so that
+    the shipped recipes keep their split).
+    """
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(
             f"`validation_fraction` must be in (0, 1). Received: {validation_fraction!r}"
         )
-    held_out = max(1, int(round(len(images) * validation_fraction)))
-    if held_out >= len(images):
-        raise ValueError(f"Too few images ({len(images)}) to hold out a validation split.")
-    return images[-held_out:] if split != "train" else images[:-held_out]
+    count = len(images)
+    held_out = max(1, int(round(count * validation_fraction)))
+    if held_out >= count:
+        raise ValueError(f"Too few images ({count}) to hold out a validation split.")
+    if keep_order:
+        return images[-held_out:] if split != "train" else images[:-held_out]
+    order = np.random.default_rng(0).permutation(count)
+    rows = order[-held_out:] if split != "train" else order[:-held_out]
+    return images[np.sort(rows)]
 
 
 def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -> Split:
@@ -283,7 +302,15 @@ def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -
         tfds_split = "validation" if "validation" in available else f"train[{percent}%:]"
     else:
         tfds_split = split
-    dataset = tfds.load(name, split=tfds_split)
+    try:
+        dataset = tfds.load(name, split=tfds_split)
+    except Exception as error:  # a download, preparation or split failure of tfds
+        raise ValueError(
+            f"tensorflow-datasets could not load {name!r}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0][:300] if str(error) else ''} (it downloads and "
+            "prepares a dataset on first use, which needs internet, into "
+            "~/tensorflow_datasets or $TFDS_DATA_DIR)."
+        ) from error
     num_examples = int(dataset.cardinality().numpy())
     height, width, channels = image_shape
 
@@ -344,7 +371,9 @@ def load_split(
         if split == "test":
             images = load_fashion_mnist("test")
         else:
-            images = _split_held_out(load_fashion_mnist("train"), split, validation_fraction)
+            images = _split_held_out(
+                load_fashion_mnist("train"), split, validation_fraction, keep_order=True
+            )
     elif path.is_dir():
         images = load_folder(path, image_shape, verbose)
         images = _split_held_out(images, split, validation_fraction)

@@ -79,7 +79,8 @@ def load_labels(
         raise ValueError(f"`split` must be one of {list(data.SPLITS)}. Received: {split!r}")
     names = class_names(source)  # refuses unlabelled sources
     path = pathlib.Path(str(source)).expanduser()
-    if str(source) == "fashion_mnist":
+    fashion_mnist = str(source) == "fashion_mnist"
+    if fashion_mnist:
         if split == "test":
             return data.load_fashion_mnist("test", labels=True).astype(np.int32)
         labels = data.load_fashion_mnist("train", labels=True)
@@ -94,7 +95,8 @@ def load_labels(
         )
     # The same held-out rows as the images (a folder or array has no test split: its
     # validation part serves as "test", as in load_split).
-    return data._split_held_out(labels, split, validation_fraction).astype(np.int32)
+    held_out = data._split_held_out(labels, split, validation_fraction, keep_order=fashion_mnist)
+    return held_out.astype(np.int32)
 
 
 def _class_files(folder: pathlib.Path) -> list[pathlib.Path]:
