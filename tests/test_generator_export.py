@@ -38,6 +38,7 @@ BAD_REQUESTS = [
     ("generate", {"labels": [-1]}, (0, 1.0, 0, 1.0), "labels must be >= 0"),
     ("generate", {"labels": [1]}, (0, 0.0, 0, 1.0), "temperature must be > 0"),
     ("generate", {"labels": [1]}, (0, 1.0, -1, 1.0), "top_k must be >= 0"),
+    ("generate", {"labels": [1]}, (0, 1.0, 0, float("nan")), "guidance_scale must be finite"),
     ("generate", {"labels": []}, (0, 1.0, 0, 1.0), "`labels` holds no examples"),
     ("generate_from_text", {"prompts": ["bag", "Sandal Boot"]}, (0, 1.0, 0, 1.0),
      r"Unknown class name\(s\) in prompts:\] \[sandal boot\] \[Known names .*Ankle boot"),

@@ -78,7 +78,7 @@ def test_warm_up_and_temperature_come_from_the_initial_model_unless_the_run_give
     (["commitment_cost=0.5"], r"Unknown model option\(s\) commitment_cost for --init_from=.*, "
                               r"a DVAE\. Known: .*kl_weight"),
     (["filtrs=4"], r"Unknown model option\(s\) filtrs"),
-    (["kl_weight=-1"], r"with kl_weight=-1: `kl_weight` must be a number >= 0"),
+    (["kl_weight=-1"], r"with kl_weight=-1: `kl_weight` must be a finite number >= 0"),
 ])
 def test_options_the_initial_model_cannot_take_are_refused(initial_dvae, assignments, message):
     _, path = initial_dvae

@@ -158,6 +158,11 @@ def test_bad_arguments_are_refused():
         prior.generate([0], temperature=0.0)
     with pytest.raises(ValueError, match="top_k"):
         prior.generate([0], top_k=-1)
+    for guidance in (float("nan"), float("inf")):  # gave all-zero or degenerate codes
+        with pytest.raises(ValueError, match="guidance_scale.*finite"):
+            prior.generate([0], guidance_scale=guidance)
+    with pytest.raises(ValueError, match="int32"):  # wrapped around to seed 0
+        prior.generate([0], seed=2**32)
     with pytest.raises(ValueError, match=r"\[0, 3\] or 4"):
         prior.generate([5])
     with pytest.raises(ValueError, match="num_samples"):
@@ -172,6 +177,14 @@ def test_bad_arguments_are_refused():
         tiny_prior(embed_dim=30, num_heads=4)
     with pytest.raises(ValueError, match="grid_shape"):
         tiny_prior(grid_shape=(3,))
+
+
+def test_numpy_scalars_are_accepted_as_sampling_arguments():
+    prior = tiny_prior()
+    plain = prior.generate([0, 1], temperature=0.9, top_k=5, guidance_scale=2.0, seed=3)
+    numpy = prior.generate([0, 1], temperature=np.float32(0.9), top_k=np.int64(5),
+                           guidance_scale=np.float32(2.0), seed=np.int64(3))
+    np.testing.assert_array_equal(plain.numpy(), numpy.numpy())
 
 
 def test_fit_accepts_a_dataset_of_int64_pairs():

@@ -4,38 +4,69 @@ Library code raises `ValueError`/`TypeError` from here instead of using
 `assert`, so the checks survive `python -O` and read the same everywhere.
 """
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 
+def _integer(value):
+    """`value` as a Python int if it is an integer (NumPy's too, not bool), else `None`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def _finite_number(value):
+    """`value` as a Python float if it is a finite real number (not bool), else `None`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def positive_int(name: str, value) -> int:
     """Returns `value` as an int, or raises if it is not an integer > 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    number = _integer(value)
+    if number is None or number <= 0:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return value
+    return number
 
 
 def non_negative_int(name: str, value) -> int:
     """Returns `value` as an int, or raises if it is not an integer >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    number = _integer(value)
+    if number is None or number < 0:
         raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}")
-    return value
+    return number
+
+
+def finite_float(name: str, value) -> float:
+    """Returns `value` as a float, or raises if it is not a finite number."""
+    number = _finite_number(value)
+    if number is None:
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
+    return number
 
 
 def positive_float(name: str, value) -> float:
-    """Returns `value` as a float, or raises if it is not a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    return float(value)
+    """Returns `value` as a float, or raises if it is not a finite number > 0."""
+    number = _finite_number(value)
+    if number is None or not number > 0:
+        raise ValueError(
+            f"`{name}` must be a positive finite number. Received: {name}={value!r}"
+        )
+    return number
 
 
 def non_negative_float(name: str, value) -> float:
-    """Returns `value` as a float, or raises if it is not a number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
-    return float(value)
+    """Returns `value` as a float, or raises if it is not a finite number >= 0."""
+    number = _finite_number(value)
+    if number is None or not number >= 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
+    return number
 
 
 def one_of(name: str, value, choices: Sequence):

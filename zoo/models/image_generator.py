@@ -297,6 +297,7 @@ def _generate_signatures(generator: ImageGenerator, use_cache: bool) -> dict:
             ),
             tf.debugging.assert_positive(temperature, message="temperature must be > 0."),
             tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: all codes)."),
+            tf.debugging.assert_all_finite(guidance_scale, "guidance_scale must be finite."),
         ]
         with tf.control_dependencies(checks):
             labels = tf.identity(labels)

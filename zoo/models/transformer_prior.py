@@ -3,7 +3,6 @@
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from zoo import distribution, sampling, validation
@@ -331,10 +330,8 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         """
         temperature = validation.positive_float("temperature", temperature)
         top_k = validation.non_negative_int("top_k", 0 if top_k is None else top_k)
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-            raise TypeError(f"`guidance_scale` must be a number. Received: {guidance_scale!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"`seed` must be an int. Received: seed={seed!r}")
+        guidance_scale = validation.finite_float("guidance_scale", guidance_scale)
+        seed = validation.check_seed(seed)
         h, w = self.grid_shape
         batch = None
         if prefix is not None:
@@ -360,13 +357,13 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
             prefix_length = int(prefix.shape[1]) * w
             flat = tf.reshape(prefix, [count, prefix_length])
             flat = tf.pad(flat, [[0, 0], [0, self.sequence_length - prefix_length]])
-        guided = float(guidance_scale) != 1.0 and bool(tf.reduce_any(conditions < self.num_classes))
+        guided = guidance_scale != 1.0 and bool(tf.reduce_any(conditions < self.num_classes))
         codes = sampling.compiled_sampler(self, guided, use_cache)(
             conditions,
-            tf.constant(int(seed), tf.int32),
+            tf.constant(seed, tf.int32),
             tf.constant(temperature, tf.float32),
             tf.constant(top_k, tf.int32),
-            tf.constant(float(guidance_scale), tf.float32),
+            tf.constant(guidance_scale, tf.float32),
             flat,
             tf.constant(prefix_length, tf.int32),
         )
