@@ -52,6 +52,23 @@ def test_from_preset_checks_the_class(tiny_zoo):
 def test_unknown_name_lists_known_models(tiny_zoo):
     with pytest.raises(ValueError, match="Known models: .*tiny_dvae"):
         zoo.load("no_such_model")
+    with pytest.raises(ValueError, match="Did you mean 'tiny_dvae'"):
+        zoo.load("tiny_dvea")
+
+
+def test_what_is_not_a_preset_is_named_as_such(tiny_zoo, tmp_path):
+    folder, _ = tiny_zoo
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is not a zoo preset folder.*load_model_from"):
+        zoo.load(tmp_path / "empty")
+    with pytest.raises(ValueError, match="is a file, not a preset folder"):
+        zoo.load(folder / presets.MODEL_FILE)
+    for bad in ("", "  ", None, 3):
+        with pytest.raises(TypeError, match="zoo model name"):
+            zoo.load(bad)
+    for bad in (float("nan"), -1.0, 0.0):  # NaN turned every weight into NaN in one fit
+        with pytest.raises(ValueError, match="learning_rate"):
+            zoo.load("tiny_dvae", learning_rate=bad)
 
 
 def test_tampered_file_is_named(tiny_zoo):

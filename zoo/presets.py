@@ -12,6 +12,7 @@ shipped with the package (`saved_models/` of the repository, installed as
 """
 
 import datetime
+import difflib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import warnings
 
 import keras
 
+from zoo import validation
 from zoo.atomic import TMP_PREFIX, atomic_path, write_text
 from zoo.keras_file import load_keras_file
 
@@ -94,10 +96,17 @@ def list_models() -> list[str]:
 
 
 def _broken_message(folder: pathlib.Path) -> str:
+    if not (folder / MODEL_FILE).is_file():
+        return (
+            f"{folder} is not a zoo preset folder: it has no {MANIFEST} and no {MODEL_FILE}. "
+            "A preset is written by `model.save_to_preset(folder)`; a training run folder or "
+            "a `.keras` file loads with `trainers.runs.load_model_from(path)`."
+        )
     return (
         f"Zoo model folder {folder} is broken: it has no {MANIFEST}, so its files cannot be "
         f"verified. Restore it (e.g. `git checkout -- {folder}`), or, if you trust its files, "
-        f"write a new one with `zoo.presets.write_manifest({str(folder)!r})`."
+        f"write a new one with `zoo.presets.write_manifest({str(folder)!r})`. (A training "
+        "run folder is not a preset: load it with `trainers.runs.load_model_from(path)`.)"
     )
 
 
@@ -114,20 +123,34 @@ def find(preset: str | os.PathLike) -> pathlib.Path:
 
     Raises:
         ValueError: neither an existing folder nor a known name (the message
-            lists the known names and the folders searched).
+            lists the known names, the closest one, and the folders
+            searched), or the path of a file.
+        TypeError: `preset` is not a non-empty str or PathLike.
     """
+    if not isinstance(preset, (str, os.PathLike)) or not str(preset).strip():
+        raise TypeError(
+            "`preset` must be a zoo model name (see `zoo.list_models()`) or the path of a "
+            f"preset folder. Received: {preset!r}"
+        )
     path = pathlib.Path(preset).expanduser()
     is_path = isinstance(preset, os.PathLike) or any(sep in str(preset) for sep in "/\\")
     if not is_path and lookup(str(preset)) is not None:
         return lookup(str(preset))
     if path.is_dir():
         return path
+    if path.is_file():
+        raise ValueError(
+            f"{path} is a file, not a preset folder; a `.keras` file loads with "
+            "`trainers.runs.load_model_from(path)` (or `keras.saving.load_model`)."
+        )
     if is_path:
         raise ValueError(f"Preset folder not found: {path}")
     known = list_models()
+    close = difflib.get_close_matches(str(preset), known, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
     searched = ", ".join(str(p) for p in search_path())
     raise ValueError(
-        f"Unknown zoo model {str(preset)!r}. Known models: {', '.join(known) or 'none'} "
+        f"Unknown zoo model {str(preset)!r}. {hint}Known models: {', '.join(known) or 'none'} "
         f"(searched {searched}; add folders with ${ENV_VAR})."
     )
 
@@ -219,6 +242,7 @@ def load(preset: str | os.PathLike, learning_rate: float = 1e-4) -> keras.Model:
     >>> tuple(codes.shape)
     (2, 7, 7)
     """
+    learning_rate = validation.positive_float("learning_rate", learning_rate)
     folder = verify(preset)
     model = load_keras_file(folder / MODEL_FILE, compile=False)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
