@@ -54,6 +54,22 @@ def test_fit_on_uint8_images_raises_the_same_error(family):
     model.compile(optimizer="adam")
     with pytest.raises(TypeError, match="255"):
         model.fit(np.zeros((4, 28, 28, 1), np.uint8), epochs=1, batch_size=2, verbose=0)
+    # The model is still usable: the refused first step created no variables
+    # (it used to leave fit failing with "Creating variables on a non-first call").
+    history = model.fit(random_images(4), epochs=1, batch_size=2, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+
+
+def test_a_prior_fits_after_a_refused_first_batch():
+    from tests.test_transformer_prior import class_patterns, tiny_prior
+
+    prior = tiny_prior()
+    prior.compile(optimizer="adam")
+    codes = class_patterns()[[0, 1, 0, 1]]
+    with pytest.raises((TypeError, ValueError), match="labels"):
+        prior.fit(codes, np.array([0.5, 1.0, 0.0, 1.0], np.float32), epochs=1, verbose=0)
+    history = prior.fit(codes, np.array([0, 1, 0, 1]), epochs=1, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
 
 
 @pytest.mark.parametrize("family", DISCRETE_FAMILIES)

@@ -56,8 +56,12 @@ class MultiWorkerFitMixin:
         so its input spec is known (`symbolic_build_inputs`). The symbolic
         build (optimizer variables, compiled metrics if any) is run from that
         spec, inside the strategy scope, as Keras does.
+
+        Without a strategy Keras defers the build to the first traced step,
+        which then creates the optimizer's variables; when that first trace
+        fails (a uint8 batch, say), every later `fit` of the model fails with
+        "Creating variables on a non-first call to a function decorated with
+        tf.function". The zoo builds from the spec in that case too.
         """
-        if getattr(self, "_distribute_strategy", None) is None:
-            return  # Keras builds lazily when no strategy was set.
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=(self.symbolic_build_inputs(),))
