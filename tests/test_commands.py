@@ -48,6 +48,12 @@ CASES = [
     ("lr_nan", "train", [*TRAIN, "--learning_rate=nan"], r"`training.learning_rate` must be"),
     ("steps_0", "train", [*TRAIN, "--steps_per_epoch=0"], r"`training.steps_per_epoch` must be"),
     ("steps_negative", "train", [*TRAIN, "--steps_per_epoch=-1"], r"training.steps_per_epoch"),
+    ("image_shape_text", "train", [*TRAIN, "--set=image_shape=28,28,1"],
+     r"`model_config.image_shape` must be \[height, width, channels\]"),
+    ("image_shape_null", "train", [*TRAIN, "--set=image_shape=null"],
+     r"`model_config.image_shape` must be"),
+    ("image_shape_2d", "train", [*TRAIN, "--set=image_shape=[28,28]"],
+     r"`model_config.image_shape` must be"),
     ("fraction", "train", [*TRAIN, "--set=training.validation_fraction=1.5"],
      r"`training.validation_fraction` must be a number in \(0, 1\)"),
     ("lr_schedule", "train", [*TRAIN, "--set=training.lr_schedule=linear"],
@@ -124,6 +130,11 @@ CASES = [
     ("export_no_base", "export", ["--model={run}"], r"--export_base required"),
     ("export_unknown", "export", ["--model=no_such_model", "--export_base={tmp}/exports"],
      r"Export failed: Unknown zoo model"),
+    ("export_not_zoo", "export", ["--model={tmp}/plain.keras", "--export_base={tmp}/exports"],
+     r"Export failed: .*Sequential"),
+    ("train_init_not_zoo", "train", ["--init_from={tmp}/plain.keras", "--model_dir={tmp}/run",
+                                   "--dataset={data}", "--steps_per_epoch=1"],
+     r"Training refused: The initial model is a Sequential, not one of the zoo's autoencoders"),
     ("export_version", "export", ["--model={run}", "--export_base={tmp}/exports",
                                   "--version=-1"], r"`version` must be an integer >= 0"),
     ("recon_no_input", "reconstruct", ["--model={run}", "--output_dir={tmp}/out"],
@@ -157,6 +168,8 @@ def places(tmp_path_factory):
     run = tmp / "trained"
     run.mkdir()
     tiny_model("ae").save(run / "best.keras")
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    plain.save(tmp / "plain.keras")
     return {"tmp": tmp, "data": tmp / "data.npy", "run": run}
 
 

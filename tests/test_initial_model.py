@@ -110,6 +110,16 @@ def test_a_run_trains_with_the_options_and_a_rerun_with_others_is_refused(initia
 
 
 
+def test_a_prior_as_initial_model_points_to_train_prior(tmp_path):
+    from tests.test_transformer_prior import tiny_prior
+
+    path = tmp_path / "prior.keras"
+    tiny_prior().save(path)
+    with pytest.raises(ConfigError, match="TransformerPrior, not one of the zoo's autoencoders"
+                       ".*trainers.train_prior"):
+        resolved(str(path))
+
+
 def test_a_vqvae_starts_a_dvae_run_as_the_dvae_that_gives_its_codes(tmp_path):
     import keras
 

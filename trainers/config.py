@@ -20,6 +20,7 @@ import os
 import pathlib
 
 import zoo
+from zoo import validation
 from zoo.atomic import write_text
 
 
@@ -323,6 +324,14 @@ def validate(config: dict) -> dict:
         raise unknown_model(model)
     _check(isinstance(config.get("model_config"), dict), "model_config", "a JSON object",
            config.get("model_config"))
+    if "image_shape" in config["model_config"]:  # read by the data pipeline before the model
+        try:
+            validation.image_shape(config["model_config"]["image_shape"])
+        except (ValueError, TypeError) as error:
+            raise ConfigError(
+                f"`model_config.image_shape` must be [height, width, channels], e.g. "
+                f"[28, 28, 1] (`--set image_shape=[28,28,1]`): {error}"
+            ) from None
     t = config["training"]
     _check(isinstance(t["dataset"], str) and t["dataset"].strip() != "", "training.dataset",
            "a dataset name, folder or file", t["dataset"])

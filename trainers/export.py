@@ -120,7 +120,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     model = cli.model_flag(flag_values)
     cli.require(flag_values, "export_base")
     logging.set_verbosity(logging.WARNING)
-    with cli.user_errors("Export failed", FileNotFoundError, FileExistsError, ValueError):
+    with cli.user_errors("Export failed"):  # not a zoo model (TypeError), paths, versions
         path = export_run(model, flag_values.export_base, flag_values.version,
                           flag_values.keras_file, flag_values.precision,
                           FREEZE_CHOICES[flag_values.freeze_weights])

@@ -34,11 +34,22 @@ def load(init_from: str, family: str | None = None) -> keras.Model:
 
 
 def family_of(model: keras.Model) -> str:
-    """The family name (`"dvae"`, ...) of a zoo model (a `DalleDVAE` is a `"dvae"`)."""
+    """The family name (`"dvae"`, ...) of a zoo model (a `DalleDVAE` is a `"dvae"`).
+
+    Raises:
+        ConfigError: `model` is not one of the zoo's autoencoders.
+    """
     for name, cls in zoo.FAMILIES.items():
         if isinstance(model, cls):
             return name
-    raise TypeError(f"Not a zoo model: {type(model).__name__}")
+    hint = (
+        " A generator's prior trains with `python -m trainers.train_prior`."
+        if isinstance(model, (zoo.ImageGenerator, zoo.TransformerPrior)) else ""
+    )
+    raise ConfigError(
+        f"The initial model is a {type(model).__name__}, not one of the zoo's autoencoders "
+        f"({', '.join(zoo.FAMILIES)}).{hint}"
+    )
 
 
 def settings(model: keras.Model) -> dict:
