@@ -165,6 +165,20 @@ def test_generate_command_writes_a_grid_and_the_images(prior_run, tmp_path):
     assert "Unknown class name 'hat'" in refused.stderr and "Ankle boot" in refused.stderr
 
 
+def test_repeated_prompts_keep_their_own_files(prior_run, tmp_path):
+    import keras
+
+    from trainers.generate import generate_files
+
+    model_dir, _, _ = prior_run
+    generator = keras.saving.load_model(model_dir / "best.keras", safe_mode=True)
+    written = generate_files(generator, ["bag", "Bag", "8"], 2, tmp_path, seed=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    assert sorted(p.name for p in written) == [
+        "8_000.png", "8_001.png", "bag_000.png", "bag_001.png", "bag_row2_000.png",
+        "bag_row2_001.png", "grid.png"]
+
+
 def test_generate_command_decodes_with_another_autoencoder_for_the_same_codes(
         prior_run, inputs, tmp_path):
     model_dir, _, _ = prior_run

@@ -57,7 +57,8 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
         generator: a `zoo.ImageGenerator`.
         prompts: class names or ids.
         count: int. Images per prompt.
-        output_dir: folder for `grid.png` and `<prompt>_<i>.png`.
+        output_dir: folder for `grid.png` and `<prompt>_<i>.png` (a prompt
+            repeated in row r: `<prompt>_row<r>_<i>.png`).
         seed: int. Sampling seed. Defaults to `0`.
         **sampling: `temperature`, `top_k`, `guidance_scale` for `generate`.
 
@@ -77,11 +78,13 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
     output_dir = pathlib.Path(output_dir)
     rows = [images[i * count : (i + 1) * count] for i in range(len(prompts))]
     written = [image_io.save_png(image_io.image_grid(rows), output_dir / "grid.png", scale=2)]
-    for prompt, row in zip(prompts, rows, strict=True):
+    stems = [file_stem(prompt) for prompt in prompts]
+    for r, (stem, row) in enumerate(zip(stems, rows, strict=True)):
+        if stem in stems[:r]:  # a repeated prompt ("bag", "Bag") keeps its own files
+            stem = f"{stem}_row{r + 1}"
         for i, image in enumerate(row):
             written.append(image_io.save_png(
-                np.round(np.clip(image, 0.0, 1.0) * 255.0),
-                output_dir / f"{file_stem(prompt)}_{i:03d}.png"))
+                np.round(np.clip(image, 0.0, 1.0) * 255.0), output_dir / f"{stem}_{i:03d}.png"))
     return written
 
 
