@@ -250,6 +250,15 @@ def test_npy_and_npz_files_and_arrays(tmp_path):
         assert rows[1] != [8, 9]  # a fixed random choice, not the last rows
 
 
+def test_an_npz_without_a_named_image_array_is_refused_not_guessed(tmp_path):
+    images = np.zeros((6, 28, 28), np.uint8)
+    np.savez(tmp_path / "two.npz", test_images=images, train_images=images + 1)
+    with pytest.raises(ValueError, match="2 arrays \\(test_images, train_images\\).*`images`"):
+        data.load_split(tmp_path / "two.npz", "train")
+    np.savez(tmp_path / "one.npz", pictures=images + 7)  # a single array is unambiguous
+    assert data.load_split(tmp_path / "one.npz", "train").images.max() == 7
+
+
 @pytest.mark.parametrize(
     "value, error, message",
     [

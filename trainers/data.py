@@ -12,7 +12,8 @@ Sources:
 - any tensorflow-datasets name (`"mnist"`, `"cifar10"`, `"celeb_a"`, ...),
   loaded with `tfds.load` (needs the data prepared or internet access).
 - a folder of PNG/JPEG/BMP/GIF images, nested or flat.
-- a `.npy` / `.npz` file, or a numpy array.
+- a `.npy` / `.npz` file (images under `images`, `x` or `x_train`, or the only
+  array), or a numpy array.
 
 Splits are `"train"`, `"validation"` and `"test"`. Where a source has no
 validation split, `validation_fraction` of the training images is held out:
@@ -195,8 +196,16 @@ def _float_to_uint8(images: np.ndarray) -> np.ndarray:
     return np.round(to_unit_float(images) * 255.0).astype(np.uint8)
 
 
+NPZ_IMAGE_KEYS = ("images", "x", "x_train")
+"""The names under which a `.npz` file's images are looked for, in order."""
+
+
 def load_array(array_or_path, source: str | None = None) -> np.ndarray:
-    """Loads images from a numpy array, `.npy` or `.npz` file as uint8 NHWC."""
+    """Loads images from a numpy array, `.npy` or `.npz` file as uint8 NHWC.
+
+    A `.npz` file's images are its array named as in `NPZ_IMAGE_KEYS`, or its
+    only array.
+    """
     source = source or "the array"
     if isinstance(array_or_path, (str, os.PathLike)):
         path = pathlib.Path(array_or_path)
@@ -206,8 +215,17 @@ def load_array(array_or_path, source: str | None = None) -> np.ndarray:
         if path.suffix == ".npz":
             with np.load(path) as archive:
                 keys = list(archive.keys())
-                key = next((k for k in ("images", "x", "x_train") if k in keys), keys[0])
+                key = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
+                if key is None and len(keys) == 1:
+                    key = keys[0]
+                if key is None:  # guessing could train on the wrong array
+                    raise ValueError(
+                        f"{path} holds {len(keys)} arrays ({', '.join(keys) or 'none'}) and "
+                        f"none is named {' or '.join(NPZ_IMAGE_KEYS)}: name the images "
+                        "`images` (np.savez(path, images=..., labels=...))."
+                    )
                 array = archive[key]
+                source = f"{path}[{key!r}]"
         else:
             array = np.load(path)
     else:
