@@ -269,6 +269,9 @@ def test_killed_run_resumes_at_the_next_epoch(dataset, tmp_path):
             child.wait(timeout=60)
     assert [row["epoch"] for row in history(model_dir)] == ["0"]
     assert json.loads((model_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    killed = json.loads((model_dir / "run_info.json").read_text())
+    assert [s["epochs_run"] for s in killed["sessions"]] == [1]  # its finished epoch's time
+    assert killed["train_seconds"] > 0
 
     ok(run_command(args))
     rows = history(model_dir)
@@ -277,8 +280,10 @@ def test_killed_run_resumes_at_the_next_epoch(dataset, tmp_path):
     # starting over at epoch 1.
     temperatures = [float(row["temperature"]) for row in rows]
     assert temperatures[0] > temperatures[1] > temperatures[2]
-    sessions = json.loads((model_dir / "run_info.json").read_text())["sessions"]
-    assert [s["epochs_run"] for s in sessions] == [2]  # the killed session never finished
+    info = json.loads((model_dir / "run_info.json").read_text())
+    assert [s["epochs_run"] for s in info["sessions"]] == [1, 2]  # the sessions add up
+    assert info["train_seconds"] == pytest.approx(
+        sum(s["seconds"] for s in info["sessions"]), abs=0.1)
     assert (model_dir / "last.keras").is_file() and (model_dir / "images/epoch_003.png").is_file()
 
 
@@ -297,4 +302,7 @@ def test_diverging_run_stops_clearly_and_keeps_the_last_good_model(dataset, tmp_
     assert sha256(model_dir / "last.keras") == mark.read_text()  # epoch 1's model, untouched
     assert [row["epoch"] for row in history(model_dir)] == ["0"]
     assert json.loads((model_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    killed = json.loads((model_dir / "run_info.json").read_text())
+    assert [s["epochs_run"] for s in killed["sessions"]] == [1]  # its finished epoch's time
+    assert killed["train_seconds"] > 0
     assert not (model_dir / "images" / "epoch_002.png").exists()

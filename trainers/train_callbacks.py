@@ -5,13 +5,17 @@ disk leaves the previous good file, never a truncated one.
 """
 
 import io
+import json
 import math
 import pathlib
+import time
 
 import keras
 import numpy as np
 
 from trainers import images as image_io
+from trainers import machine
+from zoo import runtime
 from zoo.atomic import atomic_path, write_text
 
 
@@ -89,3 +93,49 @@ class ReconstructionGrid(keras.callbacks.Callback):
         reconstructions = self.model.predict(self.images, verbose=0)
         with atomic_path(self.directory / f"epoch_{epoch + 1:03d}.png") as tmp:
             image_io.save_comparison(self.images, reconstructions, tmp)
+
+
+class RunTimeRecorder(keras.callbacks.Callback):
+    """Keeps the run's wall time in `run_info.json`, rewritten at each epoch's end.
+
+    Each `fit` session adds an entry (seconds, epochs run, the machine's CPU
+    model and SIMD flags, the precision, whether TensorFlow ran oneDNN's
+    kernels) and `train_seconds` is the sum over sessions, so resumed runs add
+    up. Written at every epoch's end, a session that is killed keeps the time
+    of its finished epochs (the unfinished one runs again when the run
+    resumes, and is counted then).
+
+    Args:
+        path: the run's `run_info.json`.
+        precision: str. The dtype policy the model trains under.
+    """
+
+    def __init__(self, path, precision: str):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.precision = precision
+
+    def on_train_begin(self, logs=None):
+        self._started = time.monotonic()
+        self._epochs = 0
+        self._info = (json.loads(self.path.read_text()) if self.path.exists()
+                      else {"train_seconds": 0.0, "sessions": []})
+        self._before = float(self._info["train_seconds"])
+        self._session = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs += 1
+        seconds = time.monotonic() - self._started
+        session = {
+            "seconds": round(seconds, 1),
+            "epochs_run": self._epochs,
+            "machine": machine.describe(),
+            "precision": self.precision,
+            "onednn": runtime.onednn_enabled(),  # float32 speed on AVX2 CPUs depends on it
+        }
+        if self._session is None:
+            self._info["sessions"].append(session)
+            self._session = len(self._info["sessions"]) - 1
+        self._info["sessions"][self._session] = session
+        self._info["train_seconds"] = self._before + seconds
+        write_text(self.path, json.dumps(self._info, indent=2) + "\n")

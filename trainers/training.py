@@ -1,11 +1,9 @@
 """The training run behind `python -m trainers.train`, usable from Python too."""
 
 import csv
-import json
 import math
 import pathlib
 import sys
-import time
 
 import keras
 import numpy as np
@@ -13,16 +11,15 @@ import numpy as np
 import zoo
 from trainers import callbacks as schedule_callbacks
 from trainers import config as config_lib
-from trainers import data, distribute, initial_model, machine, sample_quality
+from trainers import data, distribute, initial_model, sample_quality
 from trainers.config import ConfigError
 from trainers.train_callbacks import (
     AtomicCSVLogger,
     AtomicModelCheckpoint,
     ReconstructionGrid,
+    RunTimeRecorder,
     StopOnNaN,
 )
-from zoo import runtime
-from zoo.atomic import write_text
 from zoo.perceptual import FeatureMatching
 
 # What "best.keras" minimises: the VAE's bits/dim does not move with the KL
@@ -107,22 +104,6 @@ def freeze_parts(model: keras.Model, parts) -> None:
         layer.trainable = False
     if parts and not model.trainable_weights:
         raise ConfigError(f"training.freeze={list(parts)} leaves nothing of the model to train.")
-
-
-def _record_time(path: pathlib.Path, seconds: float, history, precision: str) -> None:
-    """Adds this session's training wall time to `run_info.json` (resumes add up),
-    with the machine (CPU model and SIMD flags), the precision it trained in and
-    whether TensorFlow ran oneDNN's kernels."""
-    info = json.loads(path.read_text()) if path.exists() else {"train_seconds": 0.0, "sessions": []}
-    info["train_seconds"] += seconds
-    info["sessions"].append({
-        "seconds": round(seconds, 1),
-        "epochs_run": len(history.epoch),
-        "machine": machine.describe(),
-        "precision": precision,
-        "onednn": runtime.onednn_enabled(),  # float32 speed on AVX2 CPUs depends on it
-    })
-    write_text(path, json.dumps(info, indent=2) + "\n")
 
 
 def train(
@@ -334,12 +315,13 @@ def fit_run(
                    initial_value_threshold=best_so_far(write_dir, monitor)),
         AtomicCSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
-        # Last: a picture that fails does not cost the epoch its checkpoints and history row.
+        RunTimeRecorder(write_dir / "run_info.json", model.dtype_policy.name),
+        # Last: a picture that fails does not cost the epoch its checkpoints, history row
+        # and time.
         *callbacks,
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    started = time.monotonic()
     history = model.fit(
         train_ds,
         epochs=epochs,
@@ -349,9 +331,6 @@ def fit_run(
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
-    if history.epoch:
-        _record_time(write_dir / "run_info.json", time.monotonic() - started, history,
-                     model.dtype_policy.name)
     # A non-chief's backup sits in model_dir/workertemp_<id>/ (write_path of
     # model_dir/backup); it is never read back (workers restore from the chief's).
     distribute.remove_temporary(str(model_dir / "backup"), strategy)
