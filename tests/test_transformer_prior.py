@@ -173,6 +173,14 @@ def test_bad_arguments_are_refused():
         prior.generate([0, 1], prefix=np.zeros((1, 1, 4), np.int32))
     with pytest.raises(ValueError, match="Codes must be in"):
         prior.logits(np.full((1, *GRID), K, np.int32), [0])
+    for shape in [(2, GRID[0] + 1, GRID[1]), (2, 1, GRID[0] * GRID[1])]:  # same count, reshaped
+        with pytest.raises(ValueError, match=r"grid_shape.*Received shape \(2, "):
+            prior.logits(np.zeros(shape, np.int32), [0, 1])
+    with pytest.raises(ValueError, match="3 labels for 2 grids"):
+        prior.bits_per_image(np.zeros((2, *GRID), np.int32), [0, 1, 2])
+    prior.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="grid_shape"):
+        prior.fit(np.zeros((4, GRID[0], GRID[1] + 2), np.int32), np.arange(4) % 2, verbose=0)
     with pytest.raises(ValueError, match="divisible by `num_heads`"):
         tiny_prior(embed_dim=30, num_heads=4)
     with pytest.raises(ValueError, match="grid_shape"):

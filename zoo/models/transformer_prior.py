@@ -195,9 +195,7 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
     def call(self, inputs, training=False):
         """`(codes (B, h, w), labels (B,))` -> float32 logits (B, h, w, K)."""
-        codes, labels = inputs
-        codes = validation.check_codes(codes, self.num_embeddings)
-        labels = _check_labels(labels, self.num_classes)
+        codes, labels = self._checked_pair(*inputs)
         flat = tf.reshape(codes, [-1, self.sequence_length])
         logits = self.sequence_logits(flat, labels, training=training)
         return tf.reshape(logits, [-1, *self.grid_shape, self.num_embeddings])
@@ -245,9 +243,32 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
                 "TransformerPrior trains on `(codes, labels)`: call `fit(codes, labels)` or "
                 f"pass a dataset of pairs. Received: {type(data).__name__}"
             )
-        codes = validation.check_codes(data[0], self.num_embeddings)
-        labels = _check_labels(data[1], self.num_classes)
+        codes, labels = self._checked_pair(data[0], data[1])
         return tf.reshape(codes, [-1, self.sequence_length]), labels
+
+    def _checked_pair(self, codes, labels) -> tuple[tf.Tensor, tf.Tensor]:
+        """Code grids (B, h, w) of this prior's `grid_shape` and their labels (B,), checked."""
+        codes = validation.check_codes(codes, self.num_embeddings)
+        labels = _check_labels(labels, self.num_classes)
+        grid = tuple(codes.shape[1:3])
+        message = (
+            f"Codes must be grids of this prior's `grid_shape` {self.grid_shape}, "
+            f"shape (batch, {self.grid_shape[0]}, {self.grid_shape[1]})."
+        )
+        if None not in grid and grid != self.grid_shape:
+            raise ValueError(f"{message} Received shape {tuple(codes.shape)}.")
+        batches = (codes.shape[0], labels.shape[0])
+        if None not in batches and batches[0] != batches[1]:
+            raise ValueError(
+                f"`labels` must hold one class id per code grid. Received {batches[1]} labels "
+                f"for {batches[0]} grids."
+            )
+        if None in grid:  # known only when the graph runs
+            check = tf.debugging.assert_equal(tf.shape(codes)[1:3], self.grid_shape,
+                                              message=message)
+            with tf.control_dependencies([check]):
+                codes = tf.identity(codes)
+        return codes, labels
 
     def _drop_conditions(self, labels):
         if self.condition_dropout == 0:
