@@ -60,6 +60,18 @@ def test_fit_on_uint8_images_raises_the_same_error(family):
     assert np.isfinite(history["loss"][0])
 
 
+def test_fit_takes_dict_batches_and_names_a_missing_image_key():
+    model = tiny_model("ae")
+    model.compile(optimizer="adam")
+    examples = {"image": random_images(4), "label": np.arange(4)}  # a tensorflow-datasets example
+    dataset = tf.data.Dataset.from_tensor_slices(examples).batch(2)
+    assert np.isfinite(model.fit(dataset, epochs=1, verbose=0).history["loss"][0])
+    logs = model.evaluate({"images": random_images(2)}, verbose=0, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    with pytest.raises(TypeError, match=r"`images` or `image`. Received keys \['pixels'\]"):
+        model.fit({"pixels": random_images(4)}, epochs=1, verbose=0)
+
+
 def test_a_prior_fits_after_a_refused_first_batch():
     from tests.test_transformer_prior import class_patterns, tiny_prior
 

@@ -282,9 +282,18 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
     @staticmethod
     def _images_from_data(data):
-        """Accepts `images`, `(images,)` or `(images, anything...)`."""
+        """Accepts `images`, `(images,)`, `(images, anything...)` or a dict with
+        `images` or `image` (a tensorflow-datasets example)."""
         if isinstance(data, (tuple, list)):
             data = data[0]
+        if isinstance(data, dict):
+            key = next((k for k in ("images", "image") if k in data), None)
+            if key is None:
+                raise TypeError(
+                    "A dict batch must hold the images under `images` or `image`. Received "
+                    f"keys {sorted(data)}."
+                )
+            data = data[key]
         return data
 
     def _checked_batch(self, data) -> tf.Tensor:
