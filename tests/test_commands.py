@@ -220,7 +220,9 @@ def test_help_exits_zero(command):
     [(["-m", "trainers.train", "--model=ae", "--model_dir=x", "--epochs=0"],
       "Training refused: `training.epochs` must be an integer >= 1"),
      (["-m", "trainers.evaluate", "--model=no_such_model"],
-      "Evaluation failed: Unknown zoo model 'no_such_model'")],
+      "Evaluation failed: Unknown zoo model 'no_such_model'"),
+     (["-m", "trainers.export", "--model=ae_fashion_mnist"],  # absl printed every flag's help
+      "--export_base required. Run with --help for the flags.")],
 )
 def test_a_user_error_is_the_only_line_a_user_sees(tmp_path, args, line):
     """Also the console check: TensorFlow starts (the commands import it before main), and

@@ -61,6 +61,32 @@ def test_publish_writes_a_verified_preset_with_card_and_index(tmp_path, zoo_root
     presets.verify(folder)
 
 
+def test_an_installed_package_is_not_written_into(tmp_path, monkeypatch):
+    # Its shipped models and classifier are package data: pip neither tracks nor keeps
+    # what a command would add there, and every evaluation reads the classifier.
+    from trainers import train_classifier
+
+    monkeypatch.setattr(presets, "is_installed", lambda: True)
+    run = make_run(tmp_path)
+    with pytest.raises(ValueError, match="--output_root.*installed package"):
+        publish.publish("tiny_ae", run)
+    assert publish.publish("tiny_ae", run, output_root=tmp_path / "mine").is_dir()
+    with pytest.raises(ValueError, match="--output path.*installed package"):
+        train_classifier.train_classifier(max_images=8, epochs=1)
+
+
+def test_a_damaged_shipped_file_names_the_fix_that_applies(tmp_path, monkeypatch):
+    folder = publish.publish("tiny_ae", make_run(tmp_path), output_root=tmp_path / "shipped")
+    with open(folder / "metrics.json", "a") as f:
+        f.write(" ")
+    monkeypatch.setattr(presets, "saved_models_dir", lambda: tmp_path / "shipped")
+    with pytest.raises(ValueError, match="git checkout"):
+        presets.verify(folder)
+    monkeypatch.setattr(presets, "is_installed", lambda: True)
+    with pytest.raises(ValueError, match="pip install --force-reinstall autoencoder-zoo"):
+        presets.verify(folder)
+
+
 def test_the_card_names_a_feature_matching_term_only_when_trained_with_one(tmp_path, zoo_root):
     plain = publish.publish("plain", make_run(tmp_path, "plain"), output_root=zoo_root)
     assert "Training loss" not in (plain / "README.md").read_text()

@@ -153,7 +153,10 @@ def run(main, define_flags=None) -> None:
 
     def quiet_main(argv):
         quiet_tensorflow_start()
-        return main(argv)
+        try:
+            return main(argv)
+        except app.UsageError as error:  # absl would print every flag's help above it
+            raise SystemExit(f"{error} Run with --help for the flags.") from None
 
     app.run(quiet_main)
 

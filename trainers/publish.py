@@ -36,7 +36,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("name", None, "Zoo name, e.g. dvae_fashion_mnist.", **fv)
     flags.DEFINE_string("model_dir", None, "The training run to publish.", **fv)
-    flags.DEFINE_string("output_root", None, "Defaults to the repo's saved_models/.", **fv)
+    flags.DEFINE_string("output_root", None, "Defaults to the checkout's saved_models/ "
+                        "(required for an installed package).", **fv)
     flags.DEFINE_bool("force", False, "Publish even if the new model is worse.", **fv)
     flags.DEFINE_bool("rerender_cards", False,
                       "Only rewrite the cards (and manifests) from the existing files.", **fv)
@@ -62,7 +63,8 @@ def publish(name: str, model_dir, output_root=None, force: bool = False) -> path
     Args:
         name: str. The zoo name (the folder's name).
         model_dir: str or PathLike. A `trainers.train` run folder.
-        output_root: str or PathLike. Defaults to the shipped `saved_models/`.
+        output_root: str or PathLike. Defaults to the checkout's `saved_models/`
+            (required when the zoo is an installed package).
         force: bool. Replace a published model even if the new one is worse.
             Defaults to `False`.
 
@@ -84,7 +86,7 @@ def publish(name: str, model_dir, output_root=None, force: bool = False) -> path
         target = publish_prior(name, model_dir, output_root)
         write_index(target.parent)
         return target
-    target = pathlib.Path(output_root or presets.saved_models_dir()) / name
+    target = presets.publish_root(output_root) / name
     eval_dir = model_dir / "eval"
     report = run_evaluation(model_dir, output_dir=eval_dir, verbose=True)
     check = run_evaluation(model_dir, max_images=CHECK_IMAGES, output_dir=eval_dir / "check")
@@ -218,8 +220,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     from zoo import presets
 
     if fv.rerender_cards:
-        root = pathlib.Path(fv.output_root or presets.saved_models_dir())
         with cli.user_errors("Re-rendering failed"):
+            root = presets.publish_root(fv.output_root)
             folders = [p for p in sorted(root.iterdir()) if (p / presets.MANIFEST).is_file()]
             for folder in folders:
                 print(f"Re-rendered {rerender_card(folder) / presets.CARD_FILE}")

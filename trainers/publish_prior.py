@@ -171,7 +171,7 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CAR
              "completions.png": eval_dir / "completions.png"}
     if run_info:
         extra["run_info.json"] = model_dir / "run_info.json"
-    target = pathlib.Path(output_root or presets.saved_models_dir()) / name
+    target = presets.publish_root(output_root) / name
     card = prior_card(name, report, config, training_time(run_info), generator.count_params())
     published = _without_optimizer(generator, report["sampling"]["guidance_scale"])
     presets.save_preset(published, target, config=config, card=card,

@@ -42,7 +42,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines this command's flags (only when it runs, as `trainers.evaluate`)."""
     flags.DEFINE_string("dataset", "fashion_mnist", "A labelled source (see trainers.labels).")
-    flags.DEFINE_string("output", None, "Weights file (*.weights.h5); defaults to the shipped one.")
+    flags.DEFINE_string("output", None, "Weights file (*.weights.h5); defaults to the shipped "
+                        "one in a checkout (required for an installed package).")
     flags.DEFINE_integer("epochs", 10, "Number of epochs.")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (cosine decay to 5 %).")
@@ -115,12 +116,17 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
     import keras
 
     from trainers import labels, sample_quality
-    from zoo.presets import sha256
+    from zoo.presets import is_installed, sha256
 
     build = sample_quality.ARCHITECTURES[architecture]
     if reconstructed_by is not None and output is None:
         raise ValueError("A classifier of reconstructions needs an `output` path (--output); "
                          "the default would replace the shipped network.")
+    if output is None and is_installed():
+        raise ValueError(
+            f"Give an --output path: the default, {default_output(architecture)}, is the "
+            "installed package's network, which every evaluation reads."
+        )
     output = pathlib.Path(output or default_output(architecture))
     if not output.name.endswith(".weights.h5"):
         raise ValueError(f"`output` must end in .weights.h5. Received: {output}")
@@ -192,6 +198,13 @@ def main(argv):
     if FLAGS.reconstructed_by and not FLAGS.output:
         raise app.UsageError("--reconstructed_by needs --output: the default would replace "
                              "the shipped network.")
+    from zoo.presets import is_installed
+
+    if not FLAGS.output and is_installed():
+        raise app.UsageError(
+            f"--output required: the default, {default_output(FLAGS.architecture)}, is the "
+            "installed package's network, which every evaluation reads."
+        )
     info = train_classifier(FLAGS.dataset, FLAGS.output, FLAGS.epochs, FLAGS.batch_size,
                             FLAGS.learning_rate, FLAGS.max_images, FLAGS.seed,
                             command=" ".join(["python -m trainers.train_classifier",

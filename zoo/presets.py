@@ -45,6 +45,39 @@ def saved_models_dir() -> pathlib.Path:
     return installed if installed.is_dir() else package.parent / "saved_models"
 
 
+def is_installed() -> bool:
+    """Whether the zoo runs from an installed package (its models are package data),
+    not from a source checkout."""
+    return (pathlib.Path(__file__).resolve().parent / "saved_models").is_dir()
+
+
+def publish_root(output_root: str | os.PathLike | None) -> pathlib.Path:
+    """Where a model is published: `output_root`, or by default the shipped models'
+    folder of a source checkout.
+
+    Raises:
+        ValueError: no `output_root` in an installed package, whose models are
+            package data that pip neither tracks nor keeps.
+    """
+    if output_root is not None:
+        return pathlib.Path(output_root).expanduser()
+    if is_installed():
+        raise ValueError(
+            f"Give an output folder (--output_root): the default, {saved_models_dir()}, is the "
+            "installed package's data, which pip does not track and a reinstall replaces. "
+            f"List your folder in ${ENV_VAR} to load its models by name."
+        )
+    return saved_models_dir()
+
+
+def _restore_hint(path: pathlib.Path) -> str:
+    """How to get a shipped file back: from git in a checkout, from pip when installed."""
+    shipped = saved_models_dir().resolve()
+    if is_installed() and shipped in path.resolve().parents:
+        return "reinstall the package (`pip install --force-reinstall autoencoder-zoo`)"
+    return f"restore it (e.g. `git checkout -- {path}`)"
+
+
 def search_path() -> list[pathlib.Path]:
     """The folders searched for presets by name: `$ZOO_SAVED_MODELS`, then the shipped ones."""
     extra = [
@@ -104,7 +137,7 @@ def _broken_message(folder: pathlib.Path) -> str:
         )
     return (
         f"Zoo model folder {folder} is broken: it has no {MANIFEST}, so its files cannot be "
-        f"verified. Restore it (e.g. `git checkout -- {folder}`), or, if you trust its files, "
+        f"verified. To get it back, {_restore_hint(folder)}; or, if you trust its files, "
         f"write a new one with `zoo.presets.write_manifest({str(folder)!r})`. (A training "
         "run folder is not a preset: load it with `trainers.runs.load_model_from(path)`.)"
     )
@@ -214,8 +247,7 @@ def verify(preset: str | os.PathLike) -> pathlib.Path:
         if actual != expected:
             raise ValueError(
                 f"Checksum mismatch for {path}: expected sha256 {expected}, found {actual}. "
-                "The file was modified or corrupted; restore it (e.g. `git checkout -- "
-                f"{path}`)."
+                f"The file was modified or corrupted; {_restore_hint(path)}."
             )
     return folder
 
