@@ -4,6 +4,7 @@ The serving contract of what is exported is in test_export_contract.py.
 """
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -39,6 +40,20 @@ def test_versions_count_up_and_keras_file_sits_beside(model, tmp_path):
     reloaded = keras.saving.load_model(base / "11.keras")
     np.testing.assert_allclose(reloaded(images), model(images), atol=1e-6)
     assert os.path.isfile(base / "11" / "assets.extra" / "tf_serving_warmup_requests")
+
+
+def test_the_keras_file_beside_an_export_holds_no_optimizer_state(tmp_path):
+    # A zoo.load-ed model is compiled but its optimizer has not run: saved as it is,
+    # loading the file warned that it skipped the optimizer's variables.
+    compiled = tiny_model("vqvae")
+    compiled.compile(optimizer="adam")
+    export_model(compiled, str(tmp_path / "vq"), version=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reloaded = keras.saving.load_model(tmp_path / "vq" / "1.keras")
+    assert getattr(reloaded, "optimizer", None) is None  # compile it to fine-tune
+    images = random_images(2, seed=5)
+    np.testing.assert_allclose(reloaded(images), compiled(images), atol=1e-6)
 
 
 def test_existing_version_is_never_overwritten(model, tmp_path):

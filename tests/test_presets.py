@@ -8,6 +8,7 @@ listed); `test_shipped_models.py` checks those.
 import errno
 import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -201,13 +202,19 @@ def test_folder_without_manifest_is_listed_with_a_warning_and_refused(tiny_zoo):
         zoo.load("tiny_dvae")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "no_weights"])
 def test_corrupt_keras_file_is_named_not_reported_missing(tiny_zoo, damage):
     folder, _ = tiny_zoo
     path = folder / presets.MODEL_FILE
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a zip",
-                      "empty": b""}[damage])
+    if damage == "no_weights":  # a valid archive without its weights
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json")
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", config)
+    else:
+        path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a zip",
+                          "empty": b""}[damage])
     presets.write_manifest(folder)  # the checksums match: only the archive is broken
     with pytest.raises(ValueError, match=r"model\.keras .*is not a valid \.keras file"):
         zoo.load("tiny_dvae")

@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from zoo.keras_file import save_without_optimizer
+
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 """Where TF Serving looks for warm-up requests, relative to a version folder."""
 
@@ -257,7 +259,7 @@ def export_model(
         )
         if keras_file:
             tmp_keras = os.path.join(tmp, "model.keras")
-            model.save(tmp_keras)
+            save_without_optimizer(model, tmp_keras)
             if os.path.exists(keras_target):
                 raise FileExistsError(f"{keras_target!r} appeared during the export.")
             os.rename(tmp_keras, keras_target)

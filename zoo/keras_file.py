@@ -1,4 +1,5 @@
-"""`.keras` archives: check that one is complete before loading it in safe mode.
+"""`.keras` archives: check that one is complete before loading it in safe mode,
+and save one without optimizer state.
 
 Keras reports a truncated or corrupted `.keras` file as "File not found"; the
 zoo and its commands check the archive first and name the problem.
@@ -6,6 +7,7 @@ zoo and its commands check the archive first and name the problem.
 
 import os
 import pathlib
+import tempfile
 import zipfile
 
 import keras
@@ -33,6 +35,8 @@ def check_keras_file(path: str | os.PathLike) -> pathlib.Path:
                 problem = f"member {bad!r} fails its CRC check"
             elif "config.json" not in names:
                 problem = "it has no config.json"
+            elif "model.weights.h5" not in names:
+                problem = "it has no model.weights.h5"
         except (zipfile.BadZipFile, OSError, EOFError) as error:
             problem = str(error)
     if problem:
@@ -48,3 +52,21 @@ def load_keras_file(path: str | os.PathLike, compile: bool = True) -> keras.Mode
     import zoo  # noqa: F401  (registers the zoo's classes for deserialization)
 
     return keras.saving.load_model(check_keras_file(path), compile=compile, safe_mode=True)
+
+
+def save_without_optimizer(model: keras.Model, path: str | os.PathLike) -> None:
+    """Saves `model` to `path` uncompiled: no optimizer state (a third of the size) and
+    no compile config.
+
+    A compiled model whose optimizer has not run yet would be saved with an
+    unbuilt optimizer, and loading the file would warn that it skips the
+    optimizer's variables. The file is written atomically.
+    """
+    from zoo.atomic import atomic_path
+
+    with tempfile.TemporaryDirectory() as scratch:
+        full = pathlib.Path(scratch) / "model.keras"
+        model.save(full)
+        bare = load_keras_file(full, compile=False)
+    with atomic_path(path) as tmp:
+        bare.save(tmp)

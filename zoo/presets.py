@@ -24,8 +24,8 @@ import warnings
 import keras
 
 from zoo import validation
-from zoo.atomic import TMP_PREFIX, atomic_path, write_text
-from zoo.keras_file import load_keras_file
+from zoo.atomic import TMP_PREFIX, write_text
+from zoo.keras_file import load_keras_file, save_without_optimizer
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.keras"
@@ -363,7 +363,7 @@ def save_preset(
         tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent)
     )
     try:
-        _save_without_optimizer(model, staging / MODEL_FILE)
+        save_without_optimizer(model, staging / MODEL_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if card is None:
             card = _card_stub(folder.name, model)
@@ -376,16 +376,6 @@ def save_preset(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
-
-
-def _save_without_optimizer(model: keras.Model, path: pathlib.Path) -> None:
-    """Saves `model` to `path` without its optimizer state (a third of the size)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        full = pathlib.Path(scratch) / MODEL_FILE
-        model.save(full)
-        bare = load_keras_file(full, compile=False)
-    with atomic_path(path) as tmp:
-        bare.save(tmp)
 
 
 def _replace_folder(staging: pathlib.Path, folder: pathlib.Path) -> None:
