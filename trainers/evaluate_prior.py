@@ -18,9 +18,9 @@ With the evaluation classifier of `trainers.sample_quality`, on
 Writes `<output_dir>/metrics.json`, `samples.png` (one row per class) and
 `completions.png` (per class a test image, its reconstruction, then
 completions that keep the top `--completion_rows` code rows and sample the
-rest). `--output_dir` defaults to `<model>/eval` for a folder. `--autoencoder`
-measures the generator decoded by another autoencoder that gives the same
-codes (as `trainers.generate`).
+rest). `--output_dir` defaults to `<run>/eval`, or `runs/eval/<name>` for a zoo
+model or preset. `--autoencoder` measures the generator decoded by another
+autoencoder that gives the same codes (as `trainers.generate`).
 """
 
 import json
@@ -28,7 +28,7 @@ import math
 import pathlib
 import time
 
-from absl import app, flags
+from absl import flags
 
 from trainers import cli
 
@@ -43,7 +43,8 @@ def define_flags() -> None:
                         "generator's own: one fine-tuned from it with its encoder (and a VQ-VAE's "
                         "codebook) frozen, e.g. dvae_perceptual_fashion_mnist for "
                         "prior_dvae_fashion_mnist.")
-    flags.DEFINE_string("output_dir", None, "Where results go; defaults to <model>/eval.")
+    flags.DEFINE_string("output_dir", None, "Where results go; defaults to <run>/eval, or "
+                        "runs/eval/<name> for a zoo model or preset.")
     flags.DEFINE_string("dataset", "fashion_mnist", "The labelled dataset of the test images.")
     flags.DEFINE_integer("num_samples", 10_000, "Samples for the main figures (a multiple of "
                          "the class count).")
@@ -258,15 +259,12 @@ def format_report(report: dict) -> str:
 
 def main(argv):
     del argv
+    from trainers.evaluate import default_output_dir
     from trainers.generation import load_generator
 
     cli.require(FLAGS, "model")
-    output_dir = FLAGS.output_dir
-    if output_dir is None:
-        if not pathlib.Path(FLAGS.model).is_dir():
-            raise app.UsageError("--output_dir is required when --model is not a folder.")
-        output_dir = pathlib.Path(FLAGS.model) / "eval"
     with cli.user_errors("Evaluation refused"):
+        output_dir = FLAGS.output_dir or default_output_dir(FLAGS.model)
         generator = load_generator(FLAGS.model, FLAGS.autoencoder)
         evaluate_prior(
             generator, output_dir, FLAGS.dataset, FLAGS.num_samples,
