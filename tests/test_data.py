@@ -150,6 +150,12 @@ def test_unknown_dataset_name_is_a_clear_error_without_network(monkeypatch):
     assert len(str(info.value)) < 500  # not tfds's list of every dataset
 
 
+def test_an_image_file_is_not_taken_for_a_dataset(tmp_path):
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "001.png")
+    with pytest.raises(ValueError, match="is a file, not a dataset: give the folder"):
+        data.load_split(tmp_path / "001.png", "train")
+
+
 def test_a_tfds_download_failure_is_one_clear_error(monkeypatch, tmp_path):
     # The real preparation path up to the download (tfds 4.9.10 needs the
     # undeclared importlib_resources there), with the download itself failing

@@ -397,6 +397,11 @@ def load_split(
         images = _split_held_out(images, split, validation_fraction)
     elif path.suffix in (".npy", ".npz"):
         images = _split_held_out(load_array(path), split, validation_fraction)
+    elif path.is_file():
+        raise ValueError(
+            f"{name} is a file, not a dataset: give the folder that holds the images, or a "
+            ".npy/.npz file of images."
+        )
     elif os.sep in name or path.suffix:
         raise FileNotFoundError(f"No such file or folder: {name}")
     else:
