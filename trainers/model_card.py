@@ -87,18 +87,20 @@ def card(name: str, report: dict, config: dict, timing: str, params: int, family
 ## Reproduce
 
 ```
-make zoo-train NAME={name}
+python -m trainers.train --config={name} --model_dir=runs/zoo/{name}
+python -m trainers.reproduce --name={name} --model_dir=runs/zoo/{name}
 ```
 
-trains from the recipe `configs/{name}.json` into `runs/zoo/{name}/` (this folder
-is not touched), evaluates it on the test set and prints its metrics beside this card's:
-`python -m trainers.reproduce --name={name} --model_dir=runs/zoo/{name}`.
+(`make zoo-train NAME={name}` in the repository) trains from the shipped recipe `{name}`
+(`configs/{name}.json` in the repository) into `runs/zoo/{name}/` (this folder is not
+touched), evaluates it on the test set and prints its metrics beside this card's.
 It counts as reproduced when every metric is within its tolerance:
 {tolerance_text()}.
 The resolved training config is `config.json` beside this card.
 
-Replacing this model is a separate, explicit step, `make zoo-publish NAME={name}`:
+Replacing this model is a separate, explicit step:
 `python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}`
+(`make zoo-publish NAME={name}`; an installed package needs `--output_root`)
 refuses a model with a worse test `{metric}` unless `--force`.
 
 ## Test-set metrics (Fashion-MNIST test split, {report['num_images']} images)

@@ -82,15 +82,17 @@ then the {mc['grid_shape'][0]}x{mc['grid_shape'][1]} codes in raster order;
 ## Reproduce
 
 ```
-make zoo-train NAME={name}
+python -m trainers.train_prior --config={name} --model_dir=runs/zoo/{name}
+python -m trainers.evaluate_prior --model=runs/zoo/{name}
 ```
 
-which runs `python -m trainers.train_prior --config=configs/{name}.json
---model_dir=runs/zoo/{name}` and measures the run with `python -m trainers.evaluate_prior
---model=runs/zoo/{name}` ({report['num_samples']:,} samples; compare with the figures below).
-`make zoo-publish NAME={name}` (`python -m trainers.publish`) evaluates it the same way and
-writes this folder: the card, pictures and manifest. The resolved config is `config.json`
-beside this card.
+(`make zoo-train NAME={name}` in the repository) trains from the shipped recipe `{name}`
+(`configs/{name}.json` in the repository) and measures the run
+({report['num_samples']:,} samples; compare with the figures below).
+`python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}`
+(`make zoo-publish NAME={name}`; an installed package needs `--output_root`) evaluates it
+the same way and writes this folder: the card, pictures and manifest. The resolved config
+is `config.json` beside this card.
 
 ## Likelihood (Fashion-MNIST test split, the codes of its 10,000 images)
 
