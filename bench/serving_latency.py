@@ -5,7 +5,8 @@ Each shipped model (`<family>_fashion_mnist`, or any preset named; with
 exported with `zoo.export.export_model`, in float32 and, on request, loaded
 under the `mixed_bfloat16` policy (bfloat16 compute inside, float32 inputs
 and outputs; its largest difference from the float32 reconstruction on 10,000
-test images is reported). A fresh process that
+test images, and for discrete models the share of codes that differ, is reported;
+`--differences` reports only that, without timing). A fresh process that
 imports only TensorFlow (`bench/serving_worker.py`) loads every SavedModel
 and times each signature: p50/p99 latency over many batch-1 calls, and
 images/second over several batch-256 calls. For comparison, the same model
@@ -139,12 +140,22 @@ def _bf16_differences(models: dict) -> list[str]:
         reference = np.asarray(models[base][0].predict(images, batch_size=500, verbose=0))
         low = np.asarray(model.predict(images, batch_size=500, verbose=0))
         difference = np.abs(low - reference)
+        codes = ""
+        if hasattr(model, "num_embeddings"):  # discrete: how many positions pick another code
+            changed = np.mean(_codes(model, images) != _codes(models[base][0], images))
+            codes = f"; {100 * changed:.1f} % of the codes differ"
         notes.append(
             f"{name}: max |bf16 - float32| pixel difference {difference.max():.4f}, "
             f"mean {difference.mean():.5f}; test MSE {np.mean((low - images) ** 2):.5f} "
-            f"(bf16) vs {np.mean((reference - images) ** 2):.5f} (float32), 10,000 images."
+            f"(bf16) vs {np.mean((reference - images) ** 2):.5f} (float32){codes}, "
+            "10,000 images."
         )
     return notes
+
+
+def _codes(model, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(model.encode(images[i:i + 500]))
+                           for i in range(0, len(images), 500)])
 
 
 def run(
@@ -239,10 +250,17 @@ def main(argv=None) -> None:
     parser.add_argument("--latency_calls", type=int, default=100)
     parser.add_argument("--untrained", action="store_true", help="default untrained models")
     parser.add_argument("--bf16", action="store_true", help="also export in mixed_bfloat16")
+    parser.add_argument("--differences", action="store_true",
+                        help="only compare the shipped models' bf16 outputs and codes with "
+                             "float32 on the test set (no timing)")
     args = parser.parse_args(argv)
     precisions = ("float32", "mixed_bfloat16") if args.bf16 else ("float32",)
     print(f"CPU: {common.cpu_model()}; flags: {' '.join(common.cpu_flags())}; "
           f"load before: {common.loadavg()}")
+    if args.differences:
+        models = load_models(args.families, True, ("float32", "mixed_bfloat16"), {})
+        print("\n".join(_bf16_differences(models)))
+        return
     table = run(args.families, args.latency_calls, repeats=args.repeats,
                 shipped=not args.untrained, precisions=precisions)
     print(table.markdown())

@@ -202,6 +202,18 @@ def test_user_errors_get_one_line_and_a_non_zero_exit(places, command, args, exp
     assert not (places["tmp"] / "run").exists()  # no run folder, not even an empty one
 
 
+@pytest.mark.parametrize("tf_config", [None, "{bad"])
+def test_multi_worker_without_a_valid_tf_config_is_one_line(places, monkeypatch, tf_config):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    args = [a.format(**places) for a in [*TRAIN, "--strategy=multi_worker"]]
+    status, message = run_main("train", args)
+    assert status == 1 and "\n" not in message.strip()
+    assert message.startswith("Training refused:") and "TF_CONFIG" in message, message
+
+
 def _python(args, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,

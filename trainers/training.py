@@ -143,7 +143,10 @@ def train(
     """
     # The strategy comes first: a multi-worker strategy must be created
     # before any other TensorFlow op runs in the process.
-    strategy = distribute.make_strategy(config["training"]["strategy"])
+    try:
+        strategy = distribute.make_strategy(config["training"]["strategy"])
+    except ValueError as error:  # TF_CONFIG missing or malformed: the user's to fix
+        raise ConfigError(str(error)) from None
     config = initial_model.resolve(config)
     training = config["training"]
     keras.utils.set_random_seed(training["seed"])
