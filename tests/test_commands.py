@@ -214,6 +214,20 @@ def test_multi_worker_without_a_valid_tf_config_is_one_line(places, monkeypatch,
     assert message.startswith("Training refused:") and "TF_CONFIG" in message, message
 
 
+def test_ctrl_c_during_training_says_how_to_resume(places, monkeypatch, capsys):
+    # train_prior stops through the same cli.training_stops.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    from trainers import training
+
+    monkeypatch.setattr(training, "train", interrupted)
+    status, _ = run_main("train", [a.format(**places) for a in TRAIN])
+    assert status == 130
+    err = capsys.readouterr().err
+    assert "Training interrupted" in err and "re-run the same command to resume" in err
+
+
 def _python(args, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,

@@ -28,6 +28,7 @@ Nothing is dropped when `TF_CPP_MIN_LOG_LEVEL` is set below 2.
 """
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -131,6 +132,36 @@ def _help_requested(argv: list[str]) -> bool | None:
         if arg in _HELP_FLAGS:
             return _HELP_FLAGS[arg]
     return None
+
+
+# A full or read-only disk: the user's to fix, and the atomic writes kept the last good files.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+
+_KEPT = ("The checkpoints, history.csv and pictures of the last completed epoch are intact; "
+         "{fix}re-run the same command to resume.")
+
+
+@contextlib.contextmanager
+def training_stops():
+    """Turns the ways a training run stops early into one line saying what is kept.
+
+    A non-finite loss (`StopOnNaN`'s `FloatingPointError`), Ctrl-C (exit
+    status 130) and a full or read-only disk; any other error keeps its
+    traceback.
+    """
+    try:
+        yield
+    except FloatingPointError as error:
+        raise SystemExit(f"Training stopped: {error}") from None
+    except KeyboardInterrupt:
+        print(f"\nTraining interrupted. {_KEPT.format(fix='')}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        raise SystemExit(
+            f"Training stopped: {error}. {_KEPT.format(fix='free space and ')}"
+        ) from None
 
 
 def run(main, define_flags=None) -> None:

@@ -19,7 +19,6 @@ Mistakes in flags, config or data end the command with one line and exit
 status 1; re-running a finished command says so and trains no more.
 """
 
-import errno
 import json
 import pathlib
 
@@ -107,9 +106,6 @@ def _given_by_init_run(config: dict, options: dict, start_given: bool) -> dict:
     return {"training": training, "model_config": {k: model_config.get(k) for k in options}}
 
 
-# A full or read-only disk: the user's to fix, and the atomic writes kept the last good files.
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
-
 
 def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
@@ -126,18 +122,9 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         model_dir = pathlib.Path(fv.model_dir).expanduser()
         _check_model_dir(model_dir, config)
     logging.set_verbosity(logging.WARNING)
-    try:
+    with cli.training_stops():
         with cli.user_errors("Training refused", config_lib.ConfigError, FileNotFoundError):
             train(config, model_dir)
-    except FloatingPointError as error:  # StopOnNaN: a clear line, not a traceback
-        raise SystemExit(f"Training stopped: {error}") from None
-    except OSError as error:
-        if error.errno not in DISK_ERRORS:
-            raise
-        raise SystemExit(
-            f"Training stopped: {error}. The checkpoints, history.csv and pictures of the last "
-            "completed epoch are intact; free space and re-run the same command to resume."
-        ) from None
 
 
 if __name__ == "__main__":

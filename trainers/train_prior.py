@@ -247,13 +247,11 @@ def main(argv):
         model_dir = pathlib.Path(FLAGS.model_dir).expanduser()
         check_model_dir(model_dir, config)
     logging.set_verbosity(logging.WARNING)
-    try:
+    with cli.training_stops():
         # The user's to fix: a bad autoencoder or dataset, unlabelled data, a bad --set value.
         # (Not TypeError: one raised inside fit is a bug and keeps its traceback.)
         with cli.user_errors("Training refused", ValueError, FileNotFoundError):
             train_prior(config, model_dir)
-    except FloatingPointError as error:  # StopOnNaN: a clear line, not a traceback
-        raise SystemExit(f"Training stopped: {error}") from None
 
 
 if __name__ == "__main__":
