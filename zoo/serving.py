@@ -62,7 +62,7 @@ def ensure_spec(tensor, spec: tf.TensorSpec) -> tf.Tensor:
     if spec.shape.rank:
         check = tf.debugging.assert_positive(
             tf.shape(tensor)[0],
-            message=f"`{spec.name}` holds no examples (batch size 0); send at least one.",
+            message=f"`{spec.name}` holds no examples (batch size 0); send at least one",
         )
         with tf.control_dependencies([check]):
             tensor = tf.identity(tensor)

@@ -319,11 +319,11 @@ def check_codes(codes, num_embeddings: int, max_batch: int | None = None) -> tf.
             )
         return tf.cast(codes, tf.int32)
     checks = [
-        tf.debugging.assert_non_negative(codes, message="Codes must be >= 0."),
+        tf.debugging.assert_non_negative(codes, message="Codes must be >= 0"),
         tf.debugging.assert_less(
             codes,
             tf.cast(num_embeddings, codes.dtype),
-            message=f"Codes must be < num_embeddings={num_embeddings}.",
+            message=f"Codes must be < num_embeddings={num_embeddings}",
         ),
     ]
     with tf.control_dependencies(checks):
@@ -370,7 +370,7 @@ def check_num_samples(value, limit: int):
         (`tf.errors.InvalidArgumentError` when they fail).
     """
     if isinstance(value, tf.Tensor) and not tf.executing_eagerly():
-        check = tf.debugging.assert_positive(value, message="num_samples must be >= 1.")
+        check = tf.debugging.assert_positive(value, message="num_samples must be >= 1")
         with tf.control_dependencies([check]):
             return check_batch_size(tf.identity(value), limit, "samples")
     if isinstance(value, tf.Tensor) and value.dtype.is_integer and value.shape.rank == 0:

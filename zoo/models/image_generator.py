@@ -291,12 +291,12 @@ def _generate_signatures(generator: ImageGenerator, use_cache: bool) -> dict:
             for value, spec in zip((seed, temperature, top_k, guidance_scale), scalars, strict=True)
         )
         checks = [
-            tf.debugging.assert_non_negative(labels, message="labels must be >= 0."),
+            tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
             tf.debugging.assert_less(
-                labels, num_classes, message=f"labels must be < {num_classes} (class ids)."
+                labels, num_classes, message=f"labels must be < {num_classes} (class ids)"
             ),
-            tf.debugging.assert_positive(temperature, message="temperature must be > 0."),
-            tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: all codes)."),
+            tf.debugging.assert_positive(temperature, message="temperature must be > 0"),
+            tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: all codes)"),
             tf.debugging.assert_all_finite(guidance_scale, "guidance_scale must be finite."),
         ]
         with tf.control_dependencies(checks):

@@ -33,9 +33,9 @@ def _check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
             )
         return labels
     checks = [
-        tf.debugging.assert_non_negative(labels, message=f"{name} must be >= 0."),
+        tf.debugging.assert_non_negative(labels, message=f"{name} must be >= 0"),
         tf.debugging.assert_less_equal(
-            labels, num_classes, message=f"{name} must be <= num_classes={num_classes}."
+            labels, num_classes, message=f"{name} must be <= num_classes={num_classes}"
         ),
     ]
     with tf.control_dependencies(checks):
@@ -265,7 +265,7 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
             )
         if None in grid:  # known only when the graph runs
             check = tf.debugging.assert_equal(tf.shape(codes)[1:3], self.grid_shape,
-                                              message=message)
+                                              message=message.rstrip("."))
             with tf.control_dependencies([check]):
                 codes = tf.identity(codes)
         return codes, labels
