@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import zoo
 from tests.helpers import (
@@ -37,6 +38,17 @@ def test_names_and_ids_give_the_same_images(family):
     np.testing.assert_array_equal(images, generator.generate([2, 1], seed=1, top_k=4))
     codes = generator.prior.generate([2, 1], seed=1, top_k=4)
     np.testing.assert_allclose(images, generator.autoencoder.decode(codes), atol=1e-6)
+
+
+def test_prompts_may_be_arrays_or_tensors_of_ids_or_names():
+    generator = tiny_generator()
+    expected = [2, 1]
+    for prompts in (tf.constant([2, 1]), tf.constant(["Ankle boot", "trouser"]),
+                    np.array([2, 1]), np.array(["ankle boot", "Trouser"])):
+        np.testing.assert_array_equal(generator.class_ids(prompts), expected)
+    np.testing.assert_array_equal(generator.class_ids(tf.constant(2)), [2])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        generator.class_ids(np.array([[2, 1]]))
 
 
 def test_unknown_names_and_ids_are_refused_with_the_known_names():

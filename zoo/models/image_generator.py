@@ -111,9 +111,17 @@ class ImageGenerator(PresetMixin, keras.Model):
             ValueError: an unknown name (the message lists the known ones) or
                 an id outside [0, num_classes).
         """
+        if isinstance(prompts, tf.Tensor):  # ids or byte-string names
+            prompts = np.asarray(prompts.numpy())
         if isinstance(prompts, (str, int, np.integer)):
             prompts = [prompts]
-        prompts = list(np.asarray(prompts).tolist()) if isinstance(prompts, np.ndarray) else prompts
+        if isinstance(prompts, np.ndarray):
+            if prompts.ndim > 1:
+                raise ValueError(
+                    f"`prompts` must be one-dimensional. Received shape {prompts.shape}."
+                )
+            prompts = [p.decode() if isinstance(p, bytes) else p
+                       for p in np.atleast_1d(prompts).tolist()]
         if not prompts:
             raise ValueError("`prompts` is empty: pass at least one class name or id.")
         lookup = {self.normalize(name): i for i, name in enumerate(self.class_names)}
