@@ -135,6 +135,8 @@ CASES = [
     ("train_init_not_zoo", "train", ["--init_from={tmp}/plain.keras", "--model_dir={tmp}/run",
                                    "--dataset={data}", "--steps_per_epoch=1"],
      r"Training refused: The initial model is a Sequential, not one of the zoo's autoencoders"),
+    ("export_base_file", "export", ["--model={run}", "--export_base={tmp}/notes.json"],
+     r"Export failed: `export_base` .*notes.json' is a file"),
     ("export_version", "export", ["--model={run}", "--export_base={tmp}/exports",
                                   "--version=-1"], r"`version` must be an integer >= 0"),
     ("recon_no_input", "reconstruct", ["--model={run}", "--output_dir={tmp}/out"],

@@ -73,9 +73,11 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
         raise ValueError("Give at least one prompt (a class name or id).")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"`count` must be a positive integer. Received: {count!r}")
+    output_dir = pathlib.Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"--output_dir {output_dir} is a file; give a folder.")
     requests = [int(p) if str(p).isdigit() else p for p in prompts for _ in range(count)]
     images = np.asarray(generator.generate(requests, seed=seed, **sampling), np.float32)
-    output_dir = pathlib.Path(output_dir)
     rows = [images[i * count : (i + 1) * count] for i in range(len(prompts))]
     written = [image_io.save_png(image_io.image_grid(rows), output_dir / "grid.png", scale=2)]
     stems = [file_stem(prompt) for prompt in prompts]

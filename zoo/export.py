@@ -231,6 +231,11 @@ def export_model(
     """
     signatures = model_signatures(model)
     export_base = os.fspath(export_base)
+    if os.path.exists(export_base) and not os.path.isdir(export_base):
+        raise NotADirectoryError(
+            f"`export_base` {export_base!r} is a file; give the folder that holds (or will "
+            "hold) the numbered versions."
+        )
     if version is None:
         version = (existing_versions(export_base) or [0])[-1] + 1
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
