@@ -29,6 +29,8 @@ import tempfile
 
 from absl import app, flags, logging
 
+from trainers import cli
+
 FLAGS = flags.FLAGS
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DUMP_SCRIPT = REPO_ROOT / "scripts" / "dump_dalle_state.py"
@@ -222,5 +224,4 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
