@@ -263,6 +263,8 @@ def load_folder(folder: str | os.PathLike, image_shape, verbose: bool = True) ->
     import keras
 
     files = image_files(folder)
+    if verbose:
+        print(f"Reading {len(files):,} images from {folder}")
     progress = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
     images = []
     for i, path in enumerate(files, start=1):

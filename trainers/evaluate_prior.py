@@ -160,7 +160,8 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     reference = sq.classifier_features(classifier, data.to_unit_float(test))
 
     print(f"Generating {num_samples} samples ({num_samples // num_classes} per class)...")
-    samples = generate_in_batches(generator, class_ids, batch_size, seed=seed, **sampling)
+    samples = generate_in_batches(generator, class_ids, batch_size, verbose=True, seed=seed,
+                                  **sampling)
     chosen = np.sort(np.random.default_rng(seed).choice(len(train), num_samples, replace=False))
     real = data.to_unit_float(train[chosen])
     h, w = autoencoder.latent_grid

@@ -68,18 +68,21 @@ def encode_images(autoencoder: keras.Model, images: np.ndarray, batch_size: int 
 
 
 def generate_in_batches(generator: keras.Model, labels, batch_size: int = 500,
-                        **sampling) -> np.ndarray:
+                        verbose: bool = False, **sampling) -> np.ndarray:
     """`generator.generate(labels, **sampling)` in batches: float32 images (N, H, W, C).
 
     Batch `i` uses seed `seed + i`: the same seed and batch size give the same
-    images, and no two batches repeat each other.
+    images, and no two batches repeat each other. `verbose` shows a progress bar.
     """
     labels = np.asarray(labels, np.int32)
     seed = int(sampling.pop("seed", 0))
+    progress = keras.utils.Progbar(len(labels), unit_name="sample") if verbose else None
     parts = []
     for i, start in enumerate(range(0, len(labels), batch_size)):
         chunk = labels[start : start + batch_size]
         parts.append(np.asarray(generator.generate(chunk, seed=seed + i, **sampling), np.float32))
+        if progress is not None:
+            progress.update(start + len(chunk))
     return np.concatenate(parts)
 
 
