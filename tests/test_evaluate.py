@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.helpers import random_images, tiny_model
 from trainers import config as config_lib
-from trainers import evaluate, reconstruct, runs, training
+from trainers import data, evaluate, reconstruct, runs, training
 
 
 def make_run(tmp_path, family: str, **kwargs):
@@ -68,7 +68,9 @@ def test_evaluation_mse_matches_a_direct_computation(tmp_path):
         output_dir=tmp_path / "out",
     )
     model = runs.load_run_model(model_dir)
-    kept = np.round(images[:6] * 255) / 255  # train split = first 6; arrays are stored as uint8
+    # The train split: 6 of the 7 images, stored as uint8.
+    kept = data.load_split(tmp_path / "other.npy", "train", (28, 28, 1)).images / 255.0
+    assert len(kept) == 6
     direct = np.mean((kept[:5] - model.predict(kept[:5], verbose=0)) ** 2)
     assert report["num_images"] == 5
     np.testing.assert_allclose(report["mse"], direct, rtol=1e-4)
