@@ -13,6 +13,8 @@ import zipfile
 
 import keras
 
+from zoo.atomic import atomic_path
+
 
 def check_keras_file(path: str | os.PathLike) -> pathlib.Path:
     """Checks that `path` is a complete `.keras` archive (exists, zip, CRCs match).
@@ -63,8 +65,6 @@ def save_without_optimizer(model: keras.Model, path: str | os.PathLike) -> None:
     unbuilt optimizer, and loading the file would warn that it skips the
     optimizer's variables. The file is written atomically.
     """
-    from zoo.atomic import atomic_path
-
     with tempfile.TemporaryDirectory() as scratch:
         full = pathlib.Path(scratch) / "model.keras"
         model.save(full)
