@@ -218,10 +218,10 @@ def test_multi_worker_without_a_valid_tf_config_is_one_line(places, monkeypatch,
 
 def test_ctrl_c_during_training_says_how_to_resume(places, monkeypatch, capsys):
     # train_prior stops through the same cli.training_stops.
+    from trainers import training
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-
-    from trainers import training
 
     monkeypatch.setattr(training, "train", interrupted)
     status, _ = run_main("train", [a.format(**places) for a in TRAIN])
