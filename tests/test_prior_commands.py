@@ -176,9 +176,9 @@ def test_repeated_prompts_keep_their_own_files(prior_run, tmp_path):
     generator = keras.saving.load_model(model_dir / "best.keras", safe_mode=True)
     written = generate_files(generator, ["bag", "Bag", "8"], 2, tmp_path, seed=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
-    assert sorted(p.name for p in written) == [
-        "8_000.png", "8_001.png", "bag_000.png", "bag_001.png", "bag_row2_000.png",
-        "bag_row2_001.png", "grid.png"]
+    assert sorted(p.name for p in written) == [  # class 8 is "Bag": files named after it
+        "bag_000.png", "bag_001.png", "bag_row2_000.png", "bag_row2_001.png",
+        "bag_row3_000.png", "bag_row3_001.png", "grid.png"]
 
 
 def test_generate_command_decodes_with_another_autoencoder_for_the_same_codes(

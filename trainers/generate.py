@@ -57,8 +57,8 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
         generator: a `zoo.ImageGenerator`.
         prompts: class names or ids.
         count: int. Images per prompt.
-        output_dir: folder for `grid.png` and `<prompt>_<i>.png` (a prompt
-            repeated in row r: `<prompt>_row<r>_<i>.png`).
+        output_dir: folder for `grid.png` and `<class>_<i>.png` (a class
+            repeated in row r: `<class>_row<r>_<i>.png`).
         seed: int. Sampling seed. Defaults to `0`.
         **sampling: `temperature`, `top_k`, `guidance_scale` for `generate`.
 
@@ -76,11 +76,13 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"--output_dir {output_dir} is a file; give a folder.")
-    requests = [int(p) if str(p).isdigit() else p for p in prompts for _ in range(count)]
+    prompts = [int(p) if str(p).isdigit() else p for p in prompts]  # "9": class id 9
+    requests = [p for p in prompts for _ in range(count)]
     images = np.asarray(generator.generate(requests, seed=seed, **sampling), np.float32)
     rows = [images[i * count : (i + 1) * count] for i in range(len(prompts))]
     written = [image_io.save_png(image_io.image_grid(rows), output_dir / "grid.png", scale=2)]
-    stems = [file_stem(prompt) for prompt in prompts]
+    # Files are named after the class: "9" and "Ankle boot" both give ankle_boot_000.png.
+    stems = [file_stem(generator.class_names[p] if isinstance(p, int) else p) for p in prompts]
     for r, (stem, row) in enumerate(zip(stems, rows, strict=True)):
         if stem in stems[:r]:  # a repeated prompt ("bag", "Bag") keeps its own files
             stem = f"{stem}_row{r + 1}"
