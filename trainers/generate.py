@@ -7,7 +7,7 @@ r"""Generate images from class names with a trained prior.
 folder or a `.keras` file holding a `zoo.ImageGenerator`. Each `--prompt` is
 a class name (case-insensitive) or a class id. Writes
 `<output_dir>/grid.png` (one row per prompt, `--count` images each) and every
-image as `<output_dir>/<prompt>_<i>.png`, and prints where. `--autoencoder`
+image as `<output_dir>/<class>_<i>.png`, and prints where. `--autoencoder`
 decodes the prior's codes with another autoencoder that gives the same codes
 (`zoo.ImageGenerator.with_autoencoder`), such as a decoder fine-tuned with
 `training.freeze`:
