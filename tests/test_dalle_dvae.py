@@ -14,7 +14,7 @@ import tensorflow as tf
 import zoo
 from tests.helpers import random_images
 from trainers.callbacks import TemperatureAnnealing
-from zoo import dalle_weights
+from zoo import dalle_weights, validation
 from zoo.dalle_blocks import DalleBlock
 from zoo.export import export_model
 
@@ -99,11 +99,22 @@ def test_keras_file_round_trip(model, images, tmp_path):
         ({"likelihood": "mse"}, TypeError, "always logit-Laplace"),
         ({"image_shape": (30, 30, 3)}, ValueError, "divisible by 2\\*\\*num_downsamples=8"),
         ({"n_hid": 0}, ValueError, "`n_hid` must be a positive integer"),
+        ({"n_hid": 6}, ValueError, "`n_hid` must be a multiple of 4"),
+        ({"vocab_size": 0}, ValueError, "`vocab_size` must be a positive integer"),
+        ({"n_init": 0}, ValueError, "`n_init` must be a positive integer"),
     ],
 )
 def test_bad_arguments_are_refused(bad, error, match):
     with pytest.raises(error, match=match):
         zoo.DalleDVAE(**{**TINY, **bad})
+
+
+def test_the_batch_limit_counts_the_full_resolution_width_n_hid():
+    # The limit used the base class's `filters` (32), not `n_hid`: at full size it allowed
+    # batches whose first group's activations pass 2**31 values, which crash CPU kernels.
+    model = zoo.DalleDVAE(image_shape=(64, 64, 3), n_hid=64, n_blk_per_group=1,
+                          vocab_size=64, n_init=8)
+    assert model.max_batch_size * 64 * 64 * 64 <= validation.MAX_TENSOR_VALUES
 
 
 def test_block_scales_its_residual_branch_by_inverse_square_layers():

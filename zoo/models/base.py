@@ -179,13 +179,17 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         """
         height, width, channels = self.image_shape
         grid_h, grid_w = self.latent_grid
-        full = height * width * max(2 * channels, min(self.filters, self.max_filters))
+        full = height * width * max(2 * channels, self._full_resolution_width())
         latent = grid_h * grid_w * max(
             self.encoder.output_channels,
             self.decoder_input_channels,
             getattr(self, "num_embeddings", 0),
         )
         return max(full, latent)
+
+    def _full_resolution_width(self) -> int:
+        """Channels of the widest full-resolution tensor of the stacks."""
+        return min(self.filters, self.max_filters)
 
     @property
     def max_batch_size(self) -> int:

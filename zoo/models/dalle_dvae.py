@@ -103,7 +103,14 @@ class DalleDVAE(DVAE):
             )
         # Set before the base constructor, which calls `_make_encoder`.
         self.n_hid = validation.positive_int("n_hid", n_hid)
+        if self.n_hid % 4:
+            raise ValueError(
+                "`n_hid` must be a multiple of 4 (the residual blocks are n_hid / 4 wide "
+                f"inside). Received: n_hid={n_hid!r}"
+            )
         self.n_blk_per_group = validation.positive_int("n_blk_per_group", n_blk_per_group)
+        validation.positive_int("vocab_size", vocab_size)  # named as the caller named them
+        validation.positive_int("n_init", n_init)
         super().__init__(
             num_embeddings=vocab_size,
             embedding_dim=n_init,
@@ -131,6 +138,9 @@ class DalleDVAE(DVAE):
 
     def _stack_kwargs(self) -> dict:
         return {"n_hid": self.n_hid, "n_blk_per_group": self.n_blk_per_group}
+
+    def _full_resolution_width(self) -> int:
+        return self.n_hid  # the first encoder group and the last decoder group
 
     def _make_encoder(self, output_channels: int) -> DalleEncoder:
         return DalleEncoder(
