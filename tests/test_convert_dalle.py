@@ -93,3 +93,20 @@ def test_torch_step_errors_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(convert_dalle, "DUMP_SCRIPT", tmp_path / "scripts" / "missing.py")
     with pytest.raises(FileNotFoundError, match="pass its .npz with --state"):
         convert_dalle.dump_state(str(pkl), str(pkl), npz, sys.executable)
+
+
+@pytest.mark.parametrize("content", ["empty", "text", "pickle", "flat_input"])
+def test_a_state_file_that_is_not_the_dump_scripts_is_one_line(tmp_path, content):
+    path = tmp_path / "state.npz"
+    if content == "empty":
+        np.savez(path)
+    elif content == "text":
+        path.write_text("not an archive")
+    elif content == "pickle":
+        np.save(tmp_path / "state.npy", np.array([{"a": 1}], dtype=object))
+        (tmp_path / "state.npy").rename(path)
+    else:  # the encoder's input convolution flattened to 1-D
+        np.savez(path, **{"encoder/blocks.input.w": np.zeros(8)})
+    with pytest.raises(SystemExit, match="Conversion failed: .*scripts/dump_dalle_state.py"):
+        _run(f"--state={path}", f"--output={tmp_path / 'out'}")
+    assert not (tmp_path / "out").exists()

@@ -171,14 +171,22 @@ def convert(
     Returns:
         The converted model.
     """
+    import numpy as np
+
     import zoo
     from zoo import dalle_weights
 
     encoder_state, decoder_state = dalle_weights.read_npz(state_npz)
+    first = encoder_state.get("blocks.input.w")  # (n_hid, channels, 7, 7): gives the channels
+    if first is None or np.ndim(first) != 4:
+        raise ValueError(
+            f"{state_npz}: no 4-D `encoder/blocks.input.w` (the encoder's input convolution); "
+            "is it an .npz written by scripts/dump_dalle_state.py?"
+        )
     model = zoo.DalleDVAE.from_state_dicts(
         encoder_state,
         decoder_state,
-        image_shape=(image_size, image_size, encoder_state["blocks.input.w"].shape[1]),
+        image_shape=(image_size, image_size, first.shape[1]),
         temperature=temperature,
     )
     del encoder_state, decoder_state

@@ -176,7 +176,15 @@ def state_dicts(model) -> tuple[dict, dict]:
 def read_npz(path: str | os.PathLike) -> tuple[dict, dict]:
     """Reads `(encoder_state, decoder_state)` from an `.npz` of the dump script."""
     encoder_state, decoder_state = {}, {}
-    with np.load(path) as data:
+    try:
+        data = np.load(path)
+    except (ValueError, OSError) as error:  # a pickle, a text file, a torch .pkl zip
+        raise ValueError(
+            f"{path} is not an .npz written by scripts/dump_dalle_state.py ({error})."
+        ) from error
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a single array, not an .npz of scripts/dump_dalle_state.py.")
+    with data:
         for name in data.files:
             if name.startswith(ENCODER_PREFIX):
                 encoder_state[name[len(ENCODER_PREFIX) :]] = data[name]
