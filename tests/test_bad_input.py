@@ -60,6 +60,19 @@ def test_fit_on_uint8_images_raises_the_same_error(family):
     assert np.isfinite(history["loss"][0])
 
 
+def test_a_second_fit_checks_the_sizes_keras_relaxed():
+    # Keras retraces a second fit with relaxed shapes, where the sizes are known only
+    # when the step runs; the checks run then, with the same messages.
+    model = tiny_model("ae")
+    model.compile(optimizer="adam")
+    model.fit(random_images(4), epochs=1, batch_size=2, verbose=0)
+    for shape, message in [((4, 28, 28, 3), "Images must have 1 channel"),
+                           ((4, 30, 28, 1), "Image height must be divisible by 4")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            model.fit(np.random.rand(*shape).astype("float32"), epochs=1, batch_size=2,
+                      verbose=0)
+
+
 def test_fit_takes_dict_batches_and_names_a_missing_image_key():
     model = tiny_model("ae")
     model.compile(optimizer="adam")

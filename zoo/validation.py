@@ -208,6 +208,25 @@ def check_images(images, channels: int, factor: int, max_batch: int | None = Non
                 f"Image {label} must be divisible by {factor} (the model's "
                 f"downsampling factor). Received shape {tuple(shape)}."
             )
+    # Sizes a traced function does not know (Keras retraces a second `fit` with relaxed
+    # shapes) are checked when it runs, with the same messages.
+    sizes = tf.shape(images)
+    dynamic = [
+        tf.debugging.assert_equal(
+            sizes[-1], channels, message=f"Images must have {channels} channel(s) for this model"
+        )
+    ] if shape[-1] is None else []
+    dynamic += [
+        tf.debugging.assert_equal(
+            sizes[axis] % factor, 0,
+            message=f"Image {label} must be divisible by {factor} (the model's downsampling "
+            "factor)",
+        )
+        for axis, label in ((1, "height"), (2, "width")) if shape[axis] is None
+    ]
+    if dynamic:
+        with tf.control_dependencies(dynamic):
+            images = tf.identity(images)
     images = _check_batch(images, "Images", max_batch)
     # NaN fails both comparisons, so one pass finds NaN, Inf and out-of-range values.
     in_range = tf.reduce_all(tf.logical_and(images >= 0, images <= 1))
