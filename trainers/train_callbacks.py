@@ -121,7 +121,6 @@ class RunTimeRecorder(keras.callbacks.Callback):
         self._info = (json.loads(self.path.read_text()) if self.path.exists()
                       else {"train_seconds": 0.0, "sessions": []})
         self._before = float(self._info["train_seconds"])
-        self._session = None
 
     def on_epoch_end(self, epoch, logs=None):
         self._epochs += 1
@@ -133,9 +132,8 @@ class RunTimeRecorder(keras.callbacks.Callback):
             "precision": self.precision,
             "onednn": runtime.onednn_enabled(),  # float32 speed on AVX2 CPUs depends on it
         }
-        if self._session is None:
+        if self._epochs == 1:  # this session's entry, replaced at each later epoch
             self._info["sessions"].append(session)
-            self._session = len(self._info["sessions"]) - 1
-        self._info["sessions"][self._session] = session
+        self._info["sessions"][-1] = session
         self._info["train_seconds"] = self._before + seconds
         write_text(self.path, json.dumps(self._info, indent=2) + "\n")

@@ -32,7 +32,7 @@ import pathlib
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from trainers import cli, machine
 
@@ -95,6 +95,30 @@ def default_output(architecture: str) -> pathlib.Path:
     return sample_quality.FEATURE_NETWORK_WEIGHTS
 
 
+def output_path(output, architecture: str, reconstructed_by=None) -> pathlib.Path:
+    """The weights file a run writes: `output`, or the shipped network's in a checkout.
+
+    Raises:
+        ValueError: no `output` for a classifier of reconstructions or in an
+            installed package (the default would replace the shipped network,
+            which every evaluation reads), or a name not ending in `.weights.h5`.
+    """
+    from zoo.presets import is_installed
+
+    if output is None and reconstructed_by is not None:
+        raise ValueError("A classifier of reconstructions needs an `output` path (--output); "
+                         "the default would replace the shipped network.")
+    if output is None and is_installed():
+        raise ValueError(
+            f"Give an --output path: the default, {default_output(architecture)}, is the "
+            "installed package's network, which every evaluation reads."
+        )
+    output = pathlib.Path(output or default_output(architecture))
+    if not output.name.endswith(".weights.h5"):
+        raise ValueError(f"`output` must end in .weights.h5. Received: {output}")
+    return output
+
+
 def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
                      batch_size: int = 128, learning_rate: float = 1e-3, max_images=None,
                      seed: int = 0, image_shape=(28, 28, 1), verbose="auto",
@@ -116,20 +140,10 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
     import keras
 
     from trainers import labels, sample_quality
-    from zoo.presets import is_installed, sha256
+    from zoo.presets import sha256
 
     build = sample_quality.ARCHITECTURES[architecture]
-    if reconstructed_by is not None and output is None:
-        raise ValueError("A classifier of reconstructions needs an `output` path (--output); "
-                         "the default would replace the shipped network.")
-    if output is None and is_installed():
-        raise ValueError(
-            f"Give an --output path: the default, {default_output(architecture)}, is the "
-            "installed package's network, which every evaluation reads."
-        )
-    output = pathlib.Path(output or default_output(architecture))
-    if not output.name.endswith(".weights.h5"):
-        raise ValueError(f"`output` must end in .weights.h5. Received: {output}")
+    output = output_path(output, architecture, reconstructed_by)
     output.parent.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     names = labels.class_names(dataset)
@@ -195,17 +209,9 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
 
 def main(argv):
     del argv
-    if FLAGS.reconstructed_by and not FLAGS.output:
-        raise app.UsageError("--reconstructed_by needs --output: the default would replace "
-                             "the shipped network.")
-    from zoo.presets import is_installed
-
-    if not FLAGS.output and is_installed():
-        raise app.UsageError(
-            f"--output required: the default, {default_output(FLAGS.architecture)}, is the "
-            "installed package's network, which every evaluation reads."
-        )
-    info = train_classifier(FLAGS.dataset, FLAGS.output, FLAGS.epochs, FLAGS.batch_size,
+    with cli.user_errors("Training refused"):  # refused before any training
+        output = output_path(FLAGS.output, FLAGS.architecture, FLAGS.reconstructed_by)
+    info = train_classifier(FLAGS.dataset, output, FLAGS.epochs, FLAGS.batch_size,
                             FLAGS.learning_rate, FLAGS.max_images, FLAGS.seed,
                             command=" ".join(["python -m trainers.train_classifier",
                                               *sys.argv[1:]]),
@@ -216,7 +222,7 @@ def main(argv):
               else "the images")
     print(f"\nTest accuracy on {images} {info['test_accuracy']:.4f} (validation "
           f"{info['validation_accuracy']:.4f}) after {info['train_seconds'] / 60:.1f} min.")
-    print(f"Wrote {FLAGS.output or default_output(FLAGS.architecture)} and its .json "
+    print(f"Wrote {output} and its .json "
           "(sha256, accuracy, command).")
 
 
