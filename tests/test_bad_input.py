@@ -170,7 +170,27 @@ def test_invalid_constructor_arguments_raise_value_error(family, kwargs, name):
     assert str(next(iter(kwargs.values()))) in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "family,name", [("vqvae", "use_ema"), ("dvae", "straight_through"), ("ae", "strided_stem")]
+)
+def test_a_string_for_a_bool_argument_is_refused(family, name):
+    # `bool("False")` is True: the quantizers' flags took any truthy value until 2026-12-07.
+    with pytest.raises(TypeError, match=f"`{name}` must be a bool"):
+        zoo.FAMILIES[family](filters=8, num_res_blocks=1, **{name: "False"})
+
+
 PRIOR_ARGUMENTS = {"num_embeddings": 16, "grid_shape": (7, 7), "num_classes": 2}
+
+
+@pytest.mark.parametrize("family", ["vae", "vqvae", "dvae", "prior"])
+@pytest.mark.parametrize("seed, error", [(1.7, TypeError), ("3", TypeError), (2**32, ValueError)])
+def test_a_constructor_seed_that_is_not_an_int32_is_refused(family, seed, error):
+    # `int(seed)` used to truncate 1.7 to 1 and read "3" as 3; the prior stored anything.
+    with pytest.raises(error, match="`seed` must"):
+        if family == "prior":
+            zoo.TransformerPrior(**PRIOR_ARGUMENTS, seed=seed)
+        else:
+            zoo.FAMILIES[family](filters=8, num_res_blocks=1, seed=seed)
 
 
 @pytest.mark.parametrize("family", [*FAMILY_NAMES, "prior"])

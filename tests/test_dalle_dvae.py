@@ -97,6 +97,8 @@ def test_keras_file_round_trip(model, images, tmp_path):
         ({"filters": 32}, TypeError, "does not take `filters`; its DALL-E argument is n_hid"),
         ({"num_embeddings": 64}, TypeError, "vocab_size"),
         ({"likelihood": "mse"}, TypeError, "always logit-Laplace"),
+        ({"strided_stem": False}, TypeError, "does not take `strided_stem`"),
+        ({"separable_residual": True}, TypeError, "layout is fixed"),
         ({"image_shape": (30, 30, 3)}, ValueError, "divisible by 2\\*\\*num_downsamples=8"),
         ({"n_hid": 0}, ValueError, "`n_hid` must be a positive integer"),
         ({"n_hid": 6}, ValueError, "`n_hid` must be a multiple of 4"),

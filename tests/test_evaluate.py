@@ -9,12 +9,13 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 from PIL import Image
 
 from tests.helpers import random_images, tiny_model
 from trainers import config as config_lib
-from trainers import data, evaluate, reconstruct, runs, training
+from trainers import data, evaluate, evaluation, reconstruct, runs, training
 
 
 def make_run(tmp_path, family: str, **kwargs):
@@ -71,10 +72,21 @@ def test_evaluation_mse_matches_a_direct_computation(tmp_path):
     # The train split: 6 of the 7 images, stored as uint8.
     kept = data.load_split(tmp_path / "other.npy", "train", (28, 28, 1)).images / 255.0
     assert len(kept) == 6
-    direct = np.mean((kept[:5] - model.predict(kept[:5], verbose=0)) ** 2)
+    per_image = np.mean((kept[:5] - model.predict(kept[:5], verbose=0)) ** 2, axis=(1, 2, 3))
     assert report["num_images"] == 5
-    np.testing.assert_allclose(report["mse"], direct, rtol=1e-4)
+    np.testing.assert_allclose(report["mse"], per_image.mean(), rtol=1e-4)
+    # The same PSNR as the training metric: mean over images of 10 log10(1 / mse).
+    np.testing.assert_allclose(report["psnr"], np.mean(-10 * np.log10(per_image)), rtol=1e-4)
     assert (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_a_perfect_reconstruction_has_the_training_metric_psnr_cap():
+    identity = tiny_model("ae")
+    identity.compute_terms = lambda images, training=False: {"reconstructions": images}
+    images = tf.data.Dataset.from_tensor_slices(random_images(3, seed=0)).batch(3)
+    report = evaluation.evaluate_model(identity, images)
+    # `tf.image.psnr` gives inf here; the training metric caps the MSE at 1e-10.
+    assert report["psnr"] == pytest.approx(100.0)
 
 
 def test_missing_model_is_a_clear_error(tmp_path):

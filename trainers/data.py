@@ -353,9 +353,9 @@ def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -
 
 
 def load_split(
-    source,
+    source: str | os.PathLike | np.ndarray,
     split: str = "train",
-    image_shape=(28, 28, 1),
+    image_shape: tuple[int, int, int] = (28, 28, 1),
     validation_fraction: float = 0.1,
     verbose: bool = False,
 ) -> Split:
@@ -364,14 +364,24 @@ def load_split(
     Args:
         source: `"fashion_mnist"`, a tensorflow-datasets name, a folder of
             images, a `.npy`/`.npz` path, or a numpy array.
-        split: `"train"`, `"validation"` or `"test"`.
-        image_shape: `(height, width, channels)` the model expects.
+        split: str. `"train"`, `"validation"` or `"test"`. Defaults to
+            `"train"`.
+        image_shape: tuple. `(height, width, channels)` the model expects.
+            Defaults to `(28, 28, 1)`.
         validation_fraction: float. Share of the training images held out
             when the source has no validation split. Defaults to `0.1`.
         verbose: bool. Show a progress bar while reading a folder.
+            Defaults to `False`.
 
     Returns:
         A `Split`.
+
+    Raises:
+        ValueError: an unknown `split` or dataset name, a file that is not a
+            `.npy`/`.npz`, unreadable images, no images, or images smaller
+            than `image_shape` (larger ones are cropped and resized down,
+            other channel counts converted).
+        FileNotFoundError: a path that does not exist.
 
     Example:
     >>> from trainers.data import load_split

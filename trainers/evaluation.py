@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo.models.base import psnr
 from zoo.quantizers import code_histogram
 
 
@@ -33,7 +34,7 @@ def evaluate_model(
         reconstructions = terms["reconstructions"]
         per_image = {
             "mse": tf.reduce_mean(tf.math.squared_difference(images, reconstructions), [1, 2, 3]),
-            "psnr": tf.image.psnr(images, reconstructions, max_val=1.0),
+            "psnr": psnr(images, reconstructions),
             "ssim": tf.image.ssim(images, reconstructions, max_val=1.0),
         }
         if "bits_per_dim" in terms:

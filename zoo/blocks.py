@@ -27,12 +27,6 @@ LEGACY_LAYOUT = {
 """The values of the layout arguments in configs written before they existed."""
 
 
-def _boolean(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
-    return value
-
-
 def with_legacy_layout(config: dict) -> dict:
     """Returns `config` with the layout keys it lacks set to `LEGACY_LAYOUT`."""
     return {**LEGACY_LAYOUT, **config}
@@ -78,7 +72,7 @@ class ResidualBlock(keras.layers.Layer):
         self.hidden_filters = validation.positive_int(
             "hidden_filters", hidden_filters or max(filters // 2, 1)
         )
-        self.separable = _boolean("separable", separable)
+        self.separable = validation.boolean("separable", separable)
         conv = keras.layers.SeparableConv2D if separable else keras.layers.Conv2D
         self.conv_in = conv(self.hidden_filters, 3, padding="same", name="conv_in")
         self.conv_out = PointwiseConv2D(self.filters, name="conv_out")
@@ -129,7 +123,7 @@ class _ConvStack(keras.layers.Layer):
         self.num_downsamples = validation.non_negative_int("num_downsamples", num_downsamples)
         self.num_res_blocks = validation.non_negative_int("num_res_blocks", num_res_blocks)
         self.max_filters = validation.positive_int("max_filters", max_filters)
-        self.strided_stem = _boolean("strided_stem", strided_stem)
+        self.strided_stem = validation.boolean("strided_stem", strided_stem)
         if strided_stem and num_downsamples == 0:
             raise ValueError(
                 "`strided_stem=True` makes the stem the first downsampling, so it needs "
@@ -146,7 +140,7 @@ class _ConvStack(keras.layers.Layer):
         self.residual_hidden_ratio = validation.positive_float(
             "residual_hidden_ratio", residual_hidden_ratio
         )
-        self.separable_residual = _boolean("separable_residual", separable_residual)
+        self.separable_residual = validation.boolean("separable_residual", separable_residual)
 
     def _width(self, stage: int) -> int:
         return _stage_filters(self.filters, stage, self.max_filters)

@@ -198,7 +198,14 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def write_manifest(folder: str | os.PathLike) -> dict:
-    """Writes `manifest.json` with the sha256 of every other file in `folder`."""
+    """Writes `manifest.json` with the sha256 of every other file in `folder`.
+
+    Args:
+        folder: str or PathLike. A preset folder.
+
+    Returns:
+        dict. The manifest written, `{"files": {<relative path>: <sha256>}}`.
+    """
     folder = pathlib.Path(folder)
     files = {
         p.relative_to(folder).as_posix(): sha256(p)
@@ -266,6 +273,13 @@ def load(preset: str | os.PathLike, learning_rate: float = 1e-4) -> keras.Model:
 
     Returns:
         The compiled model.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones and
+            the closest), a folder without a valid manifest, a checksum
+            mismatch (naming the file), or `learning_rate` <= 0.
+        FileNotFoundError: a file listed in the manifest is missing.
+        TypeError: `preset` is not a str or PathLike.
 
     Example:
     >>> import numpy as np, zoo

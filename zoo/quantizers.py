@@ -108,7 +108,7 @@ class VectorQuantizer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_embeddings = validation.positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = validation.positive_int("embedding_dim", embedding_dim)
-        self.use_ema = bool(use_ema)
+        self.use_ema = validation.boolean("use_ema", use_ema)
         self.decay = validation.non_negative_float("decay", decay)
         if self.decay >= 1.0:
             raise ValueError(f"`decay` must be in [0, 1). Received: decay={decay!r}")
@@ -116,8 +116,8 @@ class VectorQuantizer(keras.layers.Layer):
         self.dead_code_threshold = validation.non_negative_float(
             "dead_code_threshold", dead_code_threshold
         )
-        self.seed = int(seed)
-        self.seed_generator = keras.random.SeedGenerator(seed, name="restart_seed")
+        self.seed = validation.check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name="restart_seed")
 
     def build(self, input_shape=None):
         k, d = self.num_embeddings, self.embedding_dim
@@ -293,9 +293,9 @@ class GumbelQuantizer(keras.layers.Layer):
         self.num_embeddings = validation.positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = validation.positive_int("embedding_dim", embedding_dim)
         self.initial_temperature = validation.positive_float("temperature", temperature)
-        self.straight_through = bool(straight_through)
-        self.seed = int(seed)
-        self.seed_generator = keras.random.SeedGenerator(seed, name="gumbel_seed")
+        self.straight_through = validation.boolean("straight_through", straight_through)
+        self.seed = validation.check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name="gumbel_seed")
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(

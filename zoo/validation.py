@@ -11,6 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+TensorLike = tf.Tensor | np.ndarray
+"""What the models' public methods take: a tensor or a NumPy array (lists also work)."""
+
 
 def _integer(value):
     """`value` as a Python int if it is an integer (NumPy's too, not bool), else `None`."""
@@ -67,6 +70,15 @@ def non_negative_float(name: str, value) -> float:
     if number is None or not number >= 0:
         raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
     return number
+
+
+def boolean(name: str, value) -> bool:
+    """Returns `value` as a bool; refuses anything else (`bool("False")` is True)."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
 
 
 def one_of(name: str, value, choices: Sequence):

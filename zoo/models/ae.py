@@ -19,9 +19,13 @@ class AE(ContinuousAutoencoder):
     Args:
         latent_channels: int. Channels of the latent grid. Defaults to `4`
             (7x7x4 = 196 floats for 28x28 images).
-        **kwargs: Arguments of the shared architecture (`image_shape`,
-            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
-            standard `keras.Model` arguments.
+        **kwargs: Arguments of the shared architecture, documented in
+            `zoo.models.base.Autoencoder`: `image_shape` (`(28, 28, 1)`),
+            `filters` (`32`), `num_downsamples` (`2`), `num_res_blocks` (`2`),
+            `max_filters` (`256`), and the layout arguments `strided_stem`
+            (`True`), `resample_kernel_size` (`4`), `residual_hidden_ratio`
+            (`1.0`) and `separable_residual` (`False`); and standard
+            `keras.Model` arguments (`name`).
 
     Example:
     >>> import numpy as np
@@ -41,8 +45,22 @@ class AE(ContinuousAutoencoder):
         self.decoder = self._make_decoder(self.image_shape[-1])
         self.build()
 
-    def encode(self, images) -> tf.Tensor:
-        """Returns the float32 latent grid (B, h, w, latent_channels)."""
+    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+        """Maps images to their latent grids.
+
+        Args:
+            images: float array or tensor (B, H, W, C) in [0, 1]; H and W
+                multiples of `2 ** num_downsamples`.
+
+        Returns:
+            float32 latents (B, H / 2**num_downsamples, W / 2**num_downsamples,
+            latent_channels), the input of `decode`.
+
+        Raises:
+            TypeError: integer (e.g. uint8) images.
+            ValueError: a wrong shape or channel count, values outside [0, 1],
+                NaN/Inf, or an empty batch.
+        """
         return self._in_passes(
             lambda batch: tf.cast(self.encoder(batch), tf.float32),
             self.check_images(images),

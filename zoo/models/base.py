@@ -79,7 +79,7 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
     def __init__(
         self,
-        image_shape=(28, 28, 1),
+        image_shape: tuple[int, int, int] = (28, 28, 1),
         filters: int = 32,
         num_downsamples: int = 2,
         num_res_blocks: int = 2,
@@ -304,7 +304,12 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         """The images of a training/evaluation batch, checked; one pass at most."""
         return self.check_images(self._images_from_data(data), one_pass=True)
 
-    def compile(self, optimizer="rmsprop", feature_matching=None, **kwargs):
+    def compile(
+        self,
+        optimizer: str | keras.optimizers.Optimizer = "rmsprop",
+        feature_matching: FeatureMatching | None = None,
+        **kwargs,
+    ) -> None:
         """Configures the model for training (`keras.Model.compile`).
 
         Args:
@@ -313,7 +318,12 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
                 to the per-example training and evaluation loss (`loss`); the
                 metrics (`mse`, ...) stay the family's own. Not saved with the
                 model: compile a loaded model again to keep using it.
+                Defaults to `None`.
             **kwargs: other `keras.Model.compile` arguments.
+
+        Raises:
+            TypeError: `feature_matching` is not a `FeatureMatching`.
+            ValueError: its network takes images of another shape.
         """
         if feature_matching is not None:
             if not isinstance(feature_matching, FeatureMatching):
@@ -423,8 +433,20 @@ class ContinuousAutoencoder(Autoencoder):
     def latent_signatures(self) -> dict[str, serving.Signature]:
         return serving.latent_signatures(self, lambda images: {"latents": self.encode(images)})
 
-    def decode(self, latents) -> tf.Tensor:
-        """Maps latents (B, h, w, latent_channels) to images in [0, 1]."""
+    def decode(self, latents: validation.TensorLike) -> tf.Tensor:
+        """Maps latent grids (what `encode` returns) to images.
+
+        Args:
+            latents: float array or tensor (B, h, w, latent_channels).
+
+        Returns:
+            float32 images (B, h * 2**num_downsamples, w * 2**num_downsamples, C)
+            in [0, 1].
+
+        Raises:
+            TypeError: non-float latents.
+            ValueError: a wrong rank or channel count, NaN/Inf, or an empty batch.
+        """
         latents = validation.check_latents(latents, self.latent_channels, self._batch_limit())
         return self._in_passes(
             lambda batch: self._to_images(self.decoder(batch)), latents, "latent grids"
@@ -440,6 +462,16 @@ class DiscreteAutoencoder(Autoencoder):
         return self.quantizer.num_embeddings
 
     @property
+    def embedding_dim(self) -> int:
+        """The size D of a code vector."""
+        return self.quantizer.embedding_dim
+
+    @property
+    def seed(self) -> int:
+        """The seed of the quantizer's random draws (restarts, Gumbel noise)."""
+        return self.quantizer.seed
+
+    @property
     def decoder_input_channels(self) -> int:
         return self.quantizer.embedding_dim
 
@@ -449,8 +481,22 @@ class DiscreteAutoencoder(Autoencoder):
     def latent_signatures(self) -> dict[str, serving.Signature]:
         return serving.code_signatures(self)
 
-    def decode(self, codes) -> tf.Tensor:
-        """Maps an int32 code grid (B, h, w) with values in [0, K) to images in [0, 1]."""
+    def decode(self, codes: validation.TensorLike) -> tf.Tensor:
+        """Maps code grids (what `encode` returns) to images.
+
+        Args:
+            codes: integer array or tensor (B, h, w) with values in
+                [0, num_embeddings).
+
+        Returns:
+            float32 images (B, H, W, C) in [0, 1], H and W the grid's size
+            times the downsampling factor.
+
+        Raises:
+            TypeError: non-integer codes.
+            ValueError: a wrong rank, codes outside [0, num_embeddings), or an
+                empty batch.
+        """
         codes = validation.check_codes(codes, self.num_embeddings, self._batch_limit())
         return self._in_passes(
             lambda batch: self._to_images(self.decoder(self.quantizer.lookup(batch))),

@@ -3,6 +3,7 @@
 import keras
 
 from zoo import validation
+from zoo.blocks import LEGACY_LAYOUT
 from zoo.dalle_blocks import GROUP_COUNT, DalleDecoder, DalleEncoder
 from zoo.models.dvae import DVAE
 
@@ -14,6 +15,9 @@ _NOT_DALLE_ARGUMENTS = {
     "num_embeddings": "vocab_size",
     "embedding_dim": "n_init",
     "likelihood": "nothing (always logit-Laplace)",
+    # The zoo's layout arguments shape `zoo.blocks` stacks, which DALL-E's do not use:
+    # accepted, they were silently ignored.
+    **{name: "nothing (DALL-E's layout is fixed)" for name in LEGACY_LAYOUT},
 }
 
 
@@ -83,7 +87,7 @@ class DalleDVAE(DVAE):
 
     def __init__(
         self,
-        image_shape=(256, 256, 3),
+        image_shape: tuple[int, int, int] = (256, 256, 3),
         n_hid: int = 256,
         n_blk_per_group: int = 2,
         vocab_size: int = 8192,
@@ -200,6 +204,12 @@ class DalleDVAE(DVAE):
         model = cls(image_shape=(height, width, channels), **config, **kwargs)
         dalle_weights.assign(model, encoder_state, decoder_state)
         return model
+
+    @classmethod
+    def from_config(cls, config):
+        # Not the base class's: its configs never held the zoo's layout keys, so
+        # there is no legacy layout to fill in (and DalleDVAE refuses those keys).
+        return cls(**config)
 
     def get_config(self):
         config = super().get_config()

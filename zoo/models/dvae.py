@@ -91,9 +91,13 @@ class DVAE(DiscreteAutoencoder):
             opt-in: the Fashion-MNIST recipe uses `1e-2` with
             `kl_weight=1e-2`. Defaults to `0.0`.
         seed: int. Seed of the Gumbel noise. Defaults to `0`.
-        **kwargs: Arguments of the shared architecture (`image_shape`,
-            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
-            standard `keras.Model` arguments.
+        **kwargs: Arguments of the shared architecture, documented in
+            `zoo.models.base.Autoencoder`: `image_shape` (`(28, 28, 1)`),
+            `filters` (`32`), `num_downsamples` (`2`), `num_res_blocks` (`2`),
+            `max_filters` (`256`), and the layout arguments `strided_stem`
+            (`True`), `resample_kernel_size` (`4`), `residual_hidden_ratio`
+            (`1.0`) and `separable_residual` (`False`); and standard
+            `keras.Model` arguments (`name`).
 
     Example:
     >>> import numpy as np
@@ -154,7 +158,7 @@ class DVAE(DiscreteAutoencoder):
         self.build()
 
     @classmethod
-    def from_vqvae(cls, vqvae, logit_scale: float = 4.0, **options) -> "DVAE":
+    def from_vqvae(cls, vqvae: keras.Model, logit_scale: float = 4.0, **options) -> "DVAE":
         """A dVAE that gives a trained VQ-VAE's codes and reconstructions.
 
         The VQ-VAE's nearest-code rule is the argmax of the logits
@@ -231,6 +235,11 @@ class DVAE(DiscreteAutoencoder):
         return model
 
     @property
+    def straight_through(self) -> bool:
+        """Whether training samples are hard one-hots in the forward pass."""
+        return self.quantizer.straight_through
+
+    @property
     def temperature(self) -> keras.Variable:
         """The relaxation temperature (a non-trainable scalar variable)."""
         return self.quantizer.temperature
@@ -245,8 +254,21 @@ class DVAE(DiscreteAutoencoder):
         images = tf.clip_by_value((tf.sigmoid(location) - eps) / (1.0 - 2.0 * eps), 0.0, 1.0)
         return images, location, log_scale
 
-    def encode(self, images) -> tf.Tensor:
-        """Returns the int32 code grid (B, h, w): the argmax of the logits."""
+    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+        """Maps images to their most likely codes (the argmax of the logits, no noise).
+
+        Args:
+            images: float array or tensor (B, H, W, C) in [0, 1]; H and W
+                multiples of the downsampling factor.
+
+        Returns:
+            int32 codes (B, h, w) in [0, num_embeddings), the input of `decode`.
+
+        Raises:
+            TypeError: integer (e.g. uint8) images.
+            ValueError: a wrong shape or channel count, values outside [0, 1],
+                NaN/Inf, or an empty batch.
+        """
         return self._in_passes(
             lambda batch: tf.argmax(
                 tf.cast(self.encoder(batch), tf.float32), axis=-1, output_type=tf.int32
@@ -255,8 +277,18 @@ class DVAE(DiscreteAutoencoder):
             "images",
         )
 
-    def encode_logits(self, images) -> tf.Tensor:
-        """Returns the float32 logits (B, h, w, K) of the categorical posterior."""
+    def encode_logits(self, images: validation.TensorLike) -> tf.Tensor:
+        """Maps images to the logits of their categorical posteriors.
+
+        Args:
+            images: float array or tensor (B, H, W, C) in [0, 1], as for `encode`.
+
+        Returns:
+            float32 logits (B, h, w, num_embeddings); `encode` is their argmax.
+
+        Raises:
+            TypeError, ValueError: as `encode`.
+        """
         return self._in_passes(
             lambda batch: tf.cast(self.encoder(batch), tf.float32),
             self.check_images(images),
@@ -275,7 +307,8 @@ class DVAE(DiscreteAutoencoder):
 
         Args:
             num_samples: int. Number of images.
-            seed: int. Seed of the draw.
+            seed: int. Seed of the draw; the same seed gives the same
+                images. Defaults to `0`.
 
         Returns:
             float32 images (num_samples, H, W, C) in [0, 1].

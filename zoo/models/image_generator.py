@@ -52,8 +52,8 @@ class ImageGenerator(PresetMixin, keras.Model):
 
     def __init__(
         self,
-        autoencoder,
-        prior,
+        autoencoder: keras.Model,
+        prior: TransformerPrior,
         class_names: Sequence[str],
         guidance_scale: float = 1.0,
         **kwargs,
@@ -107,6 +107,12 @@ class ImageGenerator(PresetMixin, keras.Model):
     def class_ids(self, prompts) -> np.ndarray:
         """Class names (case-insensitive) or int ids -> int32 ids (N,).
 
+        Args:
+            prompts: a name or id, or a sequence, array or tensor of them.
+
+        Returns:
+            int32 class ids (N,).
+
         Raises:
             ValueError: an unknown name (the message lists the known ones) or
                 an id outside [0, num_classes).
@@ -158,17 +164,26 @@ class ImageGenerator(PresetMixin, keras.Model):
         Args:
             prompts: class names (matched case-insensitively) or int ids, one
                 per image; `None` samples unconditionally (`num_samples` or
-                the prefix give N).
+                the prefix give N). Defaults to `None`.
             seed: int. The same seed gives the same images. Defaults to `0`.
-            temperature, top_k, prefix: as `TransformerPrior.generate`
-                (`prefix` holds codes (N, r, w), e.g.
-                `generator.autoencoder.encode(images)[:, :r]`).
+            temperature: float > 0. As `TransformerPrior.generate`.
+                Defaults to `1.0`.
+            top_k: int or `None`. As `TransformerPrior.generate`.
+                Defaults to `None`.
             guidance_scale: float, as `TransformerPrior.generate`, or `None`
                 for this generator's own `guidance_scale`. Defaults to `None`.
-            num_samples: int. N for unconditional sampling.
+            prefix: int codes (N, r, w) or `None`, as
+                `TransformerPrior.generate` (e.g.
+                `generator.autoencoder.encode(images)[:, :r]`). Defaults to `None`.
+            num_samples: int or `None`. N for unconditional sampling.
+                Defaults to `None`.
 
         Returns:
             float32 images (N, H, W, C) in [0, 1].
+
+        Raises:
+            ValueError: an unknown class name or id (the message lists the
+                known names), or arguments `TransformerPrior.generate` refuses.
         """
         labels = None if prompts is None else self.class_ids(prompts)
         codes = self.prior.generate(
@@ -182,7 +197,7 @@ class ImageGenerator(PresetMixin, keras.Model):
         )
         return self.autoencoder.decode(codes)
 
-    def with_autoencoder(self, autoencoder) -> "ImageGenerator":
+    def with_autoencoder(self, autoencoder: keras.Model) -> "ImageGenerator":
         """This generator's prior and classes, decoded by another autoencoder.
 
         The other autoencoder must give every image the code this generator's

@@ -140,8 +140,8 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
                 "`dropout` and `condition_dropout` must be < 1. "
                 f"Received: dropout={dropout}, condition_dropout={condition_dropout}"
             )
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed = validation.check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.embedding = ConditionedGridEmbedding(
             num_embeddings, grid, num_classes, embed_dim, name="embedding"
         )
@@ -217,9 +217,11 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         Args:
             codes: int (B, h, w) in [0, K).
             labels: int (B,) class ids, or `None` for "no condition".
+                Defaults to `None`.
 
         Returns:
-            `logits[:, i, j]` is the prediction of `codes[:, i, j]`.
+            float32 logits (B, h, w, K): `logits[:, i, j]` is the prediction
+            of `codes[:, i, j]`.
         """
         codes = validation.check_codes(codes, self.num_embeddings)
         return self((codes, self._conditions(labels, tf.shape(codes)[0])), training=False)
@@ -230,6 +232,10 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         Args:
             codes: int (B, h, w) in [0, K).
             labels: int (B,) class ids, or `None` for "no condition".
+                Defaults to `None`.
+
+        Returns:
+            float32 (B,): the negative log-likelihood of each grid in bits.
         """
         logits = self.logits(codes, labels)
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(codes, tf.int32), logits)
@@ -328,7 +334,8 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
         Args:
             labels: int sequence (N,) of class ids (`num_classes` means no
-                condition), or `None` to sample unconditionally.
+                condition), or `None` to sample unconditionally. Defaults to
+                `None`.
             temperature: float > 0. Divides the logits. Defaults to `1.0`.
             top_k: int or `None`. Sample among the `top_k` most likely codes;
                 `None` or `0` keeps all. Defaults to `None`.
@@ -338,8 +345,10 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
                 `1.0` is plain conditional sampling. Defaults to `1.0`.
             seed: int. The same seed gives the same codes. Defaults to `0`.
             prefix: int (N, r, w) codes, or `None`. Completion: the first
-                `r` rows are kept exactly and the rest is sampled.
-            num_samples: int. N when `labels` and `prefix` are `None`.
+                `r` rows are kept exactly and the rest is sampled. Defaults
+                to `None`.
+            num_samples: int or `None`. N when `labels` and `prefix` are
+                `None`. Defaults to `None`.
             use_cache: bool. Use the key/value cache (`False` recomputes the
                 whole sequence at each step: same samples in float32,
                 slower; for tests and benchmarks). Under a `mixed_bfloat16`
@@ -348,6 +357,11 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
         Returns:
             int32 codes (N, h, w).
+
+        Raises:
+            ValueError: `labels`, `prefix` and `num_samples` disagree on N (or
+                give none), a label or code out of range, a `prefix` of the
+                wrong shape, or a bad `temperature`, `top_k` or `seed`.
         """
         temperature = validation.positive_float("temperature", temperature)
         top_k = validation.non_negative_int("top_k", 0 if top_k is None else top_k)

@@ -39,9 +39,13 @@ class VAE(ContinuousAutoencoder):
         latent_channels: int. Channels of the latent grid. Defaults to `4`.
         kl_weight: float. Beta, the weight of the KL term. Defaults to `1.0`.
         seed: int. Seed of the posterior noise. Defaults to `0`.
-        **kwargs: Arguments of the shared architecture (`image_shape`,
-            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
-            standard `keras.Model` arguments.
+        **kwargs: Arguments of the shared architecture, documented in
+            `zoo.models.base.Autoencoder`: `image_shape` (`(28, 28, 1)`),
+            `filters` (`32`), `num_downsamples` (`2`), `num_res_blocks` (`2`),
+            `max_filters` (`256`), and the layout arguments `strided_stem`
+            (`True`), `resample_kernel_size` (`4`), `residual_hidden_ratio`
+            (`1.0`) and `separable_residual` (`False`); and standard
+            `keras.Model` arguments (`name`).
 
     Example:
     >>> import numpy as np
@@ -69,10 +73,10 @@ class VAE(ContinuousAutoencoder):
         super().__init__(**kwargs)
         self.latent_channels = validation.positive_int("latent_channels", latent_channels)
         self.kl_weight = validation.non_negative_float("kl_weight", kl_weight)
-        self.seed = int(seed)
+        self.seed = validation.check_seed(seed)
         self.encoder = self._make_encoder(2 * self.latent_channels)
         self.decoder = self._make_decoder(self.image_shape[-1])
-        self.seed_generator = keras.random.SeedGenerator(seed, name="posterior_seed")
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name="posterior_seed")
         # The decoder scale starts at 0.1 (about sqrt(MSE) of a half-trained model):
         # Adam moves a scalar by about the learning rate per step, and from 1.0 it
         # needed thousands of steps to get there (bits/dim 8.8 after an epoch).
@@ -87,8 +91,19 @@ class VAE(ContinuousAutoencoder):
         )
         self.build()
 
-    def encode_distribution(self, images) -> tuple[tf.Tensor, tf.Tensor]:
-        """Returns the posterior `(mean, log_variance)`, each (B, h, w, c)."""
+    def encode_distribution(self, images: validation.TensorLike) -> tuple[tf.Tensor, tf.Tensor]:
+        """Maps images to their diagonal Gaussian posteriors.
+
+        Args:
+            images: float array or tensor (B, H, W, C) in [0, 1], as for `encode`.
+
+        Returns:
+            A tuple `(mean, log_variance)` of float32 tensors
+            (B, h, w, latent_channels); `log_variance` is clipped to [-30, 20].
+
+        Raises:
+            TypeError, ValueError: as `encode`.
+        """
         return self._in_passes(self._posterior, self.check_images(images), "images")
 
     def _posterior(self, images, training=None):
@@ -107,8 +122,22 @@ class VAE(ContinuousAutoencoder):
             "images",
         )
 
-    def encode(self, images) -> tf.Tensor:
-        """Returns the posterior mean (B, h, w, latent_channels)."""
+    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+        """Maps images to the means of their posteriors (see `encode_distribution`).
+
+        Args:
+            images: float array or tensor (B, H, W, C) in [0, 1]; H and W
+                multiples of `2 ** num_downsamples`.
+
+        Returns:
+            float32 posterior means (B, h, w, latent_channels), the input of
+            `decode`.
+
+        Raises:
+            TypeError: integer (e.g. uint8) images.
+            ValueError: a wrong shape or channel count, values outside [0, 1],
+                NaN/Inf, or an empty batch.
+        """
         return self.encode_distribution(images)[0]
 
     def sample(self, num_samples: int, seed: int = 0) -> tf.Tensor:
@@ -120,7 +149,8 @@ class VAE(ContinuousAutoencoder):
 
         Args:
             num_samples: int. Number of images.
-            seed: int. Seed of the prior draw; the same seed gives the same images.
+            seed: int. Seed of the prior draw; the same seed gives the same
+                images. Defaults to `0`.
 
         Returns:
             float32 images (num_samples, H, W, C) in [0, 1].

@@ -31,9 +31,13 @@ class VQVAE(DiscreteAutoencoder):
         dead_code_threshold: float. EMA count under which a code is restarted;
             `0` disables restarts. Defaults to `1.0`.
         seed: int. Seed of the code restarts. Defaults to `0`.
-        **kwargs: Arguments of the shared architecture (`image_shape`,
-            `filters`, `num_downsamples`, `num_res_blocks`, `max_filters`) and
-            standard `keras.Model` arguments.
+        **kwargs: Arguments of the shared architecture, documented in
+            `zoo.models.base.Autoencoder`: `image_shape` (`(28, 28, 1)`),
+            `filters` (`32`), `num_downsamples` (`2`), `num_res_blocks` (`2`),
+            `max_filters` (`256`), and the layout arguments `strided_stem`
+            (`True`), `resample_kernel_size` (`4`), `residual_hidden_ratio`
+            (`1.0`) and `separable_residual` (`False`); and standard
+            `keras.Model` arguments (`name`).
 
     Example:
     >>> import numpy as np
@@ -81,8 +85,37 @@ class VQVAE(DiscreteAutoencoder):
         self.decoder = self._make_decoder(self.image_shape[-1])
         self.build()
 
-    def encode(self, images) -> tf.Tensor:
-        """Returns the int32 code grid (B, h, w) of the nearest codebook entries."""
+    @property
+    def use_ema(self) -> bool:
+        """Whether the codebook follows moving averages (see `VectorQuantizer`)."""
+        return self.quantizer.use_ema
+
+    @property
+    def decay(self) -> float:
+        """The EMA decay of the codebook."""
+        return self.quantizer.decay
+
+    @property
+    def dead_code_threshold(self) -> float:
+        """The EMA count under which a code is restarted (`0`: never)."""
+        return self.quantizer.dead_code_threshold
+
+    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+        """Maps images to the indices of their nearest codebook entries.
+
+        Args:
+            images: float array or tensor (B, H, W, C) in [0, 1]; H and W
+                multiples of `2 ** num_downsamples`.
+
+        Returns:
+            int32 codes (B, H / 2**num_downsamples, W / 2**num_downsamples) in
+            [0, num_embeddings), the input of `decode`.
+
+        Raises:
+            TypeError: integer (e.g. uint8) images.
+            ValueError: a wrong shape or channel count, values outside [0, 1],
+                NaN/Inf, or an empty batch.
+        """
         return self._in_passes(
             lambda batch: self.quantizer(self.encoder(batch), training=False)["encoding_indices"],
             self.check_images(images),
