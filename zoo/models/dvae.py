@@ -66,6 +66,8 @@ class DVAE(DiscreteAutoencoder):
 
     The temperature is a non-trainable variable (`model.temperature`) saved
     with the model; anneal it with `trainers.callbacks.TemperatureAnnealing`.
+    A `.keras` file keeps the annealed value, while `get_config()` holds the
+    starting one, so `DVAE.from_config` starts again from it.
     `kl_warmup` is a non-trainable factor in [0, 1] set by
     `trainers.callbacks.KLWarmup`.
 
