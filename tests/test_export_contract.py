@@ -13,6 +13,7 @@ exactly; PNG outputs within one 8-bit level of `round(255 * reconstruction)`.
 """
 
 import base64
+import io
 import json
 import os
 import re
@@ -22,8 +23,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from tests.helpers import FAMILY_NAMES, REPO_ROOT, random_images, tiny_model
+from zoo import serving
 from zoo.export import export_model
 
 FLOAT_ATOL = 1e-5
@@ -382,8 +385,29 @@ def test_corrupt_image_bytes_fail(loaded):
 def test_other_sizes_and_rgb_files_are_converted(loaded):
     fn = loaded["dvae"].signatures["reconstruct_image_bytes"]
     big_rgb = tf.io.encode_png(tf.fill([56, 40, 3], tf.constant(200, tf.uint8)))
-    out = fn(image_bytes=tf.constant([big_rgb.numpy()]))["png_bytes"]
-    assert tf.io.decode_png(out[0]).shape == (28, 28, 1)
+    gif = io.BytesIO()
+    Image.new("RGB", (30, 30), (200, 10, 10)).save(gif, "GIF")
+    out = fn(image_bytes=tf.constant([big_rgb.numpy(), gif.getvalue()]))["png_bytes"]
+    assert [tf.io.decode_png(png).shape for png in out.numpy()] == [(28, 28, 1)] * 2
+
+
+@pytest.mark.parametrize("file_format", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+@pytest.mark.parametrize("stored, channels", [("L", 1), ("RGB", 1), ("L", 3), ("RGBA", 3)])
+def test_every_documented_image_format_decodes_to_the_model_channels(
+    file_format, stored, channels
+):
+    # GIF, BMP and WebP decoders refuse channels=1 (and WebP a float dtype): until
+    # 2026-12-07 `reconstruct_image_bytes` refused them for every grayscale model.
+    if file_format == "JPEG" and stored == "RGBA":
+        stored = "RGB"
+    pixels = np.full((6, 5, len(stored)), 200, np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.squeeze(-1) if stored == "L" else pixels, stored).save(
+        buffer, file_format, **({"lossless": True} if file_format == "WEBP" else {})
+    )
+    image = serving.decode_to_channels(tf.constant(buffer.getvalue()), channels)
+    assert image.dtype == tf.float32 and image.shape == (6, 5, channels)
+    np.testing.assert_allclose(image.numpy(), 200 / 255, atol=2 / 255)
 
 
 def test_out_of_range_codes_fail(loaded, served):

@@ -69,6 +69,43 @@ def ensure_spec(tensor, spec: tf.TensorSpec) -> tf.Tensor:
     return tensor
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def decode_to_channels(data: tf.Tensor, channels: int) -> tf.Tensor:
+    """One PNG, JPEG, GIF (first frame), BMP or WebP file -> float32 (H, W, channels) in [0, 1].
+
+    PNG and JPEG are decoded straight to `channels` (their decoders convert).
+    The GIF, BMP and WebP decoders refuse `channels=1` ("channels must be 0 or 3
+    for GIF"), so those files are decoded as stored and converted here: an
+    alpha channel is dropped, RGB becomes luma for a grayscale model, gray is
+    repeated for an RGB one.
+    """
+    png_or_jpeg = tf.logical_or(
+        tf.io.is_jpeg(data), tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
+    )
+
+    def decode_then_convert():
+        # uint8 first: the WebP decoder refuses dtype=float32.
+        image = tf.io.decode_image(data, expand_animations=False)
+        image = tf.image.convert_image_dtype(image, tf.float32)
+        have = tf.shape(image)[-1]
+        if channels == 1:
+            image = tf.cond(have >= 3, lambda: tf.image.rgb_to_grayscale(image[..., :3]),
+                            lambda: image[..., :1])
+        else:
+            image = tf.cond(have >= 3, lambda: image[..., :3],
+                            lambda: tf.image.grayscale_to_rgb(image[..., :1]))
+        return tf.ensure_shape(image, [None, None, channels])
+
+    def decode_direct():
+        return tf.ensure_shape(tf.io.decode_image(
+            data, channels=channels, dtype=tf.float32, expand_animations=False
+        ), [None, None, channels])
+
+    return tf.cond(png_or_jpeg, decode_direct, decode_then_convert)
+
+
 def images_to_png(images: tf.Tensor) -> tf.Tensor:
     """Float images (B, H, W, C) in [0, 1] -> string tensor (B,) of PNG bytes."""
     pixels = tf.image.convert_image_dtype(images, tf.uint8, saturate=True)
@@ -100,10 +137,7 @@ def image_signatures(model) -> dict[str, Signature]:
         return {"reconstructions": model(ensure_spec(images, spec), training=False)}
 
     def decode_one(data):
-        image = tf.io.decode_image(
-            data, channels=channels, dtype=tf.float32, expand_animations=False
-        )
-        image = tf.image.resize(image, [height, width], antialias=True)
+        image = tf.image.resize(decode_to_channels(data, channels), [height, width], antialias=True)
         return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [height, width, channels])
 
     def reconstruct_image_bytes(image_bytes):

@@ -293,6 +293,13 @@ class ImageGenerator(PresetMixin, keras.Model):
         return cls(**config)
 
 
+MAX_GENERATE_BATCH = 4096
+"""Largest batch the exported `generate` signatures take, checked before sampling: the
+loop's key/value cache grows with the batch (doubled by guidance), and the
+autoencoders' own limit (85,598 images for the shipped ones) applies only at `decode`,
+after the loop, so one request could otherwise take the server's memory."""
+
+
 def _generate_signatures(generator: ImageGenerator, use_cache: bool) -> dict:
     """`generate` and `generate_from_text` of `generator` (see `serving_signatures`)."""
     prior = generator.prior
@@ -314,11 +321,17 @@ def _generate_signatures(generator: ImageGenerator, use_cache: bool) -> dict:
             for value, spec in zip((seed, temperature, top_k, guidance_scale), scalars, strict=True)
         )
         checks = [
+            tf.debugging.assert_less_equal(
+                tf.shape(labels)[0], MAX_GENERATE_BATCH,
+                message=f"At most {MAX_GENERATE_BATCH:,} images per generate request "
+                "(the sampling loop's key/value cache grows with the batch); split it",
+            ),
             tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
             tf.debugging.assert_less(
                 labels, num_classes, message=f"labels must be < {num_classes} (class ids)"
             ),
             tf.debugging.assert_positive(temperature, message="temperature must be > 0"),
+            tf.debugging.assert_all_finite(temperature, "temperature must be finite."),
             tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: all codes)"),
             tf.debugging.assert_all_finite(guidance_scale, "guidance_scale must be finite."),
         ]
