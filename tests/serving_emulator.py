@@ -2,10 +2,12 @@
 
 TF Serving itself cannot run here, so this script does what it does with
 TensorFlow's and tensorflow-serving-api's own functions: it loads each
-version folder with `tf.saved_model.load`, converts requests into tensors
-with `tf.make_ndarray` (gRPC `PredictRequest`s, REST JSON bodies in the row
-and columnar formats, with `{"b64": ...}` strings) and replays the warm-up
-file. It is run by tests/test_export_contract.py as
+version folder into a TensorFlow session (`SessionModel`: TF Serving's
+`SavedModelBundle`, which feeds the SignatureDef's tensor names and casts
+nothing, so a wrong dtype or shape meets the graph's own checks), converts
+requests into tensors with `tf.make_ndarray` (gRPC `PredictRequest`s, REST
+JSON bodies in the row and columnar formats, with `{"b64": ...}` strings)
+and replays the warm-up file. It is run by tests/test_export_contract.py as
 `python -I tests/serving_emulator.py WORKDIR` with WORKDIR as the current
 folder, so nothing of the project can be imported (asserted at the end).
 
@@ -29,26 +31,75 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_
 MODELS = {}
 
 
+class SessionModel:
+    """A SavedModel as TF Serving's C++ server runs it.
+
+    The server loads the `serve` graph into a session and answers a request by
+    feeding each input's tensor, named by the SignatureDef, with the request's
+    tensor as sent (no cast, no shape check) and fetching the outputs' tensors.
+    `tf.saved_model.load` would instead call a Python function that checks and
+    casts its arguments first, with messages a TF Serving client never sees.
+
+    Args:
+        path: str. The version folder.
+    """
+
+    def __init__(self, path: str):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path)
+        self.signatures = {
+            name: signature
+            for name, signature in meta_graph.signature_def.items()
+            if not name.startswith("__")  # __saved_model_init_op
+        }
+
+    def run(self, signature_name: str, arrays: dict) -> dict:
+        signature = self.signatures[signature_name]
+        if set(arrays) != set(signature.inputs):
+            raise ValueError(
+                f"Inputs {sorted(arrays)} do not match the signature's {sorted(signature.inputs)}"
+            )
+        tensor = self.graph.get_tensor_by_name
+        feeds = {
+            tensor(signature.inputs[k].name)._as_tf_output(): np.asarray(v)
+            for k, v in arrays.items()
+        }
+        names = sorted(signature.outputs)
+        fetches = [tensor(signature.outputs[k].name)._as_tf_output() for k in names]
+        # Session.run would check shapes and cast dtypes in Python; the server does
+        # neither, so feed through the call Session.run ends in.
+        values = self.session._call_tf_sessionrun(None, feeds, fetches, [], None)
+        return dict(zip(names, values, strict=True))
+
+
 def load_models():
     for family in sorted(os.listdir("exports")):
-        MODELS[family] = tf.saved_model.load(os.path.join("exports", family, "1"))
+        MODELS[family] = SessionModel(os.path.join("exports", family, "1"))
+
+
+def _tensor_info(info):
+    shape = [None if d.size < 0 else d.size for d in info.tensor_shape.dim]
+    return [tf.dtypes.as_dtype(info.dtype).name, shape]
 
 
 def describe(signature):
-    """{"inputs": {name: [dtype, shape]}, "outputs": {...}} of a concrete function."""
-    inputs = signature.structured_input_signature[1]
+    """{"inputs": {name: [dtype, shape]}, "outputs": {...}} of a SignatureDef."""
     return {
-        "inputs": {k: [v.dtype.name, v.shape.as_list()] for k, v in inputs.items()},
-        "outputs": {
-            k: [v.dtype.name, v.shape.as_list()] for k, v in signature.structured_outputs.items()
-        },
+        side: {k: _tensor_info(v) for k, v in getattr(signature, side).items()}
+        for side in ("inputs", "outputs")
     }
 
 
+def input_dtypes(model_name, signature_name):
+    """{input name: tf.DType} of a signature, as the REST parser reads them."""
+    inputs = MODELS[model_name].signatures[signature_name].inputs
+    return {k: tf.dtypes.as_dtype(v.dtype) for k, v in inputs.items()}
+
+
 def run(model_name, signature_name, arrays):
-    signature = MODELS[model_name].signatures[signature_name or "serving_default"]
-    outputs = signature(**{k: tf.constant(v) for k, v in arrays.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
+    return MODELS[model_name].run(signature_name or "serving_default", arrays)
 
 
 def predict(request):
@@ -93,18 +144,15 @@ def _to_json(name, value):
 
 def rest_predict(model_name, body):
     """TF Serving's REST `:predict` on a parsed JSON body."""
-    signature = MODELS[model_name].signatures[body.get("signature_name", "serving_default")]
-    specs = signature.structured_input_signature[1]
+    dtypes = input_dtypes(model_name, body.get("signature_name", "serving_default"))
     row = "instances" in body
     data = _from_json(body["instances"] if row else body["inputs"])
     if row and data and isinstance(data[0], dict):
         data = {k: [instance[k] for instance in data] for k in data[0]}
     if not isinstance(data, dict):
-        (only,) = specs
+        (only,) = dtypes
         data = {only: data}
-    arrays = {
-        k: tf.make_ndarray(tf.make_tensor_proto(v, dtype=specs[k].dtype)) for k, v in data.items()
-    }
+    arrays = {k: tf.make_ndarray(tf.make_tensor_proto(v, dtype=dtypes[k])) for k, v in data.items()}
     outputs = run(model_name, body.get("signature_name"), arrays)
     if row:
         names = sorted(outputs)
@@ -172,11 +220,16 @@ def main():
             ).items():
                 out[f"{name}.{key}"] = value
         np.savez(f"grpc_{family}.npz", **out)
-    try:
-        client["MODEL"] = "dvae"
-        client["predict"]("encode", images=np.zeros((1, 28, 28, 3), np.float32))
-    except grpc.RpcError as error:
-        errors["grpc_wrong_channels"] = [error.code().name, error.details()]
+    client["MODEL"] = "dvae"
+    for case, images in [
+        ("grpc_wrong_channels", np.zeros((1, 28, 28, 3), np.float32)),
+        ("grpc_wrong_dtype", np.zeros((1, 28, 28, 1), np.float64)),
+    ]:
+        try:
+            client["predict"]("encode", images=images)
+            errors[case] = ["OK", ""]
+        except grpc.RpcError as error:
+            errors[case] = [error.code().name, error.details()]
     server.stop(None)
 
     # REST bodies.

@@ -334,9 +334,15 @@ def test_warmup_file_has_a_request_per_signature_and_each_runs(served):
 
 def test_grpc_bad_input_is_invalid_argument(served):
     errors = json.loads((served["work"] / "errors.json").read_text())
+    # The messages of TF Serving's session (the graph names the tensor after the
+    # function argument), quoted in docs/SERVING.md.
     code, details = errors["grpc_wrong_channels"]
     assert code == "INVALID_ARGUMENT"
-    assert "Shape of tensor images [1,28,28,3] is not compatible" in details
+    assert "Shape of tensor _arg_encode_images_0_0 [1,28,28,3] is not compatible" in details
+    assert "expected shape [?,28,28,1]" in details
+    code, details = errors["grpc_wrong_dtype"]
+    assert code == "INVALID_ARGUMENT"
+    assert "Expects arg[0] to be float but double is provided" in details
 
 
 @pytest.fixture(scope="module")

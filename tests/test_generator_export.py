@@ -54,7 +54,7 @@ from tensorflow_serving.apis import prediction_log_pb2, prediction_service_pb2_g
 sys.path.insert(0, sys.argv[1])  # tests/: serving_emulator imports only TF and TF Serving APIs
 import serving_emulator as emulator
 
-emulator.MODELS["generator"] = model = tf.saved_model.load("export")
+emulator.MODELS["generator"] = model = emulator.SessionModel("export")
 json.dump({k: emulator.describe(s) for k, s in model.signatures.items()},
           open("signatures.json", "w"))
 inputs = dict(np.load("inputs.npz", allow_pickle=True))
