@@ -158,3 +158,33 @@ def test_defaults_mse_likelihood_and_unit_temperature():
     model = zoo.DVAE(filters=8, num_res_blocks=1, num_embeddings=16, embedding_dim=8)
     assert float(model.temperature.numpy()) == 1.0
     assert model.likelihood == "mse"
+
+
+def test_diversity_loss_is_zero_for_even_use_and_log_k_for_one_code():
+    from zoo.models.dvae import diversity_loss
+
+    even = tf.one_hot(tf.reshape(tf.range(K) % K, (1, 4, 4)), K)  # every code once
+    np.testing.assert_allclose(float(diversity_loss(even, K)), 0.0, atol=1e-5)
+    one_code = tf.one_hot(tf.zeros((2, 4, 4), tf.int32), K)
+    np.testing.assert_allclose(float(diversity_loss(one_code, K)), math.log(K), rtol=1e-5)
+    # The batch average counts, not each position: sharp posteriors on
+    # different codes are as diverse as flat ones.
+    flat = tf.fill((2, 4, 4, K), 1.0 / K)
+    np.testing.assert_allclose(float(diversity_loss(flat, K)), 0.0, atol=1e-5)
+    partial = tf.one_hot(tf.reshape(tf.range(16) % 4, (1, 4, 4)), K)  # 4 of 16 codes
+    np.testing.assert_allclose(float(diversity_loss(partial, K)), math.log(K / 4), rtol=1e-5)
+
+
+def test_diversity_weight_adds_the_diversity_term_to_the_loss():
+    from zoo.models.dvae import diversity_loss
+
+    images = tf.constant(random_images(3))
+    plain = tiny_model("dvae", diversity_weight=0.0)
+    diverse = tiny_model("dvae", diversity_weight=0.5)
+    diverse.set_weights(plain.get_weights())
+    base = plain.compute_terms(images, training=False)
+    terms = diverse.compute_terms(images, training=False)
+    probs = tf.nn.softmax(plain.encode_logits(images.numpy()), axis=-1)
+    term = float(diversity_loss(probs, K))
+    assert term > 0.0
+    np.testing.assert_allclose(terms["loss"].numpy(), base["loss"].numpy() + 0.5 * term, rtol=1e-5)

@@ -185,3 +185,16 @@ def test_config_round_trip(family):
     assert keras.saving.get_registered_name(type(model)) == f"zoo>{type(model).__name__}"
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
     assert type(revived) is type(model) and revived.get_config() == config
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_evaluate_logs_the_mse_and_psnr_of_the_reconstructions(family):
+    # The logged values, not only their names: PSNR in dB for images in [0, 1],
+    # 10 log10(1 / MSE) per image, averaged over images.
+    model = tiny_model(family)
+    model.compile(optimizer="adam")
+    images = random_images(4)
+    logs = model.evaluate(images, batch_size=4, verbose=0, return_dict=True)
+    mse = ((model(images).numpy() - images) ** 2).mean(axis=(1, 2, 3))
+    assert logs["mse"] == pytest.approx(mse.mean(), rel=1e-4)
+    assert logs["psnr"] == pytest.approx(np.mean(10.0 * np.log10(1.0 / mse)), rel=1e-4)

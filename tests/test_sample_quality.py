@@ -74,8 +74,26 @@ def test_real_floor_draws_count_images():
     rng = np.random.default_rng(0)
     real = (rng.uniform(size=(50, 28, 28, 1)) * 255).astype("uint8")
     reference = sq.classifier_features(classifier, real[:30] / np.float32(255))
-    floor = sq.real_floor(classifier, real, reference, count=30)
-    assert floor >= 0.0
+    seen = []
+    features = sq.classifier_features
+
+    def capture(model, images):
+        seen.append(np.array(images))
+        return features(model, images)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sq, "classifier_features", capture)
+        floor = sq.real_floor(classifier, real, reference, count=30)
+    (drawn,) = seen
+    # `count` distinct real images, in [0, 1], and the floor is their distance to the reference.
+    assert drawn.shape == (30, 28, 28, 1) and drawn.dtype == np.float32
+    rows = {image.tobytes(): i for i, image in enumerate(real / np.float32(255))}
+    assert len({rows[image.tobytes()] for image in drawn}) == 30
+    assert floor == pytest.approx(
+        sq.frechet_distance(features(classifier, drawn), reference), rel=1e-6)
+    # Drawn at random (not the first rows) and the same for the same seed.
+    assert sorted(rows[image.tobytes()] for image in drawn) != list(range(30))
+    assert sq.real_floor(classifier, real, reference, count=30) == pytest.approx(floor, rel=1e-6)
     with pytest.raises(ValueError, match=r"`count` must be in \[2, 50\]"):
         sq.real_floor(classifier, real, reference, count=51)
 

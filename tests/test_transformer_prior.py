@@ -245,3 +245,46 @@ def test_config_and_keras_round_trip_in_a_fresh_process(tmp_path):
                                       np.load(folder + "/samples.npy"))
         """
     )
+
+
+@pytest.mark.parametrize("scale", [0.0, 3.0])
+def test_greedy_guided_codes_are_the_argmax_of_the_guided_logits(scale):
+    # top_k=1 removes the noise: each code is the argmax of
+    # u + scale * (c - u), u and c the prior's logits without and with the
+    # condition given the codes before it (`logits` computes them all at once).
+    prior = tiny_prior()
+    for weight in prior.weights:  # spread-out logits ...
+        weight.assign(np.random.default_rng(0).normal(0.0, 0.3, weight.shape))
+    table = prior.embedding.tables["condition"].embeddings  # ... that the condition moves
+    table.assign(np.random.default_rng(1).normal(0.0, 1.0, table.shape))
+    labels = np.array([0, 1, 2, 3], np.int32)
+    codes = prior.generate(labels, seed=0, top_k=1, guidance_scale=scale).numpy()
+    conditional = prior.logits(codes, labels).numpy()
+    unconditional = prior.logits(codes, None).numpy()
+    guided = unconditional + scale * (conditional - unconditional)
+    np.testing.assert_array_equal(codes, guided.argmax(-1))
+    # The check has teeth: somewhere the guided argmax is not the conditional one.
+    assert (guided.argmax(-1) != conditional.argmax(-1)).any()
+    if scale == 0.0:  # no condition at all
+        np.testing.assert_array_equal(codes, prior.generate([CLASSES] * 4, seed=0, top_k=1))
+
+
+@pytest.mark.parametrize("options", [{"temperature": 1.0}, {"temperature": 0.5},
+                                     {"temperature": 1.0, "top_k": 3}])
+def test_first_codes_follow_the_softmax_of_the_scaled_logits(options):
+    # The first code depends on the condition only, so its frequencies over many
+    # draws must match softmax(logits / temperature), restricted to the top k.
+    prior = tiny_prior()
+    for weight in prior.weights:  # a peaked, non-uniform first distribution
+        weight.assign(np.random.default_rng(1).normal(0.0, 0.5, weight.shape))
+    n = 4000
+    codes = prior.generate([1] * n, seed=11, **options).numpy()
+    logits = prior.logits(codes[:1], np.array([1], np.int32)).numpy()[0, 0, 0]
+    scaled = logits / options["temperature"]
+    if "top_k" in options:
+        scaled = np.where(scaled >= np.sort(scaled)[-options["top_k"]], scaled, -np.inf)
+    expected = np.exp(scaled - scaled.max())
+    expected /= expected.sum()
+    assert expected.max() > 0.2 and (expected > 0.02).sum() >= 3  # a distribution to check
+    frequencies = np.bincount(codes[:, 0, 0], minlength=K) / n
+    np.testing.assert_allclose(frequencies, expected, atol=0.03)  # ~4 standard errors

@@ -103,3 +103,31 @@ def test_bits_per_dim_is_the_negative_elbo_with_unit_kl_weight():
     np.testing.assert_allclose(
         terms["kl_loss"].numpy(), gaussian_kl(mean, log_variance).numpy() / (28 * 28), rtol=1e-5
     )
+
+
+def test_reconstruction_loss_is_the_gaussian_nll_per_dim_at_the_learned_scale():
+    # -log N(x; mu, s^2) per pixel = (x - mu)^2 / (2 s^2) + log s + log(2 pi) / 2,
+    # mu the decoded posterior sample and s = exp(log_scale), averaged over pixels.
+    model = tiny_model("vae")
+    images = random_images(3)
+    decoded = []
+    original_call = model.decoder.call
+
+    def capture(latents):
+        output = original_call(latents)
+        decoded.append(output)
+        return output
+
+    model.decoder.call = capture
+    try:
+        for log_scale in (math.log(0.1), math.log(0.5)):
+            model.log_scale.assign(log_scale)
+            decoded.clear()
+            terms = model.compute_terms(tf.constant(images), training=False)
+            mu = 1.0 / (1.0 + np.exp(-decoded[0].numpy()))  # the sample's decoded mean
+            s = math.exp(log_scale)
+            nll = (images - mu) ** 2 / (2 * s**2) + math.log(s) + 0.5 * math.log(2 * math.pi)
+            np.testing.assert_allclose(
+                terms["reconstruction_loss"].numpy(), nll.mean(axis=(1, 2, 3)), rtol=1e-4)
+    finally:
+        model.decoder.call = original_call

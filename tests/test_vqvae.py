@@ -155,3 +155,52 @@ def test_commitment_cost_weights_the_commitment_loss():
     expected = terms["reconstruction_loss"] + 0.25 * terms["commitment_loss"]
     np.testing.assert_allclose(terms["loss"].numpy(), expected.numpy(), rtol=1e-6)
     assert float(tf.reduce_min(terms["commitment_loss"])) > 0.0
+
+
+def test_commitment_loss_moves_the_encoder_and_codebook_loss_the_codebook():
+    # Gradient-trained codebook: the commitment loss pulls only the encoder
+    # output (z_q held fixed), the codebook loss only the code vectors (z_e
+    # held fixed). A missing stop_gradient would let the commitment loss move
+    # the codebook too (the EMA codebook, not trainable, would not show it).
+    quantizer = _quantizer(use_ema=False, dead_code_threshold=0.0)
+    inputs = _inputs()
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        out = quantizer(inputs, training=False)
+        commitment = tf.reduce_sum(out["commitment_loss"])
+        codebook_loss = tf.reduce_sum(out["codebook_loss"])
+
+    def gradients(loss):  # (d loss / d inputs, d loss / d codebook), zeros when unconnected
+        return [np.zeros(x.shape) if g is None else tf.convert_to_tensor(g).numpy()
+                for x, g in zip((inputs, quantizer.embeddings),
+                                tape.gradient(loss, [inputs, quantizer.embeddings]), strict=True)]
+
+    by_commitment, by_codebook = gradients(commitment), gradients(codebook_loss)
+    assert np.abs(by_commitment[0]).max() > 0.0 and not by_commitment[1].any()
+    assert not by_codebook[0].any() and np.abs(by_codebook[1]).max() > 0.0
+
+
+@pytest.mark.parametrize("use_ema", [True, False], ids=["ema", "gradient"])
+def test_restarted_codes_start_afresh_in_the_moving_averages(use_ema):
+    # A restarted code counts as used once per batch (so it is not restarted
+    # again at once) and, with EMA, its moving sum is its new vector (so the
+    # next EMA step does not pull it back to its old place).
+    quantizer = _quantizer(use_ema=use_ema, decay=0.99)  # restarts below 1.0 use per batch
+    inputs = _inputs((4, 3, 3, D))
+    codes = quantizer(inputs, training=True)["encoding_indices"].numpy().reshape(-1)
+    restarted = np.setdiff1d(np.arange(K), codes)
+    assert len(restarted) > 0
+    np.testing.assert_array_equal(quantizer.ema_cluster_size.numpy()[restarted], 1.0)
+    if not use_ema:
+        return
+    embeddings = quantizer.embeddings.numpy()
+    np.testing.assert_array_equal(
+        quantizer.ema_embedding_sum.numpy()[restarted], embeddings[restarted])
+    # A second step whose inputs all sit on one restarted code keeps that code in place.
+    code = restarted[0]
+    target = tf.constant(np.broadcast_to(embeddings[code], (4, 3, 3, D)).copy())
+    assigned = quantizer(target, training=True)["encoding_indices"].numpy().reshape(-1)
+    assert len(np.unique(assigned)) == 1
+    kept = assigned[0]  # `code`, or a restarted twin with the same vector
+    np.testing.assert_allclose(
+        quantizer.embeddings.numpy()[kept], embeddings[code], rtol=1e-4, atol=1e-6)
