@@ -217,7 +217,18 @@ def test_evaluate_prior_command_with_tiny_counts(prior_run, inputs, tmp_path):
     assert [row["guidance_scale"] for row in metrics["guidance"]["rows"]] == [1.0, 2.0]
     assert metrics["sampling"]["guidance_scale"] == 2.0  # no flag: the generator's own
     assert metrics["raw_bits_per_image"] == pytest.approx(49 * 4)  # 7x7 codes of K = 16
-    assert 0.0 < metrics["test_bits_per_image"]
+    # The prior's own measure of the held-out images' codes, not just a positive number.
+    from trainers import data
+    from trainers.generation import encode_images, load_generator
+
+    generator = load_generator(str(model_dir))
+    test = data.load_split(inputs / "data.npz", "test", generator.autoencoder.image_shape).images
+    codes = encode_images(generator.autoencoder, test)
+    bits = generator.prior.evaluate(codes, load_labels(inputs / "data.npz", "test"), verbose=0,
+                                    return_dict=True)["bits_per_image"]
+    assert metrics["test_bits_per_image"] == pytest.approx(bits, rel=1e-4)
+    distances = [metrics[k]["frechet_distance"] for k in ("samples", "reconstructions")]
+    assert distances[0] != distances[1]  # two different image sets, not one figure
     assert metrics["completion_rows_kept"] == 3
     with Image.open(out / "samples.png") as picture:
         assert picture.height == 2 * (10 * 30 + 2)  # one row per class
