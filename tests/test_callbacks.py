@@ -128,17 +128,17 @@ def test_refuses_a_model_without_the_variable(callback, family, needs):
 
 
 @pytest.mark.parametrize(
-    "make",
+    "make, message",
     [
-        lambda: TemperatureAnnealing(start=0.0),
-        lambda: TemperatureAnnealing(end=-1.0),
-        lambda: TemperatureAnnealing(schedule="step"),
-        lambda: TemperatureAnnealing(steps=-1),
-        lambda: TemperatureAnnealing(steps=1.5),
-        lambda: KLWarmup(schedule="exponential"),
-        lambda: KLWarmup(steps=-5),
+        (lambda: TemperatureAnnealing(start=0.0), "start=0.0"),
+        (lambda: TemperatureAnnealing(end=-1.0), "end=-1.0"),
+        (lambda: TemperatureAnnealing(schedule="step"), "`schedule` must be one of"),
+        (lambda: TemperatureAnnealing(steps=-1), "steps=-1"),
+        (lambda: TemperatureAnnealing(steps=1.5), "steps=1.5"),
+        (lambda: KLWarmup(schedule="exponential"), "cannot use the exponential"),
+        (lambda: KLWarmup(steps=-5), "steps=-5"),
     ],
 )
-def test_invalid_arguments_raise_value_error(make):
-    with pytest.raises(ValueError):
+def test_invalid_arguments_raise_value_error(make, message):
+    with pytest.raises(ValueError, match=message):
         make()

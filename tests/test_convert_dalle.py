@@ -66,15 +66,15 @@ def test_command_writes_a_verified_preset_equal_to_the_source(source, tmp_path, 
 
 
 @pytest.mark.parametrize(
-    "args",
+    "args, message",
     [
-        ["--state=s.npz", "--encoder=e.pkl", "--decoder=d.pkl", "--output=out"],
-        ["--encoder=e.pkl", "--output=out"],
-        ["--state=s.npz"],
+        (["--state=s.npz", "--encoder=e.pkl", "--decoder=d.pkl", "--output=out"], "not both"),
+        (["--encoder=e.pkl", "--output=out"], "not both"),
+        (["--state=s.npz"], "--output .* is required"),
     ],
 )
-def test_usage_errors(args):
-    with pytest.raises(app.UsageError):
+def test_usage_errors(args, message):
+    with pytest.raises(app.UsageError, match=message):
         _run(*args)
 
 

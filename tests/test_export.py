@@ -155,7 +155,7 @@ def test_export_command_in_bfloat16_keeps_float32_io_and_close_outputs(tmp_path)
 def test_export_command_refuses_an_unknown_precision(tmp_path):
     flag_values = flags.FlagValues()
     export_cli.define_flags(flag_values)
-    with pytest.raises(flags.IllegalFlagValueError):
+    with pytest.raises(flags.IllegalFlagValueError, match="float8"):
         flag_values(["export", "--model=ae_fashion_mnist", f"--export_base={tmp_path}",
                      "--precision=float8"])
 

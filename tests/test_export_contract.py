@@ -382,9 +382,9 @@ def test_bad_sample_and_latent_inputs_are_refused(loaded):
 def test_corrupt_image_bytes_fail(loaded):
     fn = loaded["dvae"].signatures["reconstruct_image_bytes"]
     png = tf.io.encode_png(tf.zeros([28, 28, 1], tf.uint8))
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         fn(image_bytes=tf.constant([png.numpy(), b"not an image"]))
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid PNG"):
         fn(image_bytes=tf.constant([png.numpy()[:30]]))  # truncated PNG
 
 
