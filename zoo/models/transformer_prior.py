@@ -68,7 +68,9 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         num_embeddings: int. K, the codebook size of the autoencoder.
         grid_shape: tuple. `(h, w)` of the code grid.
         num_classes: int. Number of classes; id `num_classes` means "no condition".
-        embed_dim: int. Token width. Defaults to `128`.
+        embed_dim: int. Token width (the Transformer's model width, as in
+            keras-hub; not the autoencoder's code size `embedding_dim`, which
+            the prior never sees). Defaults to `128`.
         num_layers: int. Transformer blocks. Defaults to `2` (sampling speed; see
             BUILD_NOTES.md, "Default size").
         num_heads: int. Attention heads; must divide `embed_dim`. Defaults to `4`.
