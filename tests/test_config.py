@@ -133,3 +133,17 @@ def test_config_file_errors(tmp_path):
     path.write_text(json.dumps({"model": "vqvae"}))
     with pytest.raises(ValueError, match="--model=ae contradicts.*'vqvae'"):
         config_lib.resolve("ae", path)
+
+
+def test_learning_rate_defaults_lower_when_fine_tuning():
+    from trainers.training import learning_rate_schedule
+
+    constant = {"learning_rate": None, "lr_schedule": "constant"}
+    assert learning_rate_schedule(constant, 100) == pytest.approx(1e-3)
+    assert learning_rate_schedule({**constant, "init_from": "ae_fashion_mnist"}, 100) == (
+        pytest.approx(1e-4))
+    given = {"learning_rate": 0.02, "lr_schedule": "constant", "init_from": "ae_fashion_mnist"}
+    assert learning_rate_schedule(given, 100) == pytest.approx(0.02)  # a given rate wins
+    cosine = learning_rate_schedule({"learning_rate": 0.02, "lr_schedule": "cosine"}, 100)
+    assert float(cosine(0)) == pytest.approx(0.02)
+    assert float(cosine(100)) == pytest.approx(0.02 * 0.05)  # decays to 5 %, not to 0

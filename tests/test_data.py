@@ -314,3 +314,19 @@ def test_make_dataset_batches_shuffles_and_checks_batch_size():
     assert [len(b) for b in dropped] == [4, 4]
     with pytest.raises(ValueError, match="batch_size"):
         data.make_dataset(split, 0)
+
+
+def test_tall_images_are_center_cropped_not_cut_at_the_top():
+    tall = np.zeros((1, 80, 40, 1), np.uint8)  # black top and bottom quarters, white middle
+    tall[:, 20:60] = 255
+    fitted = data.fit_to_shape(tall, (28, 28, 1))
+    assert fitted.shape == (1, 28, 28, 1) and fitted.min() >= 250
+
+
+def test_rgba_arrays_lose_the_alpha_channel_not_a_color():
+    rgba = np.zeros((2, 28, 28, 4), np.uint8)
+    rgba[..., 0] = 255  # opaque-ish red
+    rgba[..., 3] = 128
+    np.testing.assert_array_equal(data.fit_to_shape(rgba, (28, 28, 3))[:, 5, 5], [[255, 0, 0]] * 2)
+    gray = data.fit_to_shape(rgba, (28, 28, 1))  # luma of red, not of (0, 0, alpha)
+    assert abs(int(gray[0, 5, 5, 0]) - 76) <= 1

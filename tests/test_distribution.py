@@ -88,3 +88,24 @@ def test_replica_seeds_never_repeat_across_replicas_and_steps(monkeypatch):
     assert len(set(seeds)) == len(seeds)
     # Replica 0, and so a single device, draws from the generator's own seeds.
     assert [s for i, s in enumerate(seeds) if i % 4 == 0] == [(7, n) for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    "task_type, task_id, cluster, chief",
+    [
+        ("chief", 0, {"chief": ["a:1"], "worker": ["b:1"]}, True),
+        ("worker", 0, {"chief": ["a:1"], "worker": ["b:1"]}, False),  # a chief task exists
+        ("worker", 0, {"worker": ["a:1", "b:1"]}, True),  # no chief task: worker 0
+        ("worker", 1, {"worker": ["a:1", "b:1"]}, False),
+    ],
+)
+def test_only_the_chief_writes_to_the_real_paths(monkeypatch, task_type, task_id, cluster, chief):
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+    strategy_class = tf.distribute.MultiWorkerMirroredStrategy
+    monkeypatch.setattr(strategy_class, "cluster_resolver", property(lambda self: resolver))
+    # No cluster is started: is_chief reads only the strategy's type and cluster_resolver.
+    strategy = strategy_class.__new__(strategy_class)
+    assert distribute.is_chief(strategy) is chief
+    expected = "/runs/a/best.keras" if chief else f"/runs/a/workertemp_{task_id}/best.keras"
+    assert distribute.write_path("/runs/a/best.keras", strategy) == expected

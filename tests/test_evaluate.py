@@ -157,6 +157,9 @@ def test_run_evaluation_reports_the_classifier_check_on_fashion_mnist(tmp_path):
     model.save(tmp_path / "model.keras")
     report = evaluate.run_evaluation(tmp_path / "model.keras", dataset="fashion_mnist",
                                      max_images=50, output_dir=tmp_path / "eval")
+    # metrics.json is written once the report is complete: the check included.
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == report
+    assert report["num_images"] == 50
     check = report["classifier_accuracy"]
     assert set(check) == {"originals", "reconstructions", "drop_points"}
     assert check["originals"] > 0.8  # the classifier on real test images

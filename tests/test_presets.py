@@ -225,3 +225,16 @@ def test_unknown_preset_path_is_named(tmp_path):
         zoo.load(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="Unknown zoo model 'nowhere'.*ZOO_SAVED_MODELS"):
         zoo.load("nowhere")
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from zoo.atomic import atomic_path
+
+    target = tmp_path / "notes.txt"
+    target.write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise OSError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

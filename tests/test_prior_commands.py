@@ -266,3 +266,32 @@ def test_a_continuous_autoencoder_is_refused_in_one_line_without_a_run_folder(tm
     assert "Training refused: --autoencoder=" in refused.stderr
     assert "A prior needs a discrete autoencoder (VQVAE or DVAE)" in refused.stderr
     assert not model_dir.exists()
+
+
+def test_cached_codes_of_another_grid_are_encoded_again(tmp_path, capsys):
+    from trainers.train_prior import CODES_FILE, load_codes
+
+    autoencoder = tiny_model("dvae")
+    grid = tuple(autoencoder.latent_grid)
+    dataset = tmp_path / "labelled.npz"
+    np.savez(dataset, images=random_images(20), labels=np.arange(20) % 2)
+    training = {"dataset": str(dataset), "validation_fraction": 0.1, "encode_batch_size": 8}
+    # codes.npz of an autoencoder with another latent grid (a run folder reused for another
+    # autoencoder): its codes would index the wrong positions.
+    stale = (grid[0] + 1, grid[1] + 1)
+    np.savez(tmp_path / CODES_FILE, train_codes=np.zeros((18, *stale), np.int32),
+             train_labels=np.zeros(18, np.int32),
+             validation_codes=np.zeros((2, *stale), np.int32),
+             validation_labels=np.zeros(2, np.int32))
+
+    arrays = load_codes(tmp_path, autoencoder, training)
+    assert "Reusing" not in capsys.readouterr().out
+    assert arrays["train_codes"].shape == (18, *grid)
+    assert arrays["validation_codes"].shape == (2, *grid)
+    np.testing.assert_array_equal(arrays["train_labels"], load_labels(dataset, "train"))
+    with np.load(tmp_path / CODES_FILE) as written:  # the file now holds the new codes
+        np.testing.assert_array_equal(written["train_codes"], arrays["train_codes"])
+
+    again = load_codes(tmp_path, autoencoder, training)  # the same grid: read back
+    assert "Reusing the codes" in capsys.readouterr().out
+    np.testing.assert_array_equal(again["validation_codes"], arrays["validation_codes"])

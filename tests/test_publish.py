@@ -224,3 +224,14 @@ def test_tolerances(name, new, old, ok):
 def test_a_metric_of_the_card_missing_from_the_run_is_not_reproduced():
     rows, ok = reproduce.compare({"mse": 0.1}, {"mse": 0.1, "bits_per_dim": 6.6})
     assert not ok and [row[0] for row in rows if not row[-1]] == ["bits_per_dim"]
+
+
+def test_rerender_signs_the_card_it_changes(tmp_path, zoo_root):
+    folder = publish.publish("tiny_ae", make_run(tmp_path), output_root=zoo_root)
+    fresh = (folder / "README.md").read_text()
+    (folder / "README.md").write_text("# tiny_ae\n\nThe card of an older version.\n")
+    presets.write_manifest(folder)
+    publish.rerender_card(folder)
+    assert (folder / "README.md").read_text() == fresh
+    presets.verify(folder)  # the manifest holds the new card's checksum
+    assert isinstance(zoo.load("tiny_ae"), zoo.AE)
