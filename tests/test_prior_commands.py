@@ -19,6 +19,7 @@ from PIL import Image
 
 from tests.helpers import REPO_ROOT, copy_model, random_images, tiny_model
 from tests.test_train_cli import _env, ok
+from trainers import data
 from trainers.labels import FASHION_MNIST_CLASSES, load_labels
 
 # The first epoch compiles the training step and the sampling loop: minutes on a loaded
@@ -292,6 +293,30 @@ def test_cached_codes_of_another_grid_are_encoded_again(tmp_path, capsys):
     with np.load(tmp_path / CODES_FILE) as written:  # the file now holds the new codes
         np.testing.assert_array_equal(written["train_codes"], arrays["train_codes"])
 
-    again = load_codes(tmp_path, autoencoder, training)  # the same grid: read back
+    again = load_codes(tmp_path, autoencoder, training)  # the same autoencoder: read back
     assert "Reusing the codes" in capsys.readouterr().out
+    assert set(again) == set(arrays)
     np.testing.assert_array_equal(again["validation_codes"], arrays["validation_codes"])
+
+
+def test_cached_codes_of_a_retrained_autoencoder_are_encoded_again(tmp_path, capsys):
+    # The same grid and path, other weights (an autoencoder retrained in place before
+    # a prior run is resumed): its codes are not the cached ones.
+    from trainers.train_prior import load_codes
+
+    dataset = tmp_path / "labelled.npz"
+    np.savez(dataset, images=random_images(20), labels=np.arange(20) % 2)
+    training = {"dataset": str(dataset), "validation_fraction": 0.1, "encode_batch_size": 8}
+    first, second = tiny_model("dvae"), tiny_model("dvae")
+    for weight in second.weights:
+        weight.assign(np.random.default_rng(5).normal(0.0, 0.3, weight.shape))
+    load_codes(tmp_path, first, training)
+    capsys.readouterr()
+    codes = load_codes(tmp_path, second, training)
+    assert "of another autoencoder or dataset" in capsys.readouterr().out
+    np.testing.assert_array_equal(
+        codes["train_codes"], second.encode(data.load_split(dataset, "train").images / 255.0))
+    assert not np.array_equal(codes["train_codes"], first.encode(
+        data.load_split(dataset, "train").images / 255.0))
+    load_codes(tmp_path, second, {**training, "validation_fraction": 0.2})  # other data
+    assert "of another autoencoder or dataset" in capsys.readouterr().out

@@ -128,20 +128,44 @@ def check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
         )
 
 
+def codes_fingerprint(autoencoder, training: dict) -> str:
+    """sha256 of what the codes depend on: the autoencoder's weights and the data it encodes.
+
+    The data is named by `dataset` and `validation_fraction`, not hashed: a file
+    replaced at the same path keeps the fingerprint.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(
+        [str(training["dataset"]), training["validation_fraction"],
+         list(autoencoder.image_shape)]).encode())
+    for weight in autoencoder.weights:
+        value = weight.numpy()
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def load_codes(write_dir: pathlib.Path, autoencoder, training: dict) -> dict:
-    """The run's codes and labels: read from `codes.npz`, or encoded once and written there."""
+    """The run's codes and labels: read from `codes.npz`, or encoded once and written there.
+
+    The file is reused only if it holds codes of this autoencoder (its weights, not
+    its path) and dataset (`codes_fingerprint`); otherwise the codes are encoded again.
+    """
     import numpy as np
 
     from trainers import data, generation, labels
 
     path = write_dir / CODES_FILE
-    grid = tuple(autoencoder.latent_grid)
+    fingerprint = codes_fingerprint(autoencoder, training)
     if path.exists():
         with np.load(path) as archive:
             arrays = {key: archive[key] for key in archive.files}
-        if arrays["train_codes"].shape[1:] == grid:
+        if str(arrays.pop("fingerprint", "")) == fingerprint:
             print(f"Reusing the codes in {path}.")
             return arrays
+        print(f"The codes in {path} are of another autoencoder or dataset (or were written "
+              "before codes were fingerprinted): encoding them again.")
     arrays = {}
     fraction = training["validation_fraction"]
     for split in ("train", "validation"):
@@ -152,7 +176,7 @@ def load_codes(write_dir: pathlib.Path, autoencoder, training: dict) -> dict:
             autoencoder, images, training["encode_batch_size"])
         arrays[f"{split}_labels"] = labels.load_labels(training["dataset"], split, fraction)
     temporary = path.with_name(".tmp-" + path.name)
-    np.savez(temporary, **arrays)
+    np.savez(temporary, **arrays, fingerprint=np.array(fingerprint))
     temporary.replace(path)  # a killed run never leaves half a codes file
     return arrays
 
