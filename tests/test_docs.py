@@ -143,3 +143,24 @@ def test_skipped_examples_are_few():
         t.name for t in DOCTESTS for e in t.examples if e.options.get(doctest.SKIP)
     ]
     assert len(skipped) <= MAX_SKIPPED, skipped
+
+
+@pytest.mark.parametrize("family", ["ae", "vae", "vqvae", "dvae"])
+def test_family_docstrings_give_the_shared_arguments_and_their_defaults(family):
+    # Each family's docstring repeats the shared architecture arguments for help();
+    # the copies must stay those of `Autoencoder.__init__`.
+    import inspect
+
+    import zoo
+    from zoo.models.base import Autoencoder
+
+    shared = {
+        name: parameter.default
+        for name, parameter in inspect.signature(Autoencoder.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    text = " ".join(zoo.FAMILIES[family].__doc__.split("**kwargs:", 1)[1].split())
+    documented = dict(re.findall(r"`(\w+)`\s+\(`([^`]+)`\)", text))
+    assert set(shared) <= set(documented), sorted(set(shared) - set(documented))
+    for name, default in shared.items():
+        assert documented[name] == repr(default), (name, documented[name], default)
