@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo.models.base import psnr
+from zoo.image_metrics import per_example_mse, psnr
 from zoo.quantizers import code_histogram
 
 
@@ -33,7 +33,7 @@ def evaluate_model(
         terms = model.compute_terms(images, training=False)
         reconstructions = terms["reconstructions"]
         per_image = {
-            "mse": tf.reduce_mean(tf.math.squared_difference(images, reconstructions), [1, 2, 3]),
+            "mse": per_example_mse(images, reconstructions),
             "psnr": psnr(images, reconstructions),
             "ssim": tf.image.ssim(images, reconstructions, max_val=1.0),
         }

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from zoo import validation
+from zoo.image_metrics import per_example_mse
 from zoo.models.base import ContinuousAutoencoder
 
 
@@ -70,10 +71,7 @@ class AE(ContinuousAutoencoder):
     def compute_terms(self, images, training):
         latents = self.encoder(images, training=self._encoder_training(training))
         reconstructions = self._to_images(self.decoder(latents, training=training))
-        loss = tf.reduce_mean(
-            tf.math.squared_difference(tf.cast(images, tf.float32), reconstructions),
-            axis=[1, 2, 3],
-        )
+        loss = per_example_mse(images, reconstructions)
         return {"reconstructions": reconstructions, "loss": loss, "reconstruction_loss": loss}
 
     def get_config(self):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from zoo import distribution, serving, validation
 from zoo.blocks import Decoder, Encoder, with_legacy_layout
+from zoo.image_metrics import per_example_mse, psnr
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.perceptual import FeatureMatching
 from zoo.presets import PresetMixin
@@ -22,17 +23,6 @@ BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
 PASS_VALUES = 2**26
 """Eager inference splits a batch into passes whose largest tensor holds about
 this many values (256 MB of float32), so memory stays bounded."""
-
-
-def psnr(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
-    """Per-example peak signal-to-noise ratio in dB for images in [0, 1]."""
-    mse = tf.reduce_mean(
-        tf.math.squared_difference(
-            tf.cast(images, tf.float32), tf.cast(reconstructions, tf.float32)
-        ),
-        axis=[1, 2, 3],
-    )
-    return 10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
 
 
 class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
@@ -388,13 +378,11 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
 
     def _update_metrics(self, images, terms) -> dict:
         reconstructions = terms["reconstructions"]
-        mse = tf.reduce_mean(
-            tf.math.squared_difference(
-                tf.cast(images, tf.float32), tf.cast(reconstructions, tf.float32)
-            ),
-            axis=[1, 2, 3],
-        )
-        values = {**terms, "mse": mse, "psnr": psnr(images, reconstructions)}
+        values = {
+            **terms,
+            "mse": per_example_mse(images, reconstructions),
+            "psnr": psnr(images, reconstructions),
+        }
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from zoo import validation
+from zoo.image_metrics import per_example_mse
 from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
 from zoo.quantizers import VectorQuantizer, code_statistics
 
@@ -129,9 +130,7 @@ class VQVAE(DiscreteAutoencoder):
         reconstructions = self._to_images(
             self.decoder(quantized["quantized"], training=training)
         )
-        reconstruction_loss = tf.reduce_mean(
-            tf.math.squared_difference(images, reconstructions), axis=[1, 2, 3]
-        )
+        reconstruction_loss = per_example_mse(images, reconstructions)
         loss = (
             reconstruction_loss
             + quantized["codebook_loss"]
