@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from trainers import data
+from trainers import data, fashion_mnist
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -52,7 +52,7 @@ def first_batch(split: data.Split, batch_size: int = 64) -> np.ndarray:
 def test_read_idx_round_trips_shape_dtype_and_values(tmp_path, name, dtype):
     array = (np.arange(2 * 3 * 5) * 7 % 256).reshape(2, 3, 5).astype(dtype)
     write_idx(tmp_path / name, array)
-    parsed = data.read_idx(tmp_path / name)
+    parsed = fashion_mnist.read_idx(tmp_path / name)
     assert parsed.shape == (2, 3, 5)
     assert parsed.dtype == array.dtype
     np.testing.assert_array_equal(parsed, array)
@@ -62,7 +62,7 @@ def test_read_idx_refuses_bad_magic(tmp_path):
     path = tmp_path / "bad-idx3-ubyte"
     path.write_bytes(b"\x89PNG" + bytes(100))
     with pytest.raises(ValueError, match="not an IDX file") as info:
-        data.read_idx(path)
+        fashion_mnist.read_idx(path)
     assert str(path) in str(info.value)
 
 
@@ -73,7 +73,7 @@ def test_read_idx_refuses_truncated_file_naming_it(tmp_path, name):
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt") as info:
-        data.read_idx(path)
+        fashion_mnist.read_idx(path)
     assert str(path) in str(info.value)
 
 
@@ -83,7 +83,7 @@ def test_fashion_mnist_reads_idx_files_and_holds_out_validation(tmp_path, monkey
     test = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", train)  # gzipped
     write_idx(tmp_path / "t10k-images-idx3-ubyte", test)  # plain
-    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", str(tmp_path))
 
     splits = {s: data.load_split("fashion_mnist", s, (28, 28, 1), 0.1) for s in data.SPLITS}
     assert [splits[s].num_examples for s in data.SPLITS] == [18, 2, 5]
@@ -95,7 +95,7 @@ def test_fashion_mnist_reads_idx_files_and_holds_out_validation(tmp_path, monkey
 
 
 def test_fashion_mnist_missing_names_the_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist") as info:
         data.load_split("fashion_mnist", "train")
     assert "nowhere" in str(info.value)

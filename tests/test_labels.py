@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.test_data import write_idx
-from trainers import data, labels
+from trainers import data, fashion_mnist, labels
 
 
 def test_fashion_mnist_labels_follow_the_images_and_the_held_out_split(tmp_path, monkeypatch):
@@ -18,7 +18,7 @@ def test_fashion_mnist_labels_follow_the_images_and_the_held_out_split(tmp_path,
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", train_labels)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", test_labels)
-    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", str(tmp_path))
 
     for split in ("train", "validation"):
         images = data.load_split("fashion_mnist", split, (28, 28, 1), 0.25).images

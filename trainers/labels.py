@@ -19,7 +19,7 @@ import pathlib
 
 import numpy as np
 
-from trainers import data
+from trainers import data, fashion_mnist
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
@@ -79,11 +79,11 @@ def load_labels(
         raise ValueError(f"`split` must be one of {list(data.SPLITS)}. Received: {split!r}")
     names = class_names(source)  # refuses unlabelled sources
     path = pathlib.Path(str(source)).expanduser()
-    fashion_mnist = str(source) == "fashion_mnist"
-    if fashion_mnist:
+    is_fashion_mnist = str(source) == "fashion_mnist"
+    if is_fashion_mnist:
         if split == "test":
-            return data.load_fashion_mnist("test", labels=True).astype(np.int32)
-        labels = data.load_fashion_mnist("train", labels=True)
+            return fashion_mnist.load_fashion_mnist("test", labels=True).astype(np.int32)
+        labels = fashion_mnist.load_fashion_mnist("train", labels=True)
     elif path.is_dir():
         labels = np.array([names.index(f.relative_to(path).parts[0]) for f in _class_files(path)])
     else:
@@ -95,7 +95,7 @@ def load_labels(
         )
     # The same held-out rows as the images (a folder or array has no test split: its
     # validation part serves as "test", as in load_split).
-    held_out = data._split_held_out(labels, split, validation_fraction, keep_order=fashion_mnist)
+    held_out = data._split_held_out(labels, split, validation_fraction, keep_order=is_fashion_mnist)
     return held_out.astype(np.int32)
 
 
