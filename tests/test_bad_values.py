@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tests.helpers import FAMILY_NAMES, random_images, tiny_model
 from zoo import validation
-from zoo.models import base
+from zoo.models import batch_passes
 
 VALUES = "must be finite and lie in \\[0, 1\\]"
 
@@ -269,7 +269,7 @@ def test_eager_calls_run_big_batches_in_passes(models, family, monkeypatch):
         "call": model(images).numpy(),
         "encode": model.encode(images).numpy(),
     }
-    monkeypatch.setattr(base, "PASS_VALUES", 2 * model._values_per_example())  # passes of 2
+    monkeypatch.setattr(batch_passes, "PASS_VALUES", 2 * model._values_per_example())  # passes of 2
     np.testing.assert_allclose(model(images).numpy(), whole["call"], atol=1e-6)
     np.testing.assert_allclose(model.encode(images).numpy(), whole["encode"], atol=1e-6)
     latents = whole["encode"]
@@ -283,13 +283,13 @@ def test_eager_calls_run_big_batches_in_passes(models, family, monkeypatch):
 def test_eager_sample_decodes_in_passes_and_equals_one_pass(models, family, monkeypatch):
     model = models[family]
     whole = model.sample(7, seed=5).numpy()
-    monkeypatch.setattr(base, "PASS_VALUES", 2 * model._values_per_example())
+    monkeypatch.setattr(batch_passes, "PASS_VALUES", 2 * model._values_per_example())
     np.testing.assert_allclose(model.sample(7, seed=5).numpy(), whole, atol=1e-6)
 
 
 def test_eager_output_larger_than_one_tensor_is_refused(models, monkeypatch):
     model = models["ae"]
-    monkeypatch.setattr(base, "PASS_VALUES", 2 * model._values_per_example())
+    monkeypatch.setattr(batch_passes, "PASS_VALUES", 2 * model._values_per_example())
     monkeypatch.setattr(validation, "MAX_TENSOR_VALUES", 5 * 28 * 28)
     with pytest.raises(ValueError, match="pass at most 5 images at once"):
         model(random_images(6))

@@ -6,26 +6,22 @@ trackers, and the config round trip. A family implements `encode`,
 `decode`, `compute_terms` (per-example loss terms) and names its metrics.
 """
 
-import math
-
 import keras
 import tensorflow as tf
 
 from zoo import distribution, serving, validation
 from zoo.blocks import Decoder, Encoder, with_legacy_layout
 from zoo.image_metrics import per_example_mse, psnr
+from zoo.models.batch_passes import BatchPassesMixin
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.perceptual import FeatureMatching
 from zoo.presets import PresetMixin
 
 BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
 
-PASS_VALUES = 2**26
-"""Eager inference splits a batch into passes whose largest tensor holds about
-this many values (256 MB of float32), so memory stays bounded."""
 
 
-class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
+class Autoencoder(BatchPassesMixin, MultiWorkerFitMixin, PresetMixin, keras.Model):
     """Base class of the zoo's autoencoders (not registered, not for direct use).
 
     Images are float NHWC in [0, 1]; `model(images)` returns reconstructions of
@@ -155,77 +151,6 @@ class Autoencoder(MultiWorkerFitMixin, PresetMixin, keras.Model):
         return validation.check_images(
             images, self.image_shape[-1], self.downsampling_factor, self._batch_limit(one_pass)
         )
-
-    def _batch_limit(self, one_pass: bool = False) -> int | None:
-        return self.max_batch_size if one_pass or not tf.executing_eagerly() else None
-
-    def _values_per_example(self) -> int:
-        """The most values one example puts into a tensor of a pass (a bound).
-
-        Every stage of the stacks doubles the width at most while it quarters
-        the area, so the widest tensors are at full resolution (`filters`
-        channels, or the images themselves) or on the latent grid (the
-        encoder/decoder channels, or K distances, logits or one-hots).
-        """
-        height, width, channels = self.image_shape
-        grid_h, grid_w = self.latent_grid
-        full = height * width * max(2 * channels, self._full_resolution_width())
-        latent = grid_h * grid_w * max(
-            self.encoder.output_channels,
-            self.decoder_input_channels,
-            getattr(self, "num_embeddings", 0),
-        )
-        return max(full, latent)
-
-    def _full_resolution_width(self) -> int:
-        """Channels of the widest full-resolution tensor of the stacks."""
-        return min(self.filters, self.max_filters)
-
-    @property
-    def max_batch_size(self) -> int:
-        """The largest batch one pass of this model runs.
-
-        A larger batch would make a tensor of 2**31 values or more, which
-        TensorFlow's CPU kernels cannot run (they crash the process; for the
-        default 28x28 models that is about 85,000 images). `fit`, `evaluate`,
-        `predict`, a `tf.function` and exported signatures refuse a larger
-        batch with `tf.errors.InvalidArgumentError`; eager calls (`model(x)`,
-        `encode`, `decode`, `sample`) run any batch in smaller passes.
-        """
-        return max(1, validation.MAX_TENSOR_VALUES // self._values_per_example())
-
-    def _in_passes(self, fn, inputs: tf.Tensor, what: str):
-        """Runs `fn` on a checked batch: in a graph at once (the checks refused a
-        batch over `max_batch_size`), eagerly in passes of about `PASS_VALUES`
-        values, concatenated."""
-        if not tf.executing_eagerly():
-            return fn(inputs)
-        total = int(inputs.shape[0])
-        step = max(1, PASS_VALUES // self._values_per_example())
-        if total <= step:
-            return fn(inputs)
-        parts = [fn(inputs[:step])]
-        per_example = sum(t.shape.num_elements() for t in tf.nest.flatten(parts[0])) // step
-        if total * per_example > validation.MAX_TENSOR_VALUES:
-            raise ValueError(
-                f"The output for {total:,} {what} would hold {total * per_example:,} values, "
-                f"more than one tensor can ({validation.MAX_TENSOR_VALUES:,}); pass at most "
-                f"{validation.MAX_TENSOR_VALUES // per_example:,} {what} at once."
-            )
-        parts += [fn(inputs[start:start + step]) for start in range(step, total, step)]
-        return tf.nest.map_structure(lambda *pieces: tf.concat(pieces, axis=0), *parts)
-
-    def _checked_num_samples(self, num_samples):
-        """`num_samples` of `sample` or of the `sample` signature, checked.
-
-        Eager draws are decoded in passes, so only the images returned must
-        fit in one tensor; a graph decodes them in one pass.
-        """
-        if tf.executing_eagerly():
-            limit = validation.MAX_TENSOR_VALUES // math.prod(self.image_shape)
-        else:
-            limit = self.max_batch_size
-        return validation.check_num_samples(num_samples, limit)
 
     def call(self, images, training=False):
         return self._in_passes(
