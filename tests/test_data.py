@@ -237,6 +237,30 @@ def test_images_smaller_than_the_model_input_are_refused(image_folder):
     assert "gray.jpg" in str(info.value)
 
 
+def test_sixteen_bit_grayscale_png_is_rescaled_not_clipped(tmp_path):
+    # Scanners, microscopes and medical images: Pillow's convert("L") clips to white.
+    wide = np.linspace(0, 65535, 28 * 28).reshape(28, 28).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "scan.png")
+    assert Image.open(tmp_path / "scan.png").mode.startswith("I")  # Pillow reads it as 16-bit
+    for channels in (1, 3):
+        image = data.read_image_file(tmp_path / "scan.png", (28, 28, channels))
+        expected = np.round(wide / 257.0).astype(np.uint8)
+        assert np.abs(image[..., 0].astype(int) - expected).max() <= 1  # not all white
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # Phone photos: read the way every image viewer shows them.
+    pixels = np.zeros((28, 56), np.uint8)
+    pixels[:, :28] = 255  # stored landscape, left half white
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": shown as a 56x28 portrait
+    image.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    read = data.read_image_file(tmp_path / "photo.jpg", (56, 28, 1))[..., 0]
+    assert read.shape == (56, 28)
+    assert read[:28].mean() > 200 and read[28:].mean() < 50  # the white half on top
+
+
 # --- numpy arrays and files ----------------------------------------------------------------------
 
 

@@ -190,10 +190,17 @@ def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
 
 def read_image_file(path: pathlib.Path, image_shape) -> np.ndarray:
     """Reads one image file as uint8 (H, W, C) in `image_shape`; errors name the file."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            # A camera's EXIF orientation: read the image the way viewers show it.
+            image = ImageOps.exif_transpose(opened)
+            if image.mode == "I" or image.mode.startswith("I;16"):
+                # 16-bit grayscale (PNG): Pillow's convert("L") clips every value over
+                # 255 to white instead of rescaling; scale 0-65535 to 0-255.
+                wide = np.asarray(image, np.float64) * (255.0 / 65535.0)
+                image = Image.fromarray(np.clip(np.round(wide), 0, 255).astype(np.uint8), "L")
             image = image.convert("L" if image_shape[-1] == 1 else "RGB")
             array = np.asarray(image)
     except (OSError, UnidentifiedImageError, ValueError) as error:
@@ -372,6 +379,7 @@ def make_dataset(
     repeat: bool = False,
     seed: int = 0,
     drop_remainder: bool = False,
+    skip: int = 0,
 ) -> tf.data.Dataset:
     """A batched, prefetched `tf.data.Dataset` of float32 images in [0, 1].
 
@@ -386,6 +394,9 @@ def make_dataset(
         repeat: bool. Repeat forever. Defaults to `False`.
         seed: int. Shuffle seed. Defaults to `0`.
         drop_remainder: bool. Drop a last partial batch. Defaults to `False`.
+        skip: int. Images of the repeated stream to pass over first (a resumed
+            run continues the stream where its last finished epoch left it).
+            Only with `repeat=True`. Defaults to `0`.
 
     Returns:
         A `tf.data.Dataset` yielding float32 batches (B, H, W, C).
@@ -407,6 +418,8 @@ def make_dataset(
                                   reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+        if skip:
+            dataset = dataset.skip(skip)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if to_float is not None:
         dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)

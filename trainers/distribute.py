@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from trainers import machine
+from zoo.atomic import atomic_path, write_text
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -243,18 +244,50 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     private temporary directory. Across machines, `backup_dir` must be on a
     file system every worker can read (the usual requirement for resuming).
 
+    The backup is the run's commit point: with `commit_last=True` its
+    epoch-end save is left to `commit(epoch)`, which the train commands call
+    from a callback placed after every other one (`trainers.training.fit_run`),
+    so a run killed while an epoch's checkpoints, history row or time are
+    being written resumes at that epoch and writes them again, rather than
+    skipping it. Its files are written under temporary names and renamed, so
+    a kill mid-write leaves the previous backup, which `fit` can still read.
+
     Args:
         backup_dir: str. Directory of the chief's backup.
         strategy: The training strategy; defaults to the current one.
+        commit_last: bool. Save only when `commit` is called. Defaults to `False`.
         **kwargs: `save_freq`, `double_checkpoint`, `delete_checkpoint` of
             `keras.callbacks.BackupAndRestore`.
     """
 
-    def __init__(self, backup_dir: str, strategy: tf.distribute.Strategy | None = None, **kwargs):
+    def __init__(self, backup_dir: str, strategy: tf.distribute.Strategy | None = None,
+                 commit_last: bool = False, **kwargs):
         strategy = strategy or tf.distribute.get_strategy()
         self._read_dir = backup_dir
         self._write_dir = write_path(backup_dir, strategy)
+        self.commit_last = commit_last
         super().__init__(backup_dir, **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.commit_last:
+            super().on_epoch_end(epoch, logs)
+
+    def commit(self, epoch, logs=None):
+        """Saves the backup of the finished `epoch` (the `commit_last` save)."""
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        # Keras's own save writes both files in place: a kill mid-write left a truncated
+        # latest.weights.h5 that stopped every later resume with an HDF5 error.
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.exists(self._weights_path):
+            shutil.copy(self._weights_path, self._prev_weights_path)
+        if self.double_checkpoint and os.path.exists(self._training_metadata_path):
+            shutil.copy(self._training_metadata_path, self._prev_training_metadata_path)
+        with atomic_path(self._weights_path) as tmp:
+            self.model.save_weights(filepath=str(tmp), overwrite=True)
+        write_text(self._training_metadata_path, json.dumps(
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen}))
 
     def _use(self, directory: str) -> None:
         self.backup_dir = directory

@@ -42,11 +42,30 @@ class AtomicCSVLogger(keras.callbacks.CSVLogger):
 
     The rows are formatted by `CSVLogger` into memory; the file on disk is
     replaced only by a complete copy, so it is never empty or cut mid-row.
+
+    Args:
+        filename: str. The CSV file.
+        first_epoch: int or `None`. The epoch this session starts at (a resumed
+            run's restored epoch); earlier sessions' rows from it on are dropped.
+        **kwargs: `separator`, `append` of `keras.callbacks.CSVLogger`.
     """
+
+    def __init__(self, filename, first_epoch: int | None = None, **kwargs):
+        super().__init__(filename, **kwargs)
+        self.first_epoch = first_epoch
 
     def on_train_begin(self, logs=None):
         path = pathlib.Path(self.filename)
         previous = path.read_text() if self.append and path.exists() else ""
+        if previous and self.first_epoch is not None:
+            # Rows of epochs the backup did not commit (a session killed after writing
+            # them) are dropped: those epochs run again and write their rows again.
+            header, *rows = previous.splitlines(keepends=True)
+            epoch = lambda row: row.split(self.sep, 1)[0]  # noqa: E731 (the first column)
+            previous = header + "".join(
+                row for row in rows
+                if not epoch(row).isdigit() or int(epoch(row)) < self.first_epoch
+            )
         self.append_header = not previous.strip()
         self.csv_file = io.StringIO(previous)
         self.csv_file.seek(0, io.SEEK_END)

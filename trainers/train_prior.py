@@ -181,14 +181,15 @@ def load_codes(write_dir: pathlib.Path, autoencoder, training: dict) -> dict:
     return arrays
 
 
-def _dataset(codes, ids, batch_size: int, shuffle: bool, repeat: bool, seed: int):
+def _dataset(codes, ids, batch_size: int, shuffle: bool, repeat: bool, seed: int,
+             skip: int = 0):
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((codes, ids))
     if shuffle:
         dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
     if repeat:
-        dataset = dataset.repeat()
+        dataset = dataset.repeat().skip(skip)  # skip: where a resumed run's stream left off
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -206,7 +207,7 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     from trainers import config as config_lib
     from trainers import distribute, generation, labels
     from trainers.runs import load_model_from
-    from trainers.training import fit_run, learning_rate_schedule
+    from trainers.training import fit_run, learning_rate_schedule, restored_epoch
 
     # The strategy comes first: a multi-worker strategy must be created
     # before any other TensorFlow op runs in the process.
@@ -239,8 +240,10 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     batch_size = training["batch_size"]
     num_train = len(arrays["train_labels"])
     steps_per_epoch = training["steps_per_epoch"] or math.ceil(num_train / batch_size)
+    repeat = training["steps_per_epoch"] is not None
+    resumed_steps = (restored_epoch(model_dir) or 0) * steps_per_epoch if repeat else 0
     train_ds = _dataset(arrays["train_codes"], arrays["train_labels"], batch_size, True,
-                        training["steps_per_epoch"] is not None, training["seed"])
+                        repeat, training["seed"], skip=resumed_steps * batch_size)
     val_ds = _dataset(arrays["validation_codes"], arrays["validation_labels"], batch_size,
                       False, False, training["seed"])
     with distribute.precision(training["precision"]), strategy.scope():

@@ -1,6 +1,7 @@
 """The training run behind `python -m trainers.train`, usable from Python too."""
 
 import csv
+import json
 import math
 import pathlib
 import sys
@@ -20,6 +21,7 @@ from trainers.train_callbacks import (
     RunTimeRecorder,
     StopOnNaN,
 )
+from zoo import atomic
 from zoo.perceptual import FeatureMatching
 
 # What "best.keras" minimises: the VAE's bits/dim does not move with the KL
@@ -165,9 +167,13 @@ def train(
     batch_size = training["batch_size"]
     full_epoch = math.ceil(train_split.num_examples / batch_size)
     steps_per_epoch = training["steps_per_epoch"] or full_epoch
+    repeat = training["steps_per_epoch"] is not None
+    # A resumed run goes on with the stream where its backup's epoch ended, instead of
+    # training again on the first epochs' images (every worker reads the chief's backup).
+    resumed_steps = (restored_epoch(model_dir) or 0) * steps_per_epoch if repeat else 0
     train_ds = data.make_dataset(
-        train_split, batch_size, repeat=training["steps_per_epoch"] is not None,
-        seed=training["seed"],
+        train_split, batch_size, repeat=repeat, seed=training["seed"],
+        skip=resumed_steps * batch_size,
     )
     val_ds = data.make_dataset(val_split, batch_size, shuffle=False)
 
@@ -218,7 +224,7 @@ class _SaveOther(AtomicModelCheckpoint):
         super().set_model(self.saved_model)  # the checkpoint only uses its model to save it
 
 
-def best_so_far(model_dir, monitor: str) -> float | None:
+def best_so_far(model_dir, monitor: str, before_epoch: int | None = None) -> float | None:
     """The lowest `monitor` in the run's `history.csv`, when `best.keras` exists.
 
     A resumed run starts `best.keras`'s checkpoint from this value, so its
@@ -228,6 +234,8 @@ def best_so_far(model_dir, monitor: str) -> float | None:
     Args:
         model_dir: the run's folder.
         monitor: str. The column `best.keras` minimises.
+        before_epoch: int or `None`. Only rows of earlier epochs count (the
+            epoch the backup resumes at: later rows were not committed).
 
     Returns:
         The value, or `None` for a new run (no `best.keras`, or no finite
@@ -241,11 +249,33 @@ def best_so_far(model_dir, monitor: str) -> float | None:
         values = []
         for row in csv.DictReader(f):
             try:
+                if before_epoch is not None and int(row.get("epoch") or 0) >= before_epoch:
+                    continue  # an epoch the backup did not commit: it runs again
                 values.append(float(row.get(monitor) or "nan"))
             except ValueError:
                 continue
     finite = [v for v in values if math.isfinite(v)]
     return min(finite) if finite else None
+
+
+def restored_epoch(model_dir) -> int | None:
+    """The epoch a run resumes at: what its `backup/` committed (None: no backup)."""
+    path = pathlib.Path(model_dir) / "backup" / "training_metadata.json"
+    try:
+        return int(json.loads(path.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class _CommitBackup(keras.callbacks.Callback):
+    """Saves the `BackupAndRestore` state once every other epoch-end callback ran."""
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup.commit(epoch, logs)
 
 
 def fit_run(
@@ -306,22 +336,31 @@ def fit_run(
             return AtomicModelCheckpoint(str(path), **kwargs)
         return _SaveOther(saved_model, str(path), **kwargs)
 
+    if distribute.is_chief(strategy):
+        for folder in (write_dir, write_dir / "images", write_dir / "backup"):
+            atomic.remove_stale(folder)  # what a killed session was writing
+    first_epoch = restored_epoch(model_dir) or 0  # where fit resumes (the chief's backup)
+    # Kept after the run: re-running a finished command restores the last
+    # epoch and trains no more, instead of silently starting over. It restores
+    # first (the schedules read the restored step) and saves last (`_CommitBackup`):
+    # an epoch counts as done only once its checkpoints, history row, time and
+    # pictures are written.
+    backup = distribute.WorkerBackupAndRestore(
+        str(model_dir / "backup"), strategy, delete_checkpoint=False, commit_last=True
+    )
     all_callbacks = [
-        # Kept after the run: re-running a finished command restores the last
-        # epoch and trains no more, instead of silently starting over.
-        distribute.WorkerBackupAndRestore(
-            str(model_dir / "backup"), strategy, delete_checkpoint=False
-        ),
+        backup,
         StopOnNaN(),
         checkpoint(write_dir / "last.keras"),  # write_dir: chief only
         checkpoint(write_dir / "best.keras", monitor=monitor, mode="min", save_best_only=True,
-                   initial_value_threshold=best_so_far(write_dir, monitor)),
-        AtomicCSVLogger(str(write_dir / "history.csv"), append=True),
+                   initial_value_threshold=best_so_far(write_dir, monitor, first_epoch)),
+        AtomicCSVLogger(str(write_dir / "history.csv"), first_epoch, append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
         RunTimeRecorder(write_dir / "run_info.json", model.dtype_policy.name),
         # Last: a picture that fails does not cost the epoch its checkpoints, history row
         # and time.
         *callbacks,
+        _CommitBackup(backup),
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2

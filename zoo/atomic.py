@@ -58,6 +58,25 @@ def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
     return path
 
 
+def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes the in-progress files a killed process left in `folder`.
+
+    Only for a folder no other process is writing to (a run folder as its
+    command starts). Subfolders are not searched.
+
+    Args:
+        folder: str or PathLike. The folder; a missing one is left alone.
+
+    Returns:
+        The paths removed.
+    """
+    folder = pathlib.Path(folder)
+    stale = sorted(folder.glob(f"{TMP_PREFIX}*")) if folder.is_dir() else []
+    for path in stale:
+        _remove(path)
+    return stale
+
+
 def _remove(path: pathlib.Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
