@@ -8,10 +8,10 @@ dependencies (offline: the project's environment is put on the new one's
 path) and runs the commands a user runs after `pip install .`.
 """
 
+import ast
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -103,8 +103,11 @@ def test_installed_train_command_takes_a_recipe_name(installed):
 def _third_party_imports() -> set[str]:
     names = set()
     for path in [*REPO_ROOT.glob("zoo/**/*.py"), *REPO_ROOT.glob("trainers/**/*.py")]:
-        for match in re.finditer(r"^\s*(?:import|from) ([a-zA-Z_]\w*)", path.read_text(), re.M):
-            names.add(match.group(1))
+        for node in ast.walk(ast.parse(path.read_text())):  # prose saying "from a ..." is not
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
     return {n for n in names if n not in sys.stdlib_module_names and n not in ("zoo", "trainers")}
 
 
