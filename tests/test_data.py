@@ -211,6 +211,25 @@ def test_folder_images_are_converted_to_model_input(image_folder):
     assert batch.dtype == np.float32 and 0.0 <= batch.min() and batch.max() <= 1.0
 
 
+def test_splits_record_the_source_shape_and_the_conversion_note_names_it(image_folder, tmp_path):
+    # The train command does not read the image shape from the data: a note tells the
+    # user when their images are converted, and which image_shape would keep them.
+    assert data.load_split(image_folder, "train", (28, 28, 1)).source_shape == (30, 28, 1)
+    rgb = np.zeros((5, 32, 48, 3), np.uint8)
+    np.savez(tmp_path / "rgb.npz", images=rgb, labels=np.zeros(5, np.int64))
+    rgba = np.zeros((5, 32, 48, 4), np.uint8)
+    for source in (str(tmp_path / "rgb.npz"), rgb, rgba):
+        assert data.load_split(source, "train", (28, 28, 1)).source_shape == (32, 48, 3)
+    note = data.conversion_note((32, 48, 3), (28, 28, 1), "shapes/")
+    assert "32x48x3" in note and "28x28x1" in note and "grayscale" in note
+    assert "--set 'image_shape=[32,48,3]'" in note
+    fine_tuned = data.conversion_note((32, 48, 3), (28, 28, 1), "shapes/", fixed_channels=True)
+    assert "image_shape=[32,48,1]" in fine_tuned and "without --init_from" in fine_tuned
+    assert data.conversion_note((32, 48, 3), (32, 48, 3)) is None
+    assert data.conversion_note(None, (28, 28, 1)) is None
+    assert data.conversion_note((56, 56, 1), (28, 28, 1)).count("resized") == 1
+
+
 @pytest.mark.parametrize("content", ["garbage", "truncated_png"])
 def test_corrupt_image_is_reported_with_its_path(image_folder, content):
     bad = image_folder / "a" / "b" / "broken.png"

@@ -126,6 +126,22 @@ def test_failed_start_does_not_claim_model_dir(tmp_path):
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+def test_train_says_when_the_data_is_converted_to_the_model_input(tmp_path, monkeypatch,
+                                                                    capsys):
+    dataset = tmp_path / "rgb.npy"
+    np.save(dataset, random_images(8, (32, 48, 3)))
+    monkeypatch.setattr(training, "fit_run", lambda *args, **kwargs: None)  # no training
+    config = config_lib.resolve("ae", training_overrides={"dataset": str(dataset)},
+                                assignments=["filters=4", "num_res_blocks=1"])
+    training.train(config, tmp_path / "gray", verbose=2)
+    assert "--set 'image_shape=[32,48,3]'" in capsys.readouterr().out
+    config = config_lib.resolve("ae", training_overrides={"dataset": str(dataset)},
+                                assignments=["filters=4", "num_res_blocks=1",
+                                             "image_shape=[32,48,3]"])
+    training.train(config, tmp_path / "rgb", verbose=2)
+    assert "Note:" not in capsys.readouterr().out
+
+
 class _Echo:
     """A stand-in model whose reconstructions are its inputs, or a constant grey."""
 

@@ -78,6 +78,9 @@ def test_warm_up_and_temperature_come_from_the_initial_model_unless_the_run_give
     (["commitment_cost=0.5"], r"Unknown model option\(s\) commitment_cost for --init_from=.*, "
                               r"a DVAE\. Known: .*kl_weight"),
     (["filtrs=4"], r"Unknown model option\(s\) filtrs"),
+    # RGB data on a grayscale model: the channels are what does not fit, the size may change.
+    (["image_shape=[32,48,3]"], r"with image_shape=\[32, 48, 3\]: .*made for 1 channel\(s\), "
+                                r"not 3; .*--set 'image_shape=\[32,48,1\]' keeps 1 channel"),
     (["kl_weight=-1"], r"with kl_weight=-1: `kl_weight` must be a finite number >= 0"),
 ])
 def test_options_the_initial_model_cannot_take_are_refused(initial_dvae, assignments, message):

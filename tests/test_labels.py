@@ -45,6 +45,21 @@ def test_npz_labels_and_class_names(tmp_path):
     assert labels.class_names(tmp_path / "named.npz") == ["a", "b", "c"]
 
 
+def test_npz_labels_that_do_not_fit_the_names_or_the_images_are_refused(tmp_path):
+    # Ids counted from 1 with one name per class: the last class's id is the prior's
+    # "no condition" id, so it would train as unconditional without a word.
+    images = np.zeros((12, 28, 28), np.uint8)
+    ids = np.arange(12) % 3
+    np.savez(tmp_path / "one_based.npz", images=images, labels=ids + 1, class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"class ids in \[0, 2\].*Received a label 3"):
+        labels.load_labels(tmp_path / "one_based.npz", "train")
+    np.savez(tmp_path / "short.npz", images=images, labels=ids[:10], class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="holds 12 images and 10 labels"):
+        labels.load_labels(tmp_path / "short.npz", "train")
+    np.savez(tmp_path / "x.npz", x=images, labels=ids)  # another image key, no names
+    assert len(labels.load_labels(tmp_path / "x.npz", "train")) == 11
+
+
 def test_folder_labels_come_from_subfolders_in_reading_order(tmp_path):
     for name, value in [("coat/1.png", 10), ("bag/x.png", 20), ("bag/y.png", 30),
                         ("coat/0.png", 40)]:

@@ -320,3 +320,77 @@ def test_cached_codes_of_a_retrained_autoencoder_are_encoded_again(tmp_path, cap
         data.load_split(dataset, "train").images / 255.0))
     load_codes(tmp_path, second, {**training, "validation_fraction": 0.2})  # other data
     assert "of another autoencoder or dataset" in capsys.readouterr().out
+
+
+def _generator_and_data(tmp_path, num_classes: int, image_shape=(28, 28, 1), images: int = 60):
+    """A tiny untrained generator of `num_classes` and a labelled .npz of `images`."""
+    import zoo
+
+    autoencoder = tiny_model("dvae", image_shape=image_shape)
+    prior = zoo.TransformerPrior(num_embeddings=autoencoder.num_embeddings,
+                                 grid_shape=autoencoder.latent_grid, num_classes=num_classes,
+                                 embed_dim=16, num_layers=1, num_heads=2, mlp_dim=32)
+    names = [f"class {i}" for i in range(num_classes)]
+    dataset = tmp_path / "labelled.npz"
+    np.savez(dataset, images=np.round(random_images(images, image_shape) * 255).astype(np.uint8),
+             labels=np.arange(images) % num_classes, class_names=names)
+    return zoo.ImageGenerator(autoencoder, prior, names), dataset
+
+
+def _classifier_file(tmp_path, image_shape, num_classes: int):
+    """An untrained evaluation classifier saved as `trainers.train_classifier` saves one."""
+    from trainers import sample_quality as sq
+    from zoo.presets import sha256
+
+    path = tmp_path / "classifier.weights.h5"
+    sq.build_classifier(image_shape, num_classes).save_weights(path)
+    sq.info_path(path).write_text(json.dumps({"sha256": sha256(path), "num_classes": num_classes,
+                                              "image_shape": list(image_shape)}))
+    return path
+
+
+def test_evaluate_prior_refuses_bad_counts_for_other_data_before_generating(tmp_path,
+                                                                            monkeypatch):
+    # A generator of a user's 6 classes: the defaults that suit Fashion-MNIST's 10 classes
+    # and 54,000 training images are refused at once, naming the option, not after the
+    # samples were generated (or with numpy's "Cannot take a larger sample than population").
+    from trainers import generation
+    from trainers.evaluate_prior import evaluate_prior
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated before the counts were checked")
+
+    monkeypatch.setattr(generation, "generate_in_batches", no_generation)
+    generator, dataset = _generator_and_data(tmp_path, 6, (16, 24, 3))
+    with pytest.raises(ValueError, match="train_classifier .*--image_shape=16,24,3"):
+        evaluate_prior(generator, tmp_path / "eval", dataset, num_samples=12)  # shipped one
+    classifier = _classifier_file(tmp_path, (16, 24, 3), 6)
+    options = {"classifier_path": classifier}
+    with pytest.raises(ValueError, match="`guidance_samples` must be a positive multiple of "
+                                         "the 6 classes. Received: 10"):
+        evaluate_prior(generator, tmp_path / "eval", dataset, 12, guidance_samples=10, **options)
+    with pytest.raises(ValueError, match=r"`num_samples` \(60\) is more than the 54 training"):
+        evaluate_prior(generator, tmp_path / "eval", dataset, 60, guidance_samples=12, **options)
+    # The default table size, 2,000 rounded down to a multiple of 6.
+    with pytest.raises(ValueError, match=r"`guidance_samples` \(1998\) is more than the 54"):
+        evaluate_prior(generator, tmp_path / "eval", dataset, 12, **options)
+
+
+def test_generate_takes_a_prompt_that_is_a_class_name_as_that_name(tmp_path):
+    # Class folders named by number ("1", "2", "10" sort as ["1", "10", "2"]): the
+    # prompt "1" is the class "1", not id 1 (class "10"); "10" is not an id out of range.
+    from trainers.generate import generate_files
+
+    generator, _ = _generator_and_data(tmp_path, 3)
+    generator = type(generator)(generator.autoencoder, generator.prior, ["1", "10", "2"])
+    asked = []
+    generate = generator.generate
+    generator.generate = lambda requests, **kwargs: asked.append(list(requests)) or generate(
+        requests, **kwargs)
+    written = generate_files(generator, ["1", "10", "2"], 1, tmp_path / "by_name")
+    assert [p.name for p in written[1:]] == ["1_000.png", "10_000.png", "2_000.png"]
+    written = generate_files(generator, ["0"], 1, tmp_path / "by_id")  # no class "0": an id
+    assert [p.name for p in written[1:]] == ["1_000.png"]
+    ids = [[generator.class_names.index(r) if isinstance(r, str) else r for r in requests]
+           for requests in asked]
+    assert ids == [[0, 1, 2], [0]]

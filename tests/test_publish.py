@@ -124,6 +124,26 @@ def test_the_cards_example_gives_the_shape_encode_returns(family, num_downsample
     assert comment.endswith(str(shape)), (comment, shape)
 
 
+def test_the_card_of_a_model_of_other_data_names_that_data_and_its_shape():
+    # A user publishing a model of their own RGB images (`--output_root`): the card must
+    # not say Fashion-MNIST, nor give a 28x28x1 example.
+    config = config_lib.resolve("vqvae", training_overrides={"dataset": "my_shapes.npz"},
+                                assignments=["image_shape=[32,48,3]", "filters=8"])
+    model = zoo.VQVAE(**config["model_config"])
+    report = {"latent_bits_per_image": latent_bits(model), "num_images": 24,
+              "dataset": "my_shapes.npz", "split": "test"}
+    card = model_card.card("m", report, config, "not recorded", model.count_params(), "VQVAE")
+    assert "Fashion-MNIST" not in card and "fashion_mnist" not in card
+    assert "Trained on `my_shapes.npz` (32x48x3 images" in card
+    assert 'data.load_split("my_shapes.npz", "test", model.image_shape)' in card
+    assert "# (8, 32, 48, 3)" in card
+    fashion = config_lib.resolve("vqvae")
+    card = model_card.card("m", {**report, "dataset": "fashion_mnist"}, fashion,
+                           "not recorded", model.count_params(), "VQVAE")
+    assert "Trained on Fashion-MNIST (60,000 training images" in card
+    assert "# (8, 28, 28, 1)" in card
+
+
 def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(
         tmp_path, zoo_root):
     def origin(family, **training):

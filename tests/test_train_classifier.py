@@ -36,3 +36,20 @@ def test_a_classifier_of_reconstructions_must_not_replace_the_shipped_one(tmp_pa
         train_classifier.train_classifier(epochs=1, max_images=64,
                                           reconstructed_by=str(tmp_path / "any.keras"))
     assert sample_quality.CLASSIFIER_WEIGHTS.stat().st_mtime_ns == before
+
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 48, 3)])
+def test_a_classifier_of_other_data_must_not_replace_the_shipped_one(tmp_path, image_shape):
+    # `--dataset=my_data.npz --image_shape=32,48,3` without --output in a checkout
+    # overwrote trainers/assets/fashion_mnist_classifier.weights.h5, which
+    # evaluate_prior reads for every Fashion-MNIST generator.
+    before = sample_quality.CLASSIFIER_WEIGHTS.stat().st_mtime_ns
+    dataset = tmp_path / "my_shapes.npz"
+    np.savez(dataset, images=np.zeros((20, 32, 48, 3), np.uint8), labels=np.arange(20) % 2)
+    with pytest.raises(ValueError, match="needs an `output` path"):
+        train_classifier.train_classifier(str(dataset), epochs=1, verbose=0,
+                                          image_shape=image_shape)
+    assert sample_quality.CLASSIFIER_WEIGHTS.stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="needs an `output` path"):  # the same with the flags
+        train_classifier.output_path(None, "evaluation", None, "fashion_mnist", (32, 48, 3))

@@ -51,12 +51,16 @@ class Split:
         dataset: unbatched `tf.data.Dataset` of float32 images, or `None`.
         num_examples: int. Number of images.
         source: str. Where the images came from (for messages).
+        source_shape: `(height, width, channels)` of the source's images before
+            they were converted to the model's `image_shape` (a folder's: its
+            first file's), or `None` when not known (tensorflow-datasets).
     """
 
     images: np.ndarray | None
     dataset: tf.data.Dataset | None
     num_examples: int
     source: str
+    source_shape: tuple[int, int, int] | None = None
 
 
 def to_unit_float(images) -> np.ndarray:
@@ -208,6 +212,54 @@ def read_image_file(path: pathlib.Path, image_shape) -> np.ndarray:
     return fit_to_shape(array[np.newaxis], image_shape, source=str(path))[0]
 
 
+def file_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """`(height, width, channels)` of an image file as stored (1: grayscale, 3: colour),
+    read from its header; an EXIF rotation by 90 degrees swaps height and width."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF Orientation
+        gray = image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16")
+    return (width, height, 1 if gray else 3) if rotated else (height, width, 1 if gray else 3)
+
+
+def _stored_shape(images: np.ndarray) -> tuple[int, int, int]:
+    """An NHWC array's image shape, RGBA counted as the RGB it is converted to."""
+    height, width, channels = images.shape[1:]
+    return (height, width, min(channels, 3))
+
+
+def conversion_note(source_shape, image_shape, source: str = "the data",
+                    fixed_channels: bool = False) -> str | None:
+    """A line saying how images of `source_shape` are converted to `image_shape`, or `None`.
+
+    The model's `image_shape` is its own (default 28x28x1), not read from the
+    data; this tells the user when their images are not used as they are, and
+    which `--set image_shape=...` would use them so. `fixed_channels`: the
+    model's channel count cannot change (a fine-tuning run).
+    """
+    if source_shape is None or tuple(source_shape) == tuple(image_shape):
+        return None
+    (h, w, c), (height, width, channels) = tuple(source_shape), tuple(image_shape)
+    changes = []
+    if c != channels:
+        changes.append("converted to grayscale" if channels == 1 else "converted to RGB")
+    if (h, w) != (height, width):
+        changes.append("center-cropped and resized" if h * width != w * height else "resized")
+    note = (f"Note: the images of {source} are {h}x{w}x{c}; the model takes {height}x{width}x"
+            f"{channels} (its image_shape), so they are {' and '.join(changes)}.")
+    kept = channels if fixed_channels else c
+    if (h, w, kept) != (height, width, channels):
+        goal = "To train on them as they are" if kept == c else "To keep their size"
+        note += (f" {goal}, give --set 'image_shape=[{h},{w},{kept}]' "
+                 "(height and width divisible by 2 ** num_downsamples).")
+    if kept != c:
+        note += (f" A fine-tuned model keeps its {channels} channel(s): for {c}, train a new "
+                 "model (without --init_from).")
+    return note
+
+
 def load_folder(folder: str | os.PathLike, image_shape, verbose: bool = True) -> np.ndarray:
     """Reads every image under `folder` into a uint8 array (N, H, W, C)."""
     import keras
@@ -342,9 +394,11 @@ def load_split(
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {list(SPLITS)}. Received: {split!r}")
     if not isinstance(source, (str, os.PathLike)):
-        images = _split_held_out(load_array(source), split, validation_fraction)
+        images = load_array(source)
+        source_shape = _stored_shape(images)
+        images = _split_held_out(images, split, validation_fraction)
         images = fit_to_shape(images, image_shape)
-        return Split(images, None, len(images), "array")
+        return Split(images, None, len(images), "array", source_shape)
     name = str(source)
     path = pathlib.Path(name).expanduser()
     if name == "fashion_mnist":
@@ -354,11 +408,15 @@ def load_split(
             images = _split_held_out(
                 load_fashion_mnist("train"), split, validation_fraction, keep_order=True
             )
+        source_shape = tuple(images.shape[1:])
     elif path.is_dir():
         images = load_folder(path, image_shape, verbose)
+        source_shape = file_shape(image_files(path)[0])
         images = _split_held_out(images, split, validation_fraction)
     elif path.suffix in (".npy", ".npz"):
-        images = _split_held_out(load_array(path), split, validation_fraction)
+        images = load_array(path)
+        source_shape = _stored_shape(images)
+        images = _split_held_out(images, split, validation_fraction)
     elif path.is_file():
         raise ValueError(
             f"{name} is a file, not a dataset: give the folder that holds the images, or a "
@@ -369,7 +427,7 @@ def load_split(
     else:
         return _load_tfds(name, split, image_shape, validation_fraction)
     images = fit_to_shape(images, image_shape, source=name)
-    return Split(images, None, len(images), name)
+    return Split(images, None, len(images), name, source_shape)
 
 
 def make_dataset(

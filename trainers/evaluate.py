@@ -54,14 +54,6 @@ def default_output_dir(model) -> pathlib.Path:
     return location.parent / "eval"
 
 
-def _run_config(model_file: pathlib.Path) -> dict:
-    path = model_file.parent / "config.json"
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
-        return {}  # only the default dataset is read from it
-
-
 def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images=None,
                    output_dir=None, verbose: bool = False) -> dict:
     """Evaluates a model and writes metrics.json and pictures.
@@ -90,15 +82,14 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
     from trainers import images as image_io
     from trainers.config import ConfigError
     from trainers.evaluation import evaluate_model, format_table
-    from trainers.runs import load_model_from, model_file
+    from trainers.runs import load_model_from, model_file, trained_on
     from zoo.atomic import atomic_path, write_text
 
     try:  # the user's inputs: a missing path stays a FileNotFoundError
         source_file = model_file(model)
+        source = dataset or trained_on(model)
         output_dir = pathlib.Path(output_dir or default_output_dir(model))
         model = load_model_from(model)
-        source = dataset or _run_config(source_file).get("training", {}).get(
-            "dataset", "fashion_mnist")
         test = data.load_split(source, split, model.image_shape)
     except (ValueError, TypeError) as error:
         raise ConfigError(str(error)) from error

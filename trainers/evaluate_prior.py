@@ -45,11 +45,14 @@ def define_flags() -> None:
                         "prior_dvae_fashion_mnist.")
     flags.DEFINE_string("output_dir", None, "Where results go; defaults to <run>/eval, or "
                         "runs/eval/<name> for a zoo model or preset.")
-    flags.DEFINE_string("dataset", "fashion_mnist", "The labelled dataset of the test images.")
+    flags.DEFINE_string("dataset", None, "The labelled dataset of the test images; defaults to "
+                        "the one the prior trained on (its run's config.json), else "
+                        "fashion_mnist.")
     flags.DEFINE_integer("num_samples", 10_000, "Samples for the main figures (a multiple of "
                          "the class count).")
     flags.DEFINE_list("guidance_scales", ["1", "2", "3"], "Guidance scales of the table.")
-    flags.DEFINE_integer("guidance_samples", 2_000, "Samples per row of the guidance table.")
+    flags.DEFINE_integer("guidance_samples", None, "Samples per row of the guidance table (a "
+                         "multiple of the class count); default 2000 rounded down to one.")
     flags.DEFINE_integer("completion_rows", None, "Code rows kept in completions (default h/2).")
     flags.DEFINE_integer("seed", 0, "Seed of sampling and of the real images drawn.")
     flags.DEFINE_float("temperature", 1.0, "Softmax temperature of the samples.")
@@ -60,14 +63,25 @@ def define_flags() -> None:
     flags.DEFINE_string("classifier", None, "Classifier weights; defaults to the shipped ones.")
 
 
-def _class_labels(num_samples: int, num_classes: int):
+GUIDANCE_SAMPLES = 2_000  # per row of the guidance table, rounded down to the class count
+
+
+def _class_labels(num_samples: int, num_classes: int, name: str = "num_samples"):
     import numpy as np
 
     if num_samples < num_classes or num_samples % num_classes:
         raise ValueError(
-            f"The sample count must be a positive multiple of the {num_classes} classes. "
+            f"`{name}` must be a positive multiple of the {num_classes} classes. "
             f"Received: {num_samples}")
     return np.repeat(np.arange(num_classes, dtype=np.int32), num_samples // num_classes)
+
+
+def _check_real_images(count: int, available: int, name: str, dataset) -> None:
+    """The real floor draws `count` distinct training images: refuses more than there are."""
+    if count > available:
+        raise ValueError(
+            f"`{name}` ({count}) is more than the {available} training images of {dataset}, "
+            f"which give the real floor at the same count: use at most {available}.")
 
 
 def _quality(classifier, images, labels, reference) -> dict:
@@ -111,7 +125,7 @@ def completion_rows(generator, images, labels, keep_rows: int, per_image: int, s
 
 
 def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: int = 10_000,
-                   guidance_scales=(1.0, 2.0, 3.0), guidance_samples: int = 2_000,
+                   guidance_scales=(1.0, 2.0, 3.0), guidance_samples: int | None = None,
                    completion_rows_kept=None, seed: int = 0, batch_size: int = 500,
                    classifier_path=None, **sampling) -> dict:
     """Measures a generator's samples and writes metrics.json and pictures (see the module).
@@ -122,7 +136,8 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
         dataset: the labelled dataset (test images, training images for the floor).
         num_samples: int. Samples of the main figures (a multiple of the classes).
         guidance_scales: guidance scales of the table.
-        guidance_samples: int. Samples per row of the table.
+        guidance_samples: int. Samples per row of the table (a multiple of the
+            classes); `None`: 2,000 rounded down to a multiple of the classes.
         completion_rows_kept: int. Code rows kept in completions (default h // 2).
         seed: int. Sampling seed, and which real images are drawn.
         batch_size: int. Generation and encoding batch size.
@@ -149,14 +164,27 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     autoencoder, prior = generator.autoencoder, generator.prior
     classifier = sq.load_classifier(classifier_path)
     num_classes = len(generator.class_names)
-    if classifier.output_shape[-1] != num_classes:
-        raise ValueError(f"The classifier knows {classifier.output_shape[-1]} classes, the "
-                         f"generator {num_classes}: they must be the same dataset's.")
-    class_ids = _class_labels(num_samples, num_classes)
     shape = autoencoder.image_shape
+    found = (classifier.output_shape[-1], tuple(classifier.input_shape[1:]))
+    if found != (num_classes, tuple(shape)):
+        raise ValueError(
+            f"The classifier ({classifier_path or 'the shipped Fashion-MNIST one'}) takes "
+            f"{'x'.join(map(str, found[1]))} images of {found[0]} classes; the generator makes "
+            f"{'x'.join(map(str, shape))} images of {num_classes}: they must be the same "
+            f"dataset's. Train one on the prior's labelled data with `python -m "
+            f"trainers.train_classifier --dataset=<it> --image_shape={','.join(map(str, shape))} "
+            f"--output=<file>.weights.h5` and give it to `trainers.evaluate_prior "
+            f"--classifier=<file>.weights.h5`.")
+    if guidance_samples is None:
+        guidance_samples = max(GUIDANCE_SAMPLES // num_classes, 1) * num_classes
+    class_ids = _class_labels(num_samples, num_classes)
+    _class_labels(guidance_samples, num_classes, "guidance_samples")
     test = data.load_split(dataset, "test", shape).images
     test_labels = labels.load_labels(dataset, "test")
     train = data.load_split(dataset, "train", shape).images
+    _check_real_images(num_samples, len(train), "num_samples", dataset)
+    if guidance_samples != num_samples:
+        _check_real_images(guidance_samples, len(train), "guidance_samples", dataset)
     reference = sq.classifier_features(classifier, data.to_unit_float(test))
 
     print(f"Generating {num_samples} samples ({num_samples // num_classes} per class)...")
@@ -183,7 +211,7 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     # At the main count, the table shares the main figures' floor and reconstructions (and the
     # main samples for the main scale), so its rows compare with them directly.
     same_count = guidance_samples == num_samples
-    guidance_ids = _class_labels(guidance_samples, num_classes)
+    guidance_ids = _class_labels(guidance_samples, num_classes, "guidance_samples")
     if same_count:
         table_floor = report["real_floor"]["frechet_distance"]
     else:
@@ -262,13 +290,15 @@ def main(argv):
     del argv
     from trainers.evaluate import default_output_dir
     from trainers.generation import load_generator
+    from trainers.runs import trained_on
 
     cli.require(FLAGS, "model")
     with cli.user_errors("Evaluation refused"):
         output_dir = FLAGS.output_dir or default_output_dir(FLAGS.model)
         generator = load_generator(FLAGS.model, FLAGS.autoencoder)
+        dataset = FLAGS.dataset or trained_on(FLAGS.model)
         evaluate_prior(
-            generator, output_dir, FLAGS.dataset, FLAGS.num_samples,
+            generator, output_dir, dataset, FLAGS.num_samples,
             [float(s) for s in FLAGS.guidance_scales], FLAGS.guidance_samples,
             FLAGS.completion_rows, FLAGS.seed, FLAGS.batch_size, FLAGS.classifier,
             temperature=FLAGS.temperature, top_k=FLAGS.top_k or None,

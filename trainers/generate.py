@@ -76,7 +76,10 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"--output_dir {output_dir} is a file; give a folder.")
-    prompts = [int(p) if str(p).isdigit() else p for p in prompts]  # "9": class id 9
+    # "9": class id 9, unless a class is named "9" (folders named by number).
+    names = {str(name).strip().lower() for name in generator.class_names}
+    prompts = [int(p) if str(p).isdigit() and str(p).strip().lower() not in names else p
+               for p in prompts]
     requests = [p for p in prompts for _ in range(count)]
     images = np.asarray(generator.generate(requests, seed=seed, **sampling), np.float32)
     rows = [images[i * count : (i + 1) * count] for i in range(len(prompts))]

@@ -147,10 +147,18 @@ def rebuilt(model: keras.Model, model_config: dict, init_from: str) -> keras.Mod
     shapes = [tuple(w.shape) for w in model.weights]
     if [tuple(w.shape) for w in new.weights] != shapes:
         was = ", ".join(f"{k}={stored[k]!r}" for k in changed)
+        hint = ""
+        old_shape, new_shape = stored.get("image_shape"), model_config.get("image_shape")
+        if old_shape and new_shape and list(old_shape)[-1] != list(new_shape)[-1]:
+            kept = [*list(new_shape)[:-1], list(old_shape)[-1]]
+            hint = (f" Its first and last convolutions are made for {old_shape[-1]} channel(s), "
+                    f"not {new_shape[-1]}; its height and width can change: --set "
+                    f"'image_shape=[{','.join(map(str, kept))}]' keeps {old_shape[-1]} "
+                    "channel(s).")
         raise ConfigError(
             f"--init_from={init_from} with {given}: its weights do not fit the model these "
-            f"options describe ({was} there). The architecture comes from the initial model: "
-            "drop the option, or train a new model without --init_from."
+            f"options describe ({was} there).{hint} The architecture comes from the initial "
+            "model: drop the option, or train a new model without --init_from."
         )
     new.set_weights(model.get_weights())
     return new

@@ -93,6 +93,19 @@ def load_labels(
             f"Labels of {source} must be non-negative integers of shape (N,). Received dtype "
             f"{labels.dtype}, shape {labels.shape}."
         )
+    if labels.max() >= len(names):
+        # A prior reads id `num_classes` as "no condition": such a label must not train.
+        raise ValueError(
+            f"Labels of {source} must be class ids in [0, {len(names) - 1}], one per name of "
+            f"its {len(names)} `class_names`. Received a label {int(labels.max())} (ids count "
+            "from 0)."
+        )
+    if not is_fashion_mnist and not path.is_dir():
+        images = _npz_image_count(path)
+        if images is not None and images != len(labels):
+            raise ValueError(
+                f"{source} holds {images} images and {len(labels)} labels: one label per image."
+            )
     # The same held-out rows as the images (a folder or array has no test split: its
     # validation part serves as "test", as in load_split).
     held_out = data._split_held_out(labels, split, validation_fraction, keep_order=is_fashion_mnist)
@@ -108,6 +121,24 @@ def _class_files(folder: pathlib.Path) -> list[pathlib.Path]:
             f"directly in {folder}."
         )
     return files
+
+
+def _npz_image_count(path: pathlib.Path) -> int | None:
+    """The number of images of a `.npz` file (read from its array header), or `None`
+    when it holds none under the names `data.load_array` reads."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        key = next((k for k in data.NPZ_IMAGE_KEYS if f"{k}.npy" in names), None)
+        if key is None:
+            return None
+        with archive.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape = read(member)[0]
+    return int(shape[0]) if shape else None
 
 
 def _npz_labels(path: pathlib.Path) -> np.ndarray:

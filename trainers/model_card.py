@@ -62,9 +62,30 @@ def training_time(run_info: dict) -> str:
     )
 
 
+def _data_texts(report: dict, config: dict) -> dict:
+    """The card's words for its data: Fashion-MNIST's, or the run's own dataset and shape."""
+    dataset = str(report.get("dataset") or config["training"].get("dataset", "fashion_mnist"))
+    shape = tuple(config["model_config"]["image_shape"])
+    if dataset == "fashion_mnist":
+        return {"trained_on": "Fashion-MNIST (60,000 training images less a\n10 % validation "
+                              "hold-out; the Debian package `dataset-fashion-mnist`)",
+                "test": "Fashion-MNIST test split",
+                "load": 'data.load_split("fashion_mnist", "test")',
+                "shape": f"(8, {', '.join(map(str, shape))})"}
+    held_out = config["training"].get("validation_fraction", 0.1)
+    split = report.get("split", "test")
+    return {"trained_on": f"`{dataset}` ({'x'.join(map(str, shape))} images; "
+                          f"{held_out:.0%} held out for validation)",
+            "test": f"`{dataset}`, {split} split",
+            "load": f'data.load_split("{dataset}", "{split}", model.image_shape)',
+            "shape": f"(8, {', '.join(map(str, shape))})"}
+
+
 def card(name: str, report: dict, config: dict, timing: str, params: int, family: str) -> str:
     """The model card (Markdown) from a model's metrics, config and training time."""
     from trainers.reproduce import tolerance_text
+
+    texts = _data_texts(report, config)
 
     metric_rows = "\n".join(
         f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"
@@ -76,8 +97,7 @@ def card(name: str, report: dict, config: dict, timing: str, params: int, family
     metric = main_metric(family)
     return f"""# {name}
 
-{FAMILY_TEXT[family]} Trained on Fashion-MNIST (60,000 training images less a
-10 % validation hold-out; the Debian package `dataset-fashion-mnist`).
+{FAMILY_TEXT[family]} Trained on {texts['trained_on']}.
 
 - Parameters: {params:,}
 - Latent size: {report['latent_bits_per_image']:.0f} bits per image
@@ -103,7 +123,7 @@ Replacing this model is a separate, explicit step:
 (`make zoo-publish NAME={name}`; an installed package needs `--output_root`)
 refuses a model with a worse test `{metric}` unless `--force`.
 
-## Test-set metrics (Fashion-MNIST test split, {report['num_images']} images)
+## Test-set metrics ({texts['test']}, {report['num_images']} images)
 
 From `python -m trainers.evaluate` (`metrics.json`); MSE on the [0, 1] scale, mean over pixels.
 
@@ -122,10 +142,10 @@ import zoo
 from trainers import data
 
 model = zoo.load("{name}")  # verifies sha256 checksums, compiled for fine-tuning
-images = data.load_split("fashion_mnist", "test").images[:8].astype("float32") / 255.0
+images = {texts['load']}.images[:8].astype("float32") / 255.0
 reconstructions = model(images)  # float32 NHWC in [0, 1]
 latents = model.encode(images)  # {_latent_comment(family, config)}
-print(tuple(reconstructions.shape))  # (8, 28, 28, 1)
+print(tuple(reconstructions.shape))  # {texts['shape']}
 ```
 
 From the command line:

@@ -5,6 +5,7 @@ A model is given as a zoo name (`dvae_fashion_mnist`), a preset folder
 (`best.keras`, else `last.keras`) or a `.keras` file.
 """
 
+import json
 import os
 import pathlib
 import warnings
@@ -129,6 +130,19 @@ def model_file(spec: str | os.PathLike) -> pathlib.Path:
     """The `.keras` file a spec loads (a preset's `model.keras`, a run's best or last)."""
     location = locate_model(spec)
     return location / presets.MODEL_FILE if location.is_dir() else location
+
+
+def trained_on(spec: str | os.PathLike, default: str = "fashion_mnist") -> str:
+    """The dataset the model a spec loads was trained on: its `config.json`'s, else `default`.
+
+    A run folder and a preset keep the resolved config beside the model file.
+    """
+    path = model_file(spec).parent / "config.json"
+    try:
+        config = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        config = {}
+    return config.get("training", {}).get("dataset") or default
 
 
 def load_run_model(model_dir: str | os.PathLike) -> keras.Model:

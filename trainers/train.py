@@ -35,7 +35,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_enum("model", None, ["ae", "vae", "vqvae", "dvae"], "Model family.", **fv)
     flags.DEFINE_string("model_dir", None, "Where the run's files go (required).", **fv)
     flags.DEFINE_string(
-        "dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz.", **fv
+        "dataset", None, "fashion_mnist, a tensorflow-datasets name, a folder or .npy/.npz; "
+        "converted to the model's image_shape (default 28x28x1: --set 'image_shape=[32,32,3]' "
+        "for 32x32 RGB).", **fv
     )
     flags.DEFINE_integer("epochs", None, "Number of epochs.", **fv)
     flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).", **fv)

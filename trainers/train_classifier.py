@@ -95,19 +95,26 @@ def default_output(architecture: str) -> pathlib.Path:
     return sample_quality.FEATURE_NETWORK_WEIGHTS
 
 
-def output_path(output, architecture: str, reconstructed_by=None) -> pathlib.Path:
+def output_path(output, architecture: str, reconstructed_by=None, dataset="fashion_mnist",
+                image_shape=(28, 28, 1)) -> pathlib.Path:
     """The weights file a run writes: `output`, or the shipped network's in a checkout.
 
     Raises:
-        ValueError: no `output` for a classifier of reconstructions or in an
-            installed package (the default would replace the shipped network,
-            which every evaluation reads), or a name not ending in `.weights.h5`.
+        ValueError: no `output` for a classifier of reconstructions, of another
+            dataset or image shape than Fashion-MNIST's, or in an installed
+            package (the default would replace the shipped network, which every
+            evaluation reads), or a name not ending in `.weights.h5`.
     """
     from zoo.presets import is_installed
 
     if output is None and reconstructed_by is not None:
         raise ValueError("A classifier of reconstructions needs an `output` path (--output); "
                          "the default would replace the shipped network.")
+    if output is None and (str(dataset) != "fashion_mnist"
+                           or tuple(image_shape) != (28, 28, 1)):
+        raise ValueError(
+            f"A classifier of {dataset} at {'x'.join(map(str, image_shape))} needs an `output` "
+            "path (--output); the default would replace the shipped Fashion-MNIST network.")
     if output is None and is_installed():
         raise ValueError(
             f"Give an --output path: the default, {default_output(architecture)}, is the "
@@ -143,7 +150,7 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
     from zoo.presets import sha256
 
     build = sample_quality.ARCHITECTURES[architecture]
-    output = output_path(output, architecture, reconstructed_by)
+    output = output_path(output, architecture, reconstructed_by, dataset, image_shape)
     output.parent.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     names = labels.class_names(dataset)
@@ -210,7 +217,8 @@ def train_classifier(dataset="fashion_mnist", output=None, epochs: int = 10,
 def main(argv):
     del argv
     with cli.user_errors("Training refused"):  # refused before any training
-        output = output_path(FLAGS.output, FLAGS.architecture, FLAGS.reconstructed_by)
+        output = output_path(FLAGS.output, FLAGS.architecture, FLAGS.reconstructed_by,
+                             FLAGS.dataset, tuple(int(size) for size in FLAGS.image_shape))
     info = train_classifier(FLAGS.dataset, output, FLAGS.epochs, FLAGS.batch_size,
                             FLAGS.learning_rate, FLAGS.max_images, FLAGS.seed,
                             command=" ".join(["python -m trainers.train_classifier",

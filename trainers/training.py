@@ -164,6 +164,10 @@ def train(
         val_split = data.load_split(training["dataset"], "validation", image_shape, fraction)
     except (ValueError, TypeError) as error:  # a missing file stays a FileNotFoundError
         raise ConfigError(f"--dataset={training['dataset']}: {error}") from error
+    note = data.conversion_note(train_split.source_shape, image_shape, training["dataset"],
+                                fixed_channels=bool(training.get("init_from")))
+    if note and verbose:
+        print(note)
     batch_size = training["batch_size"]
     full_epoch = math.ceil(train_split.num_examples / batch_size)
     steps_per_epoch = training["steps_per_epoch"] or full_epoch
