@@ -36,7 +36,14 @@ import numpy as np
 import tensorflow as tf
 
 from trainers.fashion_mnist import load_fashion_mnist, read_idx  # noqa: F401 (public here)
-from zoo import validation
+from trainers.image_conversion import (  # noqa: F401 (conversion_note, to_unit_float: public here)
+    as_nhwc,
+    conversion_note,
+    fit_to_shape,
+    float_to_uint8,
+    stored_shape,
+    to_unit_float,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLITS = ("train", "validation", "test")
@@ -61,86 +68,6 @@ class Split:
     num_examples: int
     source: str
     source_shape: tuple[int, int, int] | None = None
-
-
-def to_unit_float(images) -> np.ndarray:
-    """Converts an image array to float32 in [0, 1] (uint8 is divided by 255).
-
-    Raises:
-        TypeError: for a dtype that is neither uint8 nor floating point.
-        ValueError: for NaN/Inf values or floats outside [0, 1].
-    """
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    if not np.issubdtype(images.dtype, np.floating):
-        raise TypeError(
-            f"Images must be uint8 (0-255) or float in [0, 1]. Received dtype {images.dtype}."
-        )
-    finite = np.isfinite(images)
-    values = images if finite.all() else images[finite]
-    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
-    if low < 0.0 or high > 1.0 or values is not images:
-        # The models refuse such images with the same message (zoo.validation).
-        raise validation.image_values_error(low, high, int(finite.size - finite.sum()))
-    return images.astype(np.float32)
-
-
-def _as_nhwc(images: np.ndarray, source: str) -> np.ndarray:
-    if images.ndim == 3:
-        images = images[..., np.newaxis]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise ValueError(
-            f"Images from {source} must have shape (N, H, W) or (N, H, W, C) with C in "
-            f"1, 3 or 4. Received shape {images.shape}."
-        )
-    if images.shape[0] == 0:
-        raise ValueError(f"{source} holds no images.")
-    return images
-
-
-def fit_to_shape(images: np.ndarray, image_shape, source: str = "the data") -> np.ndarray:
-    """Converts uint8 NHWC images to `image_shape` (channels, center crop, resize down)."""
-    height, width, channels = image_shape
-    images = _as_nhwc(images, source)
-    if images.shape[-1] == 4:
-        images = images[..., :3]
-    if images.shape[1:3] != (height, width):
-        if images.shape[1] < height or images.shape[2] < width:
-            raise ValueError(
-                f"Images from {source} are {images.shape[1]}x{images.shape[2]}, smaller than the "
-                f"model input {height}x{width}; they are not upsampled."
-            )
-        resized = tf.image.resize(
-            _center_crop(tf.convert_to_tensor(images), height / width), (height, width),
-            antialias=True,
-        )
-        images = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
-    if images.shape[-1] != channels:
-        tensor = tf.convert_to_tensor(images)
-        converted = (
-            tf.image.rgb_to_grayscale(tensor)
-            if channels == 1
-            else tf.image.grayscale_to_rgb(tensor)
-        )
-        images = converted.numpy().astype(np.uint8)
-    return images
-
-
-def _center_crop(images: tf.Tensor, aspect: float) -> tf.Tensor:
-    """Crops (N, H, W, C) images around the center to `aspect` = height / width."""
-    h, w = int(images.shape[1]), int(images.shape[2])
-    if h / w > aspect:
-        new_h = max(int(round(w * aspect)), 1)
-        top = (h - new_h) // 2
-        return images[:, top : top + new_h]
-    new_w = max(int(round(h / aspect)), 1)
-    left = (w - new_w) // 2
-    return images[:, :, left : left + new_w]
-
-
-def _float_to_uint8(images: np.ndarray) -> np.ndarray:
-    return np.round(to_unit_float(images) * 255.0).astype(np.uint8)
 
 
 NPZ_IMAGE_KEYS = ("images", "x", "x_train")
@@ -177,8 +104,8 @@ def load_array(array_or_path, source: str | None = None) -> np.ndarray:
             array = np.load(path)
     else:
         array = np.asarray(array_or_path)
-    array = array if array.dtype == np.uint8 else _float_to_uint8(array)
-    return _as_nhwc(array, source)
+    array = array if array.dtype == np.uint8 else float_to_uint8(array)
+    return as_nhwc(array, source)
 
 
 def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
@@ -222,42 +149,6 @@ def file_shape(path: str | os.PathLike) -> tuple[int, int, int]:
         rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF Orientation
         gray = image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16")
     return (width, height, 1 if gray else 3) if rotated else (height, width, 1 if gray else 3)
-
-
-def _stored_shape(images: np.ndarray) -> tuple[int, int, int]:
-    """An NHWC array's image shape, RGBA counted as the RGB it is converted to."""
-    height, width, channels = images.shape[1:]
-    return (height, width, min(channels, 3))
-
-
-def conversion_note(source_shape, image_shape, source: str = "the data",
-                    fixed_channels: bool = False) -> str | None:
-    """A line saying how images of `source_shape` are converted to `image_shape`, or `None`.
-
-    The model's `image_shape` is its own (default 28x28x1), not read from the
-    data; this tells the user when their images are not used as they are, and
-    which `--set image_shape=...` would use them so. `fixed_channels`: the
-    model's channel count cannot change (a fine-tuning run).
-    """
-    if source_shape is None or tuple(source_shape) == tuple(image_shape):
-        return None
-    (h, w, c), (height, width, channels) = tuple(source_shape), tuple(image_shape)
-    changes = []
-    if c != channels:
-        changes.append("converted to grayscale" if channels == 1 else "converted to RGB")
-    if (h, w) != (height, width):
-        changes.append("center-cropped and resized" if h * width != w * height else "resized")
-    note = (f"Note: the images of {source} are {h}x{w}x{c}; the model takes {height}x{width}x"
-            f"{channels} (its image_shape), so they are {' and '.join(changes)}.")
-    kept = channels if fixed_channels else c
-    if (h, w, kept) != (height, width, channels):
-        goal = "To train on them as they are" if kept == c else "To keep their size"
-        note += (f" {goal}, give --set 'image_shape=[{h},{w},{kept}]' "
-                 "(height and width divisible by 2 ** num_downsamples).")
-    if kept != c:
-        note += (f" A fine-tuned model keeps its {channels} channel(s): for {c}, train a new "
-                 "model (without --init_from).")
-    return note
 
 
 def load_folder(folder: str | os.PathLike, image_shape, verbose: bool = True) -> np.ndarray:
@@ -395,7 +286,7 @@ def load_split(
         raise ValueError(f"`split` must be one of {list(SPLITS)}. Received: {split!r}")
     if not isinstance(source, (str, os.PathLike)):
         images = load_array(source)
-        source_shape = _stored_shape(images)
+        source_shape = stored_shape(images)
         images = _split_held_out(images, split, validation_fraction)
         images = fit_to_shape(images, image_shape)
         return Split(images, None, len(images), "array", source_shape)
@@ -415,7 +306,7 @@ def load_split(
         images = _split_held_out(images, split, validation_fraction)
     elif path.suffix in (".npy", ".npz"):
         images = load_array(path)
-        source_shape = _stored_shape(images)
+        source_shape = stored_shape(images)
         images = _split_held_out(images, split, validation_fraction)
     elif path.is_file():
         raise ValueError(
