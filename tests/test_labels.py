@@ -102,3 +102,10 @@ def test_unlabelled_sources_are_clear_errors(tmp_path):
         labels.load_labels(tmp_path / "flat")
     with pytest.raises(ValueError, match="`split` must be one of"):
         labels.load_labels("fashion_mnist", "dev")
+
+
+def test_npz_class_names_saved_as_objects_are_refused_with_the_fix(tmp_path):
+    np.savez(tmp_path / "objects.npz", images=np.zeros((4, 28, 28), np.uint8),
+             labels=np.array([0, 1, 0, 1]), class_names=np.array(["a", "b"], dtype=object))
+    with pytest.raises(ValueError, match=r"must be an array of strings .*dtype=str"):
+        labels.class_names(tmp_path / "objects.npz")

@@ -49,7 +49,14 @@ def class_names(source: str | os.PathLike) -> list[str]:
     if path.suffix == ".npz" and path.is_file():
         with np.load(path) as archive:
             if "class_names" in archive:
-                return [str(n) for n in archive["class_names"]]
+                try:
+                    return [str(n) for n in archive["class_names"]]
+                except ValueError as error:  # an object array: numpy will not unpickle it
+                    raise ValueError(
+                        f"`class_names` of {path} must be an array of strings "
+                        "(np.savez(..., class_names=np.array(names, dtype=str))); it was "
+                        f"saved as Python objects ({error})."
+                    ) from error
         return [str(i) for i in range(int(_npz_labels(path).max()) + 1)]
     raise ValueError(
         f"No labels for {name!r}. Expected 'fashion_mnist', a .npz file with a `labels` array "
