@@ -89,6 +89,51 @@ def _measure(out_path: str) -> None:  # runs in the subprocess
                 per_replica[q.embeddings.name], [np.asarray(reference.quantizer.embeddings)] * 2
             )
 
+    # A last global batch of one image leaves replica 1's shard empty (9 images,
+    # batch 8): fit, evaluate and predict run, and the deterministic families
+    # take the one-device steps.
+    results["empty_shard"] = {}
+    for family, kwargs in (("ae", {}), ("vqvae", DISCRETE), ("vae", {}), ("dvae", DISCRETE)):
+        reference = make(family, one, **kwargs)
+        initial = weights(reference)
+        fit(reference, images[:9])
+        model = make(family, mirrored, initial, **kwargs)
+        entry = {"finite": all(np.isfinite(v[-1]) for v in fit(model, images[:9]).values())}
+        entry["evaluate"] = model.evaluate(images[:9], batch_size=8, verbose=0)
+        predicted = model.predict(images[:9], batch_size=8, verbose=0)
+        entry["predict_diff"] = float(np.max(np.abs(predicted - np.asarray(model(images[:9])))))
+        entry["predict_one"] = list(model.predict(images[:1], verbose=0).shape)
+        if family in ("ae", "vqvae"):
+            entry["diff"] = max_diff(weights(model), weights(reference))
+        results["empty_shard"][family] = entry
+    inputs = keras.Input(IMAGE_SHAPE)  # the user's feature network (convolutions) too
+    hidden = keras.layers.Conv2D(8, 3, padding="same", name="conv_0")(inputs)
+    network = keras.Model(inputs, keras.layers.Conv2D(8, 3, name="conv_1")(hidden))
+    matching = FeatureMatching(network, ["conv_1"], weight=1.0)
+    reference = make("ae", one, feature_matching=matching)
+    initial = weights(reference)
+    fit(reference, images[:9])
+    model = make("ae", mirrored, initial, feature_matching=matching)
+    logs = fit(model, images[:9])
+    results["empty_shard"]["ae_feature_matching"] = {
+        "finite": all(np.isfinite(v[-1]) for v in logs.values()),
+        "evaluate": model.evaluate(images[:9], batch_size=8, verbose=0),
+        "predict_diff": 0.0,
+        "predict_one": list(model.predict(images[:1], verbose=0).shape),
+        "diff": max_diff(weights(model), weights(reference)),
+    }
+    with mirrored.scope():  # DALL-E's own encoder and decoder stacks
+        dalle = zoo.DalleDVAE(image_shape=(8, 8, 1), n_hid=4, n_blk_per_group=1, vocab_size=16,
+                              n_init=8)
+        dalle.compile(optimizer="sgd")
+    results["empty_shard"]["dalle"] = {
+        "finite": all(np.isfinite(v[-1]) for v in fit(dalle, images[:9]).values()),
+        "evaluate": dalle.evaluate(images[:9], batch_size=8, verbose=0),
+        "predict_diff": float(np.max(np.abs(
+            dalle.predict(images[:9], batch_size=8, verbose=0) - np.asarray(dalle(images[:9]))))),
+        "predict_one": list(dalle.predict(images[:1], verbose=0).shape),
+    }
+
     # VAE: replica r draws its noise from the seed folded with r, so the
     # reference is built from the same per-replica seeds: one-device steps on
     # each half of the batch with replica_id patched to r. SGD is linear in the
@@ -268,3 +313,14 @@ def test_mixed_float16_keeps_losses_float32(measured, family):
     if "encoder_output" in entry:
         assert entry.pop("encoder_output") == "float16"
     assert set(entry.values()) == {"float32"}, entry
+
+
+@pytest.mark.parametrize("family", ["ae", "vae", "vqvae", "dvae", "dalle", "ae_feature_matching"])
+def test_empty_replica_shard_of_last_batch(measured, family):
+    entry = measured["empty_shard"][family]
+    assert entry["finite"], entry
+    assert all(np.isfinite(entry["evaluate"])), entry
+    assert entry["predict_diff"] < 1e-5, entry
+    assert entry["predict_one"] == [1, *IMAGE_SHAPE]
+    if "diff" in entry:
+        assert entry["diff"] < TOLERANCE, entry

@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import flags
 
 import zoo.export
-from tests.helpers import random_images, tiny_model
+from tests.helpers import FAMILY_NAMES, random_images, tiny_model
 from trainers import export as export_cli
 from zoo.export import existing_versions, export_model
 
@@ -192,3 +192,24 @@ def test_weights_over_the_limit_stay_variables(model, tmp_path, monkeypatch):
         served.signatures["serving_default"](images=images)["reconstructions"],
         model(images), atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_keras_model_export_needs_no_input_signature(family, tmp_path):
+    # Keras's own `model.export` cannot infer the input of a model built from its config.
+    model = tiny_model(family)
+    model.export(str(tmp_path / family), verbose=False)
+    images = random_images(2)
+    loaded = tf.saved_model.load(str(tmp_path / family))  # kept: its variables back `serve`
+    served = loaded.serve(tf.constant(images))
+    np.testing.assert_allclose(served, model(images), atol=1e-5)
+
+
+def test_keras_export_of_a_prior_takes_codes_and_labels(tmp_path):
+    prior = zoo.TransformerPrior(num_embeddings=16, grid_shape=(2, 2), num_classes=3,
+                                 embed_dim=8, num_layers=1, num_heads=2, mlp_dim=8)
+    prior.export(str(tmp_path / "prior"), verbose=False)
+    inputs = (tf.constant(np.arange(8).reshape(2, 2, 2), tf.int32), tf.constant([0, 3]))
+    loaded = tf.saved_model.load(str(tmp_path / "prior"))
+    served = loaded.serve(inputs)
+    np.testing.assert_allclose(served, prior(inputs), atol=1e-5)

@@ -110,3 +110,41 @@ def test_freezing_the_decoder_leaves_the_code_parts_training(family):
     freeze_parts(model, ["decoder"])
     assert model.decoder.trainable_weights == []
     assert model.encoder.trainable_weights
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_fit_of_a_model_with_nothing_trainable_warns_and_keeps_its_weights(family):
+    """As `keras.Model`: a frozen model fits (metrics, no optimizer step) with a warning."""
+    model = tiny_model(family)
+    model.trainable = False
+    model.compile(optimizer="adam")
+    before = [w.numpy() for w in model.weights]
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        history = model.fit(random_images(8), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    for old, new in zip(before, model.weights, strict=True):
+        if "seed_generator" not in new.path:
+            np.testing.assert_array_equal(old, new.numpy(), err_msg=new.path)
+
+
+def test_vqvae_with_only_its_ema_codebook_learning_fits():
+    """Encoder and decoder frozen: no gradient step, but the EMA codebook follows the data."""
+    model = tiny_model("vqvae")
+    model.encoder.trainable = False
+    model.decoder.trainable = False
+    model.compile(optimizer="adam")
+    before = model.quantizer.embeddings.numpy()
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        model.fit(random_images(8), batch_size=4, epochs=1, verbose=0)
+    assert np.abs(model.quantizer.embeddings.numpy() - before).max() > 1e-6
+
+
+def test_frozen_prior_fits_without_an_optimizer_step():
+    prior = zoo.TransformerPrior(num_embeddings=16, grid_shape=(2, 2), num_classes=3,
+                                 embed_dim=8, num_layers=1, num_heads=2, mlp_dim=8)
+    prior.trainable = False
+    prior.compile(optimizer="adam")
+    codes = np.random.default_rng(0).integers(0, 16, (8, 2, 2))
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        history = prior.fit(codes, np.zeros(8, "int32"), batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])

@@ -198,3 +198,17 @@ def test_evaluate_logs_the_mse_and_psnr_of_the_reconstructions(family):
     mse = ((model(images).numpy() - images) ** 2).mean(axis=(1, 2, 3))
     assert logs["mse"] == pytest.approx(mse.mean(), rel=1e-4)
     assert logs["psnr"] == pytest.approx(np.mean(10.0 * np.log10(1.0 / mse)), rel=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("method, weights", [
+    ("fit", "sample_weight"), ("fit", "class_weight"), ("evaluate", "sample_weight")])
+def test_example_weights_are_refused_not_ignored(family, method, weights):
+    # Each model computes its own loss: Keras's weights would be silently unused.
+    model = tiny_model(family)
+    model.compile(optimizer="adam")
+    images = random_images(4)
+    value = np.zeros(4, "float32") if weights == "sample_weight" else {0: 0.0}
+    with pytest.raises(ValueError, match=rf"do not weight examples: `{method}` got {weights}"):
+        getattr(model, method)(images, np.zeros(4, "int32"), verbose=0, **{weights: value})
+    getattr(model, method)(images, verbose=0, **{weights: None})  # the default is fine

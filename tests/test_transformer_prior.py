@@ -88,6 +88,25 @@ def test_causality_later_codes_do_not_change_earlier_logits():
         assert np.abs(logits[:, position + 1 :] - base[:, position + 1 :]).max() > 1e-4
 
 
+def test_generate_in_a_traced_function_equals_eager_generate():
+    # A user's own tf.function: labels of unknown batch size, and guidance (whose eager
+    # shortcut for label-free batches needs the label values).
+    prior = tiny_prior()
+    labels = tf.constant([0, 2, CLASSES], tf.int32)  # CLASSES: no condition
+    traced = tf.function(
+        lambda lab: prior.generate(lab, guidance_scale=2.0, top_k=4, seed=3),
+        input_signature=[tf.TensorSpec([None], tf.int32)],
+    )
+    np.testing.assert_array_equal(
+        traced(labels), prior.generate(labels.numpy(), guidance_scale=2.0, top_k=4, seed=3))
+    unconditional = tf.constant([CLASSES] * 2, tf.int32)
+    np.testing.assert_array_equal(
+        traced(unconditional), prior.generate(unconditional.numpy(), guidance_scale=2.0,
+                                              top_k=4, seed=3))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="N >= 1"):
+        traced(tf.zeros([0], tf.int32))
+
+
 def test_condition_token_changes_every_position():
     prior = tiny_prior()
     codes = np.zeros((1, *GRID), np.int32)
@@ -288,3 +307,13 @@ def test_first_codes_follow_the_softmax_of_the_scaled_logits(options):
     assert expected.max() > 0.2 and (expected > 0.02).sum() >= 3  # a distribution to check
     frequencies = np.bincount(codes[:, 0, 0], minlength=K) / n
     np.testing.assert_allclose(frequencies, expected, atol=0.03)  # ~4 standard errors
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate"])
+def test_sample_weights_are_refused_not_ignored(method):
+    prior = tiny_prior()
+    prior.compile(optimizer="adam")
+    h, w = TINY_PRIOR["grid_shape"]
+    codes, labels = np.zeros((4, h, w), "int32"), np.zeros(4, "int32")
+    with pytest.raises(ValueError, match=rf"`{method}` got sample_weight"):
+        getattr(prior, method)(codes, labels, sample_weight=np.zeros(4), verbose=0)

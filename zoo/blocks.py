@@ -15,7 +15,7 @@ existing `.keras` files load with the architecture they were trained with.
 
 import keras
 
-from zoo import validation
+from zoo import distribution, validation
 from zoo.convolutions import PointwiseConv2D, SubpixelConv2DTranspose
 
 LEGACY_LAYOUT = {
@@ -162,6 +162,12 @@ class _ConvStack(keras.layers.Layer):
         """Output spatial size for an input size."""
         raise NotImplementedError
 
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def call(self, x):
+        return distribution.on_shard(self._forward, x)  # an empty replica shard too
+
     def compute_output_shape(self, input_shape):
         batch, height, width = input_shape[:3]
         return (batch, self._scale(height), self._scale(width), self.output_channels)
@@ -248,7 +254,7 @@ class Encoder(_ConvStack):
             block.build(shape)
         self.head.build(shape)
 
-    def call(self, images):
+    def _forward(self, images):
         x = self.stem(images)
         for layer in self.downsamples:
             x = layer(x)
@@ -326,7 +332,7 @@ class Decoder(_ConvStack):
             shape = layer.compute_output_shape(shape)
         self.head.build(shape)
 
-    def call(self, latents):
+    def _forward(self, latents):
         x = self.stem(latents)
         for block in self.res_blocks:
             x = block(x)

@@ -16,7 +16,7 @@ DALL-E's do: normal with standard deviation `1 / sqrt(fan_in)`, zero biases.
 
 import keras
 
-from zoo import validation
+from zoo import distribution, validation
 
 GROUP_COUNT = 4
 """Groups of residual blocks in each stack (fixed in DALL-E)."""
@@ -242,6 +242,9 @@ class DalleEncoder(_DalleStack):
         self.output_conv.build(shape)
 
     def call(self, images):
+        return distribution.on_shard(self._forward, images)  # an empty replica shard too
+
+    def _forward(self, images):
         eps = self.logit_laplace_eps
         x = self.input_conv((1.0 - 2.0 * eps) * images + eps)
         x = self._run_blocks(x, self.pool)
@@ -310,6 +313,9 @@ class DalleDecoder(_DalleStack):
         self.output_conv.build(shape)
 
     def call(self, codes):
+        return distribution.on_shard(self._forward, codes)  # an empty replica shard too
+
+    def _forward(self, codes):
         x = codes + self.input_bias
         x = self._run_blocks(x, self.upsample)
         return self.output_conv(keras.ops.relu(x))

@@ -16,6 +16,36 @@ def _replica_context():
     return context
 
 
+def is_replica_shard() -> bool:
+    """True inside the replica context of a strategy with several replicas.
+
+    There a batch is this replica's shard of the global batch, and a shard
+    may be empty (a last global batch smaller than the number of replicas).
+    """
+    return _replica_context() is not None
+
+
+def on_shard(fn, batch: tf.Tensor):
+    """`fn(batch)`, also for an empty replica shard.
+
+    Under a strategy with several replicas a replica's shard of the last
+    global batch may be empty, and some TensorFlow kernels fail on an empty
+    batch (the oneDNN convolution: "input depth must be evenly divisible by
+    filter depth"; TFP's relaxed one-hot sampler: an integer division by zero).
+    An empty shard runs `fn` on one zero example, sliced off again; a full
+    shard (and any batch outside such a replica context) is unchanged. `fn`
+    must treat examples independently and return tensors (any nest of them)
+    with the batch first.
+    """
+    if not is_replica_shard():
+        return fn(batch)
+    size = tf.shape(batch)[0]
+    empty = tf.cast(tf.equal(size, 0), tf.int32)
+    padding = tf.zeros(tf.concat([[empty], tf.shape(batch)[1:]], 0), batch.dtype)
+    outputs = fn(tf.concat([batch, padding], 0))
+    return tf.nest.map_structure(lambda output: output[:size], outputs)
+
+
 def global_sum(value: tf.Tensor) -> tf.Tensor:
     """Sums `value` over all replicas (all-reduce); identity on one replica."""
     context = _replica_context()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from zoo import validation
+from zoo import distribution, validation
 
 
 class FeatureMatching:
@@ -100,5 +100,7 @@ class FeatureMatching:
     def _maps(self, images) -> list:
         # Inference mode always: a frozen network's dropout or batch statistics
         # must not make the loss random or depend on the batch.
-        outputs = self.features(images, training=False)
+        outputs = distribution.on_shard(  # the user's network may not run an empty shard
+            lambda batch: self.features(batch, training=False), images
+        )
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

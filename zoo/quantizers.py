@@ -315,10 +315,13 @@ class GumbelQuantizer(keras.layers.Layer):
     def sample(self, logits: tf.Tensor) -> tf.Tensor:
         """Draws relaxed one-hot samples (float32) for `logits` of shape (..., K)."""
         seed = distribution.replica_seed(self.seed_generator)
-        relaxed = tfp.distributions.RelaxedOneHotCategorical(
-            tf.convert_to_tensor(self.temperature), logits=logits
-        )
-        soft = relaxed.sample(seed=seed)
+
+        def relaxed(batch):
+            return tfp.distributions.RelaxedOneHotCategorical(
+                tf.convert_to_tensor(self.temperature), logits=batch
+            ).sample(seed=seed)
+
+        soft = distribution.on_shard(relaxed, logits)  # TFP fails on an empty replica shard
         if not self.straight_through:
             return soft
         hard = tf.one_hot(tf.argmax(soft, axis=-1), self.num_embeddings, dtype=soft.dtype)

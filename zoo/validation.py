@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from zoo import distribution
+
 TensorLike = tf.Tensor | np.ndarray
 """What the models' public methods take: a tensor or a NumPy array (lists also work)."""
 
@@ -156,13 +158,20 @@ def _check_batch(tensor: tf.Tensor, what: str, max_batch: int | None) -> tf.Tens
     """
     message = f"{what} hold no examples (batch size 0); pass at least one."
     size = tensor.shape[0]
-    if size == 0:
+    # Under a strategy with several replicas the batch is this replica's shard,
+    # which is empty when the last global batch has fewer examples than there
+    # are replicas. Only the global batch must hold examples, and `fit`,
+    # `evaluate` and `predict` refuse empty data before they start
+    # (`check_has_examples`), so a shard is not checked (that would cost an
+    # all-reduce per step).
+    shard = distribution.is_replica_shard()
+    if size == 0 and not shard:
         raise ValueError(f"{message} Received shape {tuple(tensor.shape)}.")
     if tf.executing_eagerly():
         if max_batch is not None:
             check_batch_size(size, max_batch, what.lower())
         return tensor
-    checks = [tf.debugging.assert_positive(tf.shape(tensor)[0], message=message)]
+    checks = [] if shard else [tf.debugging.assert_positive(tf.shape(tensor)[0], message=message)]
     if max_batch is not None:
         checks.append(check_batch_size(tf.shape(tensor)[0], max_batch, what.lower()))
     with tf.control_dependencies(checks):
@@ -283,6 +292,26 @@ def check_has_examples(data, argument: str) -> None:
     if shape is not None and len(shape) > 0 and shape[0] == 0:
         raise ValueError(
             f"{argument} holds no examples; pass some images. Received shape {tuple(shape)}."
+        )
+
+
+def refuse_weights(kwargs: dict, method: str) -> None:
+    """Refuses `sample_weight`/`class_weight` in `fit`/`evaluate` of a zoo model.
+
+    A zoo model computes its own per-example loss in `train_step` and reduces
+    it over the global batch; Keras's weights would reach that step unused, so
+    weighted training would silently be unweighted training.
+
+    Args:
+        kwargs: dict. The keyword arguments of the call.
+        method: str. `"fit"` or `"evaluate"`, for the message.
+    """
+    given = sorted(k for k in ("sample_weight", "class_weight") if kwargs.get(k) is not None)
+    if given:
+        raise ValueError(
+            f"The zoo's models do not weight examples: `{method}` got {', '.join(given)}, "
+            "which every model would ignore (each computes its own loss). Repeat or "
+            "resample the examples instead (e.g. `tf.data.Dataset.rejection_resample`)."
         )
 
 

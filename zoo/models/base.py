@@ -13,6 +13,7 @@ from zoo import distribution, serving, validation
 from zoo.blocks import Decoder, Encoder, with_legacy_layout
 from zoo.image_metrics import per_example_mse, psnr
 from zoo.models.batch_passes import BatchPassesMixin
+from zoo.models.model_mixin import ZooModelMixin
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.perceptual import FeatureMatching
 from zoo.presets import PresetMixin
@@ -21,7 +22,7 @@ BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
 
 
 
-class Autoencoder(BatchPassesMixin, MultiWorkerFitMixin, PresetMixin, keras.Model):
+class Autoencoder(BatchPassesMixin, ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Model):
     """Base class of the zoo's autoencoders (not registered, not for direct use).
 
     Images are float NHWC in [0, 1]; `model(images)` returns reconstructions of
@@ -277,8 +278,7 @@ class Autoencoder(BatchPassesMixin, MultiWorkerFitMixin, PresetMixin, keras.Mode
             terms = self._objective_terms(images, training=True)
             loss = distribution.mean_over_global_batch(terms["loss"])
             scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        self._apply_gradients(tape, scaled_loss)
         return self._update_metrics(images, terms)
 
     def test_step(self, data):

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from zoo import distribution, sampling, validation
+from zoo.models.model_mixin import ZooModelMixin
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.presets import PresetMixin
 from zoo.transformer import _INITIALIZER, ConditionedGridEmbedding, TransformerBlock
@@ -43,7 +44,7 @@ def _check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
+class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Model):
     """A decoder-only Transformer over the raster-ordered code grid (mini-DALL-E).
 
     The sequence is one condition token (a class id, or `num_classes` for
@@ -302,8 +303,7 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
             terms = self._terms(codes, conditions, training=True)
             loss = distribution.mean_over_global_batch(terms["loss"])
             scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        self._apply_gradients(tape, scaled_loss)
         return self._update_metrics(terms)
 
     def test_step(self, data):
@@ -382,19 +382,32 @@ class TransformerPrior(MultiWorkerFitMixin, PresetMixin, keras.Model):
         elif num_samples is not None:
             batch = validation.positive_int("num_samples", num_samples)
         conditions = self._conditions(labels, batch)
-        count = int(conditions.shape[0])
-        if count == 0 or (batch is not None and count != batch):
+        count = conditions.shape[0]  # None: labels of a batch size a traced function does not know
+        if count == 0 or None not in (count, batch) and count != batch:
             raise ValueError(
                 f"`labels`, `prefix` and `num_samples` must agree on N >= 1. Received: "
                 f"{count} labels, N={batch}."
             )
+        if count is None:
+            count = tf.shape(conditions)[0]
+            checks = [tf.debugging.assert_positive(count, message="generate needs N >= 1 labels")]
+            if prefix is not None:
+                checks.append(tf.debugging.assert_equal(
+                    count, tf.shape(prefix)[0], message="`labels` and `prefix` must agree on N"))
+            with tf.control_dependencies(checks):
+                conditions = tf.identity(conditions)
         if prefix is None:
             flat, prefix_length = tf.zeros([count, self.sequence_length], tf.int32), 0
         else:
             prefix_length = int(prefix.shape[1]) * w
             flat = tf.reshape(prefix, [count, prefix_length])
             flat = tf.pad(flat, [[0, 0], [0, self.sequence_length - prefix_length]])
-        guided = guidance_scale != 1.0 and bool(tf.reduce_any(conditions < self.num_classes))
+        # Eagerly, a batch without any condition skips the guided (2N) loop; in a traced
+        # function the labels are not known, and the guided loop gives the same codes
+        # for them (u + s * (u - u) = u), at twice the cost.
+        guided = guidance_scale != 1.0 and (
+            not tf.executing_eagerly() or bool(tf.reduce_any(conditions < self.num_classes))
+        )
         codes = sampling.compiled_sampler(self, guided, use_cache)(
             conditions,
             tf.constant(seed, tf.int32),

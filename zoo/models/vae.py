@@ -9,6 +9,10 @@ from zoo import distribution, serving, validation
 from zoo.models.base import BASE_METRICS, ContinuousAutoencoder
 
 _LOG_2PI = math.log(2.0 * math.pi)
+RNG = "philox"
+"""The algorithm of the VAE's stateless normal draws, named: TensorFlow's default
+(`auto_select`) is Philox in its kernels but ThreeFry under XLA, so the same seed
+gave other samples and another `bits_per_dim` estimate with `jit_compile=True`."""
 
 
 def gaussian_kl(mean: tf.Tensor, log_variance: tf.Tensor) -> tf.Tensor:
@@ -162,7 +166,7 @@ class VAE(ContinuousAutoencoder):
         num_samples = self._checked_num_samples(num_samples)
         h, w = self.latent_grid
         z = tf.random.stateless_normal(
-            tf.stack([num_samples, h, w, self.latent_channels]), seed=tf.stack([seed, 0])
+            tf.stack([num_samples, h, w, self.latent_channels]), seed=tf.stack([seed, 0]), alg=RNG
         )
         return self.decode(z)
 
@@ -192,7 +196,7 @@ class VAE(ContinuousAutoencoder):
         # reconstruction and one sample from a fixed seed for the ELBO, so
         # `bits_per_dim` is a deterministic single-sample estimate.
         seed = distribution.replica_seed(self.seed_generator) if training else [self.seed, 1]
-        z_sample = mean + std * tf.random.stateless_normal(tf.shape(mean), seed=seed)
+        z_sample = mean + std * tf.random.stateless_normal(tf.shape(mean), seed=seed, alg=RNG)
         sample_means = self._to_images(self.decoder(z_sample, training=training))
         if training:
             reconstructions = sample_means
