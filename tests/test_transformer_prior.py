@@ -317,3 +317,8 @@ def test_sample_weights_are_refused_not_ignored(method):
     codes, labels = np.zeros((4, h, w), "int32"), np.zeros(4, "int32")
     with pytest.raises(ValueError, match=rf"`{method}` got sample_weight"):
         getattr(prior, method)(codes, labels, sample_weight=np.zeros(4), verbose=0)
+
+
+def test_generate_of_no_labels_says_so():
+    with pytest.raises(ValueError, match="`labels` hold no labels"):
+        tiny_prior().generate([])

@@ -16,6 +16,8 @@ PRIOR_METRICS = ("loss", "accuracy", "bits_per_image")
 
 def _check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
     """int labels (B,) in [0, num_classes] (num_classes: no condition) -> int32 tensor."""
+    if isinstance(labels, (list, tuple)) and not labels:
+        raise ValueError(f"`{name}` hold no labels; pass at least one class id.")
     labels = tf.convert_to_tensor(labels)
     if not labels.dtype.is_integer:
         raise TypeError(
