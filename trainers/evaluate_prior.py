@@ -178,7 +178,7 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     if guidance_samples is None:
         guidance_samples = max(GUIDANCE_SAMPLES // num_classes, 1) * num_classes
     class_ids = _class_labels(num_samples, num_classes)
-    _class_labels(guidance_samples, num_classes, "guidance_samples")
+    guidance_ids = _class_labels(guidance_samples, num_classes, "guidance_samples")
     test = data.load_split(dataset, "test", shape).images
     test_labels = labels.load_labels(dataset, "test")
     train = data.load_split(dataset, "train", shape).images
@@ -211,7 +211,6 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     # At the main count, the table shares the main figures' floor and reconstructions (and the
     # main samples for the main scale), so its rows compare with them directly.
     same_count = guidance_samples == num_samples
-    guidance_ids = _class_labels(guidance_samples, num_classes, "guidance_samples")
     if same_count:
         table_floor = report["real_floor"]["frechet_distance"]
     else:

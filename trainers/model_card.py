@@ -66,19 +66,20 @@ def _data_texts(report: dict, config: dict) -> dict:
     """The card's words for its data: Fashion-MNIST's, or the run's own dataset and shape."""
     dataset = str(report.get("dataset") or config["training"].get("dataset", "fashion_mnist"))
     shape = tuple(config["model_config"]["image_shape"])
+    example = f"(8, {', '.join(map(str, shape))})"  # eight images, as the example prints
     if dataset == "fashion_mnist":
         return {"trained_on": "Fashion-MNIST (60,000 training images less a\n10 % validation "
                               "hold-out; the Debian package `dataset-fashion-mnist`)",
                 "test": "Fashion-MNIST test split",
                 "load": 'data.load_split("fashion_mnist", "test")',
-                "shape": f"(8, {', '.join(map(str, shape))})"}
+                "shape": example}
     held_out = config["training"].get("validation_fraction", 0.1)
     split = report.get("split", "test")
     return {"trained_on": f"`{dataset}` ({'x'.join(map(str, shape))} images; "
                           f"{held_out:.0%} held out for validation)",
             "test": f"`{dataset}`, {split} split",
             "load": f'data.load_split("{dataset}", "{split}", model.image_shape)',
-            "shape": f"(8, {', '.join(map(str, shape))})"}
+            "shape": example}
 
 
 def card(name: str, report: dict, config: dict, timing: str, params: int, family: str) -> str:
