@@ -84,6 +84,13 @@ def random_codes(model, n: int, seed: int = 0) -> np.ndarray:
     return rng.integers(0, model.num_embeddings, size=(n, h, w), dtype=np.int32)
 
 
+def summary_text(model: keras.Model) -> str:
+    """What `model.summary()` prints, as one string."""
+    lines = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
+
+
 def variable_values(model) -> dict[str, np.ndarray]:
     """A copy of every variable of `model` (weights, seeds, EMA state), by path.
 

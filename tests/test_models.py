@@ -14,6 +14,7 @@ from tests.helpers import (
     changed_variables,
     random_codes,
     random_images,
+    summary_text,
     tiny_kwargs,
     tiny_model,
     variable_values,
@@ -212,3 +213,13 @@ def test_example_weights_are_refused_not_ignored(family, method, weights):
     with pytest.raises(ValueError, match=rf"do not weight examples: `{method}` got {weights}"):
         getattr(model, method)(images, np.zeros(4, "int32"), verbose=0, **{weights: value})
     getattr(model, method)(images, verbose=0, **{weights: None})  # the default is fine
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_summary_gives_every_layer_an_output_shape(family):
+    """`summary()` is a user's first look at a model: no row reads `?`."""
+    model = tiny_model(family, image_shape=(32, 32, 3))
+    rows = summary_text(model)
+    assert "?" not in rows, rows
+    if family in DISCRETE_FAMILIES:
+        assert "encoding_indices:" in rows, rows

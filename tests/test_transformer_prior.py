@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.helpers import run_in_fresh_process
+from tests.helpers import run_in_fresh_process, summary_text
 
 GRID = (3, 4)
 K = 16
@@ -72,6 +72,12 @@ def test_bits_per_image_is_the_summed_code_nll(trained):
     assert logs["bits_per_image"] == pytest.approx(expected.mean(), rel=1e-4)
     raw = GRID[0] * GRID[1] * np.log2(K)
     assert expected.max() < 0.2 * raw  # the trained prior compresses its training grids
+
+
+def test_summary_gives_every_layer_its_output_shape():
+    rows = summary_text(tiny_prior())
+    assert "?" not in rows, rows
+    assert rows.count(f"(None, {GRID[0] * GRID[1]}, 32)") == 5, rows  # embedding .. final norm
 
 
 def test_causality_later_codes_do_not_change_earlier_logits():

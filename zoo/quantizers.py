@@ -44,12 +44,24 @@ def code_statistics(indices: tf.Tensor, num_embeddings: int) -> dict[str, tf.Ten
     }
 
 
+class _OutputShapesFromSpec:
+    """`compute_output_shape` from the layer's `compute_output_spec`.
+
+    `Model.summary()` asks a built layer for its output shape; without this a
+    quantizer's row read `?`.
+    """
+
+    def compute_output_shape(self, input_shape):
+        spec = self.compute_output_spec(keras.KerasTensor(input_shape, "float32"))
+        return {name: tensor.shape for name, tensor in spec.items()}
+
+
 def _flatten(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [-1, tf.shape(x)[-1]])
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class VectorQuantizer(keras.layers.Layer):
+class VectorQuantizer(_OutputShapesFromSpec, keras.layers.Layer):
     """Nearest-neighbour vector quantizer of the VQ-VAE.
 
     Each D-dimensional input vector is replaced by its nearest codebook entry
@@ -241,7 +253,7 @@ class VectorQuantizer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class GumbelQuantizer(keras.layers.Layer):
+class GumbelQuantizer(_OutputShapesFromSpec, keras.layers.Layer):
     """Relaxed categorical bottleneck of the DALL-E discrete VAE (dVAE).
 
     The inputs are logits over K codebook entries at each latent position.

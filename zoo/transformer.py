@@ -135,6 +135,9 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_out.build((*input_shape[:-1], self.mlp_dim))
         self.residual_dropout.build(None)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def call(self, x, training=False):
         attended = self.attention(self.attention_norm(x), training=training)
         return self._mlp(x + self.residual_dropout(attended, training=training), training)
@@ -191,6 +194,10 @@ class ConditionedGridEmbedding(keras.layers.Layer):
     def build(self, input_shape=None):
         for table in self.tables.values():
             table.build((None,))
+
+    def compute_output_shape(self, input_shape):
+        """Flat codes (B, L) -> tokens (B, L, d)."""
+        return (*input_shape[:2], self.embed_dim)
 
     def positions(self):
         """(L, d): row + column embedding of every grid position in raster order."""

@@ -170,7 +170,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
     def build(self, input_shape=None):
         """Creates every weight from the config; `input_shape` is ignored."""
         sequence = (None, self.sequence_length, self.embed_dim)
-        self.embedding.build()
+        self.embedding.build((None, self.sequence_length))
         self.embedding_dropout.build(sequence)
         for block in self.blocks:
             block.build(sequence)
