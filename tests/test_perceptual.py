@@ -57,6 +57,7 @@ def test_compiled_term_is_in_the_loss_trains_the_decoder_and_leaves_the_network(
     for before, after in zip(frozen, network.weights, strict=True):
         np.testing.assert_array_equal(before, after.numpy())
     assert len(perceptual.weights) == len(plain.weights)  # not part of the model
+    assert network.trainable  # the caller's object is left as it was
 
 
 def test_feature_matching_is_not_saved_with_the_model(tmp_path):

@@ -23,9 +23,11 @@ class FeatureMatching:
     For each named layer `l` of `network`, with `n` scaling every position's
     feature vector to unit length:
     `distance = weight * sum_l mean_positions ||n(f_l(x)) - n(f_l(x_hat))||^2`.
-    The network is frozen (its weights are not trained and are not part of the
-    autoencoder: it is neither saved nor exported with it); gradients flow
-    through it to the reconstructions.
+    The network is not trained: its weights are not the autoencoder's (it is
+    neither saved nor exported with it), and it runs in inference mode;
+    gradients flow through it to the reconstructions. Its `trainable` flag is
+    left as the caller set it, so the same network can still be trained
+    elsewhere.
 
     Args:
         network: a `keras.Model` that takes images like the autoencoder's
@@ -66,7 +68,6 @@ class FeatureMatching:
         self.weight = validation.positive_float("weight", weight)
         self.layers = list(layers)
         self.image_shape = tuple(network.input_shape[1:])
-        network.trainable = False
         self.features = keras.Model(
             network.inputs, [network.get_layer(name).output for name in self.layers],
             name=f"{network.name}_features",
