@@ -41,6 +41,11 @@ def schedule_value(step: int, start: float, end: float, steps: int, schedule: st
 class ScheduledVariable(keras.callbacks.Callback):
     """Sets a scalar variable of the model every batch from a schedule.
 
+    The value is read from `model.optimizer.iterations`, so a resumed run
+    continues its schedule. Keras calls batch callbacks once per execution: with
+    `compile(steps_per_execution=N)` the value changes every N steps (the
+    schedule's shape is kept, in steps of N).
+
     Args:
         attribute: str. Name of the model attribute holding the variable.
         start: float. Value at step 0.
