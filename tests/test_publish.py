@@ -144,6 +144,22 @@ def test_the_card_of_a_model_of_other_data_names_that_data_and_its_shape():
     assert "# (8, 28, 28, 1)" in card
 
 
+def test_the_card_of_a_model_without_a_recipe_retrains_from_its_own_config(tmp_path, zoo_root):
+    # A user's run has no recipe under configs/: the card's command must use the
+    # config.json published beside it, and that file must resolve to the run's config.
+    run = make_run(tmp_path)
+    folder = publish.publish("tiny_ae", run, output_root=zoo_root)
+    card = (folder / "README.md").read_text()
+    assert "--config=<this folder>/config.json --model_dir=runs/zoo/tiny_ae" in card
+    assert "configs/tiny_ae.json" not in card and "make zoo-" not in card
+    assert "--output_root=<this folder's parent>" in card
+    published = config_lib.resolve(None, config_file=folder / "config.json")
+    assert published == config_lib.resolve(None, config_file=run / "config.json")
+    assert published["training"]["dataset"] == str(tmp_path / "images.npy")
+    shipped = model_card._reproduce_text("vqvae_fashion_mnist", "mse")
+    assert "--config=vqvae_fashion_mnist " in shipped and "make zoo-train" in shipped
+
+
 def test_the_card_of_a_fine_tuned_model_names_its_origin_and_whether_codes_are_kept(
         tmp_path, zoo_root):
     def origin(family, **training):

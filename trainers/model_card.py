@@ -84,7 +84,6 @@ def _data_texts(report: dict, config: dict) -> dict:
 
 def card(name: str, report: dict, config: dict, timing: str, params: int, family: str) -> str:
     """The model card (Markdown) from a model's metrics, config and training time."""
-    from trainers.reproduce import tolerance_text
 
     texts = _data_texts(report, config)
 
@@ -107,22 +106,7 @@ def card(name: str, report: dict, config: dict, timing: str, params: int, family
 
 ## Reproduce
 
-```
-python -m trainers.train --config={name} --model_dir=runs/zoo/{name}
-python -m trainers.reproduce --name={name} --model_dir=runs/zoo/{name}
-```
-
-(`make zoo-train NAME={name}` in the repository) trains from the shipped recipe `{name}`
-(`configs/{name}.json` in the repository) into `runs/zoo/{name}/` (this folder is not
-touched), evaluates it on the test set and prints its metrics beside this card's.
-It counts as reproduced when every metric is within its tolerance:
-{tolerance_text()}.
-The resolved training config is `config.json` beside this card.
-
-Replacing this model is a separate, explicit step:
-`python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}`
-(`make zoo-publish NAME={name}`; an installed package needs `--output_root`)
-refuses a model with a worse test `{metric}` unless `--force`.
+{_reproduce_text(name, metric)}
 
 ## Test-set metrics ({texts['test']}, {report['num_images']} images)
 
@@ -155,6 +139,52 @@ From the command line:
 - `python -m trainers.export --model={name} --export_base=exports/{name}`
 - `python -m trainers.train --init_from={name} --dataset=<your images> --model_dir=runs/tuned`
 """
+
+
+def _reproduce_text(name: str, metric: str) -> str:
+    """The card's commands that retrain the model: from its shipped recipe, or its config.
+
+    A model published from a user's own run has no recipe under `configs/`; its
+    folder's `config.json` (the run's resolved config, naming its dataset) is one.
+    """
+    from trainers.config import list_recipes
+    from trainers.reproduce import tolerance_text
+
+    evaluate = f"python -m trainers.reproduce --name={name} --model_dir=runs/zoo/{name}"
+    publish = f"python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}"
+    tolerance = ("It counts as reproduced when every metric is within its tolerance:\n"
+                 f"{tolerance_text()}.")
+    if name in list_recipes():
+        return f"""```
+python -m trainers.train --config={name} --model_dir=runs/zoo/{name}
+{evaluate}
+```
+
+(`make zoo-train NAME={name}` in the repository) trains from the shipped recipe `{name}`
+(`configs/{name}.json` in the repository) into `runs/zoo/{name}/` (this folder is not
+touched), evaluates it on the test set and prints its metrics beside this card's.
+{tolerance}
+The resolved training config is `config.json` beside this card.
+
+Replacing this model is a separate, explicit step:
+`{publish}`
+(`make zoo-publish NAME={name}`; an installed package needs `--output_root`)
+refuses a model with a worse test `{metric}` unless `--force`."""
+    return f"""```
+python -m trainers.train --config=<this folder>/config.json --model_dir=runs/zoo/{name}
+{evaluate}
+```
+
+trains from `config.json` beside this card (the resolved config of the run that made this
+model; its `dataset` is where that run read its images) into `runs/zoo/{name}/` (this
+folder is not touched), evaluates it on the test set and prints its metrics beside this
+card's. `<this folder>` is this card's folder (`python -c "import zoo.presets;
+print(zoo.presets.find('{name}'))"` prints it).
+{tolerance}
+
+Replacing this model is a separate, explicit step:
+`{publish} --output_root=<this folder's parent>`
+refuses a model with a worse test `{metric}` unless `--force`."""
 
 
 def _classifier_text(report: dict) -> str:
