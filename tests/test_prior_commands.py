@@ -394,3 +394,54 @@ def test_generate_takes_a_prompt_that_is_a_class_name_as_that_name(tmp_path):
     ids = [[generator.class_names.index(r) if isinstance(r, str) else r for r in requests]
            for requests in asked]
     assert ids == [[0, 1, 2], [0]]
+
+
+def test_a_generator_of_other_data_is_published_with_its_classifier(tmp_path, capsys):
+    # A user's 6 classes of 16x24 RGB images and 54 training images: the card's sample count
+    # follows the data, the classifier given is copied in (so the figures can be measured
+    # again from the folder), and the card names the data, not Fashion-MNIST.
+    import zoo
+    from trainers import publish
+    from trainers.publish_prior import CLASSIFIER_FILE
+
+    generator, dataset = _generator_and_data(tmp_path, 6, (16, 24, 3))
+    run = tmp_path / "run"
+    run.mkdir()
+    generator.prior.compile(optimizer="adam")  # as train_prior saves it
+    generator.prior.optimizer.build(generator.prior.trainable_variables)
+    generator.save(run / "best.keras")
+    (run / "config.json").write_text(json.dumps({
+        "model": "prior", "autoencoder": "my_dvae",
+        "model_config": generator.prior.get_config(),
+        "training": {"dataset": str(dataset)}, "sampling": {"guidance_scale": 1.0}}))
+    with pytest.raises(ValueError, match="train_classifier .*--classifier=<file>.weights.h5"):
+        publish.publish("prior_mine", run, output_root=tmp_path / "zoo")
+    classifier = _classifier_file(tmp_path, (16, 24, 3), 6)
+    folder = publish.publish("prior_mine", run, output_root=tmp_path / "zoo",
+                             classifier_path=classifier)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["num_samples"] == 54 and metrics["guidance"]["num_samples"] == 54
+    assert metrics["classifier"]["file"] == CLASSIFIER_FILE
+    assert (folder / CLASSIFIER_FILE).read_bytes() == classifier.read_bytes()
+    from trainers import sample_quality as sq
+
+    assert sq.load_classifier(folder / CLASSIFIER_FILE).output_shape[-1] == 6  # sha256 checked
+    assert isinstance(zoo.load(folder), zoo.ImageGenerator)  # the manifest covers the copies
+    card = (folder / "README.md").read_text()
+    assert "Fashion-MNIST" not in card and "ankle boot" not in card
+    assert f"from a\n`{dataset}` class name to pixels" in card
+    assert f"## Likelihood (`{dataset}` test split, the codes of its 6 images)" in card
+    assert 'generator.generate(["class 5", "class 4"], seed=0)  # (2, 16, 24, 3)' in card
+    assert ("--num_samples=54 \\\n    --guidance_samples=54 "
+            f"--classifier=<this folder>/{CLASSIFIER_FILE}\n") in card
+    assert "--config=<this folder>/config.json" in card and "make zoo-" not in card
+    with pytest.raises(ValueError, match="--classifier measures a generator's samples"):
+        publish.publish("ae_mine", _autoencoder_run(tmp_path), output_root=tmp_path / "zoo",
+                        classifier_path=classifier)
+
+
+def _autoencoder_run(tmp_path):
+    run = tmp_path / "ae_run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "ae"}))
+    return run

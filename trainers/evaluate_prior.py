@@ -173,8 +173,8 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
             f"{'x'.join(map(str, shape))} images of {num_classes}: they must be the same "
             f"dataset's. Train one on the prior's labelled data with `python -m "
             f"trainers.train_classifier --dataset=<it> --image_shape={','.join(map(str, shape))} "
-            f"--output=<file>.weights.h5` and give it to `trainers.evaluate_prior "
-            f"--classifier=<file>.weights.h5`.")
+            f"--output=<file>.weights.h5` and pass `--classifier=<file>.weights.h5` "
+            f"(`trainers.evaluate_prior`, `trainers.publish`).")
     if guidance_samples is None:
         guidance_samples = max(GUIDANCE_SAMPLES // num_classes, 1) * num_classes
     class_ids = _class_labels(num_samples, num_classes)
@@ -247,6 +247,9 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
         generator, test[firsts], test_labels[firsts], keep, 6, seed, batch_size, **sampling)),
         output_dir / "completions.png", scale=2)
     report = {
+        "dataset": str(dataset),
+        "image_shape": list(shape),
+        "num_test_images": len(test),
         "num_samples": num_samples,
         "sampling": {"seed": seed, **{k: v for k, v in sampling.items()}},
         "classifier": {"file": sq.classifier_name(classifier_path),

@@ -39,6 +39,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_string("output_root", None, "Defaults to the checkout's saved_models/ "
                         "(required for an installed package).", **fv)
     flags.DEFINE_bool("force", False, "Publish even if the new model is worse.", **fv)
+    flags.DEFINE_string("classifier", None, "Generators (train_prior runs) only: the classifier "
+                        "weights that measure its samples, from `trainers.train_classifier "
+                        "--output`; needed for data other than Fashion-MNIST, and copied into "
+                        "the published folder.", **fv)
     flags.DEFINE_bool("rerender_cards", False,
                       "Only rewrite the cards (and manifests) from the existing files.", **fv)
 
@@ -57,7 +61,8 @@ def _check_not_worse(target: pathlib.Path, report: dict, family: str, force: boo
         )
 
 
-def publish(name: str, model_dir, output_root=None, force: bool = False) -> pathlib.Path:
+def publish(name: str, model_dir, output_root=None, force: bool = False,
+            classifier_path=None) -> pathlib.Path:
     """Evaluates a run and writes it as `saved_models/<name>/` with card and manifest.
 
     Args:
@@ -67,12 +72,16 @@ def publish(name: str, model_dir, output_root=None, force: bool = False) -> path
             (required when the zoo is an installed package).
         force: bool. Replace a published model even if the new one is worse.
             Defaults to `False`.
+        classifier_path: str or PathLike. For a generator only: the classifier
+            its samples are measured with (see `publish_prior`). Defaults to
+            the shipped Fashion-MNIST one.
 
     Returns:
         pathlib.Path. The published folder.
 
     Raises:
-        ValueError: the new model is worse than the published one (see `force`).
+        ValueError: the new model is worse than the published one (see `force`),
+            or a classifier is given for an autoencoder.
     """
     from trainers.evaluate import run_evaluation
     from trainers.runs import load_model_from, model_file
@@ -83,9 +92,13 @@ def publish(name: str, model_dir, output_root=None, force: bool = False) -> path
     if json.loads((model_dir / "config.json").read_text()).get("model") == "prior":
         from trainers.publish_prior import publish_prior
 
-        target = publish_prior(name, model_dir, output_root)
+        target = publish_prior(name, model_dir, output_root, classifier_path=classifier_path)
         write_index(target.parent)
         return target
+    if classifier_path is not None:
+        raise ValueError("--classifier measures a generator's samples; "
+                         f"{model_dir} is an autoencoder run (its card's classifier check "
+                         "uses the shipped Fashion-MNIST classifier, on Fashion-MNIST only).")
     target = presets.publish_root(output_root) / name
     eval_dir = model_dir / "eval"
     report = run_evaluation(model_dir, output_dir=eval_dir, verbose=True)
@@ -229,7 +242,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         return
     cli.require(fv, "name", "model_dir")
     with cli.user_errors("Publishing failed"):
-        publish(fv.name, fv.model_dir, fv.output_root, fv.force)
+        publish(fv.name, fv.model_dir, fv.output_root, fv.force, fv.classifier)
 
 
 if __name__ == "__main__":

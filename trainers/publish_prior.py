@@ -1,20 +1,23 @@
 """Publishing a `trainers.train_prior` run into the zoo (called by `trainers.publish`).
 
 `publish_prior(name, model_dir)` measures the run's generator with
-`trainers.evaluate_prior` (10,000 samples by default, at the sampling
-options of the run's config), then writes `saved_models/<name>/` with
-`zoo.presets.save_preset`: `model.keras` (the `ImageGenerator`),
-`config.json`, `metrics.json`, `samples.png`, `completions.png`, the card
-`README.md` (built from those files, so every number on it comes from the
-command) and `manifest.json`.
+`trainers.evaluate_prior` (10,000 samples, fewer when the run's data has
+fewer training images, at the sampling options of the run's config; data
+other than Fashion-MNIST needs its own classifier), then writes
+`saved_models/<name>/` with `zoo.presets.save_preset`: `model.keras` (the
+`ImageGenerator`), `config.json`, `metrics.json`, `samples.png`,
+`completions.png`, the classifier if one was given, the card `README.md`
+(built from those files, so every number on it comes from the command) and
+`manifest.json`.
 """
 
 import json
+import os
 import pathlib
 
 CARD_SAMPLES = 10_000
 GUIDANCE_SCALES = (1.0, 2.0, 3.0)
-GUIDANCE_SAMPLES = CARD_SAMPLES  # the table at the card's count: its rows compare with the rest
+CLASSIFIER_FILE = "classifier.weights.h5"  # a classifier given to publish_prior, copied in
 
 
 def _figure_rows(report: dict) -> str:
@@ -52,9 +55,67 @@ def _ratio(row: dict) -> str:
     return f"{ratio:.2f}" if ratio is not None else "–"
 
 
+def _data_texts(report: dict) -> dict:
+    """The card's words for the run's data and classifier: Fashion-MNIST's, or the user's."""
+    dataset = report.get("dataset", "fashion_mnist")  # reports before 2026-12-07: Fashion-MNIST
+    names = [name.lower() for name in report["class_names"]]  # generate ignores case
+    shape = ", ".join(map(str, report.get("image_shape", (28, 28, 1))))
+    accuracy = f"{100 * report['classifier']['real_test_accuracy']:.1f} %"
+    shipped = report["classifier"]["file"].startswith("trainers/assets/")
+    return {
+        "data": "Fashion-MNIST" if dataset == "fashion_mnist" else f"`{dataset}`",
+        "test_images": f"{report.get('num_test_images', 10_000):,}",
+        "distance": f"distance to the {report.get('num_test_images', 10_000):,} test images",
+        "classifier": (
+            f"the repository's evaluation classifier\n(`trainers/assets/`, {accuracy} accuracy"
+            if shipped else
+            f"the classifier beside this card\n(`{CLASSIFIER_FILE}`, from "
+            f"`trainers.train_classifier`; {accuracy} accuracy"),
+        "classifier_flag": "" if shipped else f" --classifier=<this folder>/{CLASSIFIER_FILE}",
+        "prompts": ", ".join(f'"{n}"' for n in names[::-1][:2]),
+        "prompt": names[-1],
+        "shape": f"({min(2, len(names))}, {shape})",
+    }
+
+
+def _reproduce_text(name: str, report: dict, texts: dict) -> str:
+    """The card's commands that retrain and measure the generator (recipe or own config)."""
+    from trainers.config import list_recipes
+
+    flag, count = texts["classifier_flag"], report["num_samples"]
+    measured = f"({report['num_samples']:,} samples; compare with the figures below)"
+    if name in list_recipes():
+        return f"""```
+python -m trainers.train_prior --config={name} --model_dir=runs/zoo/{name}
+python -m trainers.evaluate_prior --model=runs/zoo/{name}{flag}
+```
+
+(`make zoo-train NAME={name}` in the repository) trains from the shipped recipe `{name}`
+(`configs/{name}.json` in the repository) and measures the run
+{measured}.
+`python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}{flag}`
+(`make zoo-publish NAME={name}`; an installed package needs `--output_root`) evaluates it
+the same way and writes this folder: the card, pictures and manifest. The resolved config
+is `config.json` beside this card."""
+    return f"""```
+python -m trainers.train_prior --config=<this folder>/config.json --model_dir=runs/zoo/{name}
+python -m trainers.evaluate_prior --model=runs/zoo/{name} --num_samples={count} \\
+    --guidance_samples={report['guidance']['num_samples']}{flag}
+```
+
+trains from `config.json` beside this card (the resolved config of the run that made this
+generator; its `dataset` is where that run read its images) and measures the run
+{measured}. `<this folder>` is this card's folder
+(`python -c "import zoo.presets; print(zoo.presets.find('{name}'))"` prints it).
+`python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}{flag}
+--output_root=<this folder's parent>` evaluates it the same way and writes this folder:
+the card, pictures and manifest."""
+
+
 def prior_card(name: str, report: dict, config: dict, timing: str, params: int) -> str:
     """The model card of a published generator, from its metrics, config and training time."""
     mc = config["model_config"]
+    texts = _data_texts(report)
     sampling = ", ".join(f"`{k}={v}`" for k, v in report["sampling"].items())
     guidance = report["guidance"]
     guidance_rows = "\n".join(
@@ -72,7 +133,7 @@ def prior_card(name: str, report: dict, config: dict, timing: str, params: int) 
 
 A class-conditional Transformer prior over the codes of the frozen
 `{config['autoencoder']}`, packaged with it as one `zoo.ImageGenerator`: from a
-Fashion-MNIST class name to pixels. A condition token (the class, or "no condition"),
+{texts['data']} class name to pixels. A condition token (the class, or "no condition"),
 then the {mc['grid_shape'][0]}x{mc['grid_shape'][1]} codes in raster order;
 {mc['num_layers']} pre-LayerNorm blocks of width {mc['embed_dim']} ({mc['num_heads']} heads).
 
@@ -81,20 +142,9 @@ then the {mc['grid_shape'][0]}x{mc['grid_shape'][1]} codes in raster order;
 
 ## Reproduce
 
-```
-python -m trainers.train_prior --config={name} --model_dir=runs/zoo/{name}
-python -m trainers.evaluate_prior --model=runs/zoo/{name}
-```
+{_reproduce_text(name, report, texts)}
 
-(`make zoo-train NAME={name}` in the repository) trains from the shipped recipe `{name}`
-(`configs/{name}.json` in the repository) and measures the run
-({report['num_samples']:,} samples; compare with the figures below).
-`python -m trainers.publish --name={name} --model_dir=runs/zoo/{name}`
-(`make zoo-publish NAME={name}`; an installed package needs `--output_root`) evaluates it
-the same way and writes this folder: the card, pictures and manifest. The resolved config
-is `config.json` beside this card.
-
-## Likelihood (Fashion-MNIST test split, the codes of its 10,000 images)
+## Likelihood ({texts['data']} test split, the codes of its {texts['test_images']} images)
 
 | test bits per image | raw code size (h·w·log2 K) | next-code accuracy |
 | --- | --- | --- |
@@ -103,10 +153,9 @@ is `config.json` beside this card.
 
 ## Sample quality
 
-Measured by `python -m trainers.evaluate_prior` with the repository's evaluation classifier
-(`trainers/assets/`, {100 * report['classifier']['real_test_accuracy']:.1f} % accuracy on the real
+Measured by `python -m trainers.evaluate_prior` with {texts['classifier']} on the real
 test images): class accuracy of the samples against the class asked for, and the Fréchet
-distance to the 10,000 test images in the classifier's penultimate features, every row on
+{texts['distance']} in the classifier's penultimate features, every row on
 {report['num_samples']:,} images (the same number per class). Sampling: {sampling}.
 
 | images | class accuracy | Fréchet distance |
@@ -141,36 +190,73 @@ Per class, a test image, its reconstruction, then six completions that keep the 
 ```python
 import zoo
 generator = zoo.load("{name}")     # verifies sha256 checksums
-images = generator.generate(["ankle boot", "bag"], seed=0{guided})  # (2, 28, 28, 1) in [0, 1]
+images = generator.generate([{texts['prompts']}], seed=0{guided})  # {texts['shape']} in [0, 1]
 ```
 
-or `python -m trainers.generate --model={name} --prompt="ankle boot" --count=8
+or `python -m trainers.generate --model={name} --prompt="{texts['prompt']}" --count=8
 --output_dir=generated{guided_flag}`. Fine-tune the prior with
 `generator.prior.fit(codes, labels)`, codes from `generator.autoencoder.encode(images)`.
 """
 
 
-def publish_prior(name: str, model_dir, output_root=None, num_samples: int = CARD_SAMPLES,
-                  guidance_samples: int = GUIDANCE_SAMPLES) -> pathlib.Path:
-    """Evaluates a prior run and writes it as `saved_models/<name>/` with card and manifest."""
+def card_sample_count(num_classes: int, training_images: int) -> int:
+    """The card's sample count: `CARD_SAMPLES`, at most the training images (the real
+    floor draws that many), rounded down to a multiple of the classes."""
+    return min(CARD_SAMPLES, training_images) // num_classes * num_classes
+
+
+def publish_prior(name: str, model_dir, output_root=None, num_samples: int | None = None,
+                  guidance_samples: int | None = None,
+                  classifier_path: str | os.PathLike | None = None) -> pathlib.Path:
+    """Evaluates a prior run and writes it as `saved_models/<name>/` with card and manifest.
+
+    Args:
+        name: str. The zoo name (the folder's name).
+        model_dir: str or PathLike. A `trainers.train_prior` run folder.
+        output_root: str or PathLike. Defaults to the checkout's `saved_models/`
+            (required when the zoo is an installed package).
+        num_samples: int. Samples of the card's figures. Defaults to
+            `card_sample_count` (10,000 for Fashion-MNIST).
+        guidance_samples: int. Samples per row of the guidance table.
+            Defaults to `num_samples`.
+        classifier_path: a classifier of `trainers.train_classifier` for the
+            run's data; needed when it is not Fashion-MNIST. It is copied into
+            the folder (`classifier.weights.h5` and its JSON), so the card's
+            figures can be measured again. Defaults to the shipped one.
+
+    Returns:
+        pathlib.Path. The published folder.
+    """
+    from trainers import labels
     from trainers.evaluate_prior import evaluate_prior
     from trainers.model_card import read_json, training_time
     from trainers.runs import load_run_model
+    from trainers.sample_quality import info_path
     from zoo import presets
     from zoo.atomic import write_text
 
     model_dir = pathlib.Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
+    dataset = config["training"]["dataset"]
     generator = load_run_model(model_dir)
+    if num_samples is None:
+        num_samples = card_sample_count(len(generator.class_names),
+                                        len(labels.load_labels(dataset, "train")))
     eval_dir = model_dir / "eval"
-    report = evaluate_prior(generator, eval_dir, config["training"]["dataset"], num_samples,
-                            GUIDANCE_SCALES, guidance_samples, **config.get("sampling", {}))
+    report = evaluate_prior(generator, eval_dir, dataset, num_samples, GUIDANCE_SCALES,
+                            guidance_samples or num_samples, classifier_path=classifier_path,
+                            **config.get("sampling", {}))
     report["class_names"] = list(generator.class_names)
+    extra = {"samples.png": eval_dir / "samples.png",
+             "completions.png": eval_dir / "completions.png"}
+    if classifier_path is not None:
+        extra[CLASSIFIER_FILE] = pathlib.Path(classifier_path)
+        extra[info_path(CLASSIFIER_FILE).name] = info_path(classifier_path)
+        report["classifier"]["file"] = CLASSIFIER_FILE
     run_info = read_json(model_dir / "run_info.json")
     metrics = eval_dir / "published_metrics.json"
     write_text(metrics, json.dumps(report, indent=2) + "\n")
-    extra = {"metrics.json": metrics, "samples.png": eval_dir / "samples.png",
-             "completions.png": eval_dir / "completions.png"}
+    extra["metrics.json"] = metrics
     if run_info:
         extra["run_info.json"] = model_dir / "run_info.json"
     target = presets.publish_root(output_root) / name
