@@ -1,6 +1,6 @@
 """Serving cost of the image checks: the same model exported with and without them.
 
-`zoo.validation.check_images` runs inside every exported image signature
+`zoo.tensor_checks.check_images` runs inside every exported image signature
 (values in [0, 1], no NaN/Inf, a non-empty batch under the model's limit).
 Each family (default config, untrained weights) is exported twice, once as
 shipped and once with `check_images` replaced by a plain conversion, and
@@ -21,7 +21,7 @@ import tensorflow as tf
 import zoo
 from bench import common
 from bench.serving_latency import run_worker
-from zoo import validation
+from zoo import tensor_checks
 from zoo.export import export_model
 
 SIGNATURES = ("serving_default", "encode")
@@ -37,7 +37,7 @@ def run(families, latency_calls: int, throughput_calls: int, batch: int, repeats
         for family in families:
             model = zoo.FAMILIES[family]()
             exports[f"{family} checked"] = export_model(model, f"{tmp}/{family}_checked")
-            with mock.patch.object(validation, "check_images", _unchecked):
+            with mock.patch.object(tensor_checks, "check_images", _unchecked):
                 exports[f"{family} unchecked"] = export_model(model, f"{tmp}/{family}_unchecked")
         answer = run_worker(exports, latency_calls, throughput_calls, batch, repeats)
     table = common.Table(

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import FAMILY_NAMES, random_images, tiny_model
-from zoo import validation
+from zoo import tensor_checks
 from zoo.models import batch_passes
 
 VALUES = "must be finite and lie in \\[0, 1\\]"
@@ -237,7 +237,7 @@ def test_a_graph_refuses_code_grids_over_the_real_limit(models, family):
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_graphs_refuse_a_batch_over_the_limit_before_reading_it(family, monkeypatch):
     model = tiny_model(family)
-    monkeypatch.setattr(validation, "MAX_TENSOR_VALUES", 3 * model._values_per_example())
+    monkeypatch.setattr(tensor_checks, "MAX_TENSOR_VALUES", 3 * model._values_per_example())
     assert model.max_batch_size == 3
     images = random_images(4) * 255  # bad values too: the size is refused first
     for method in ENCODERS[family]:
@@ -252,7 +252,7 @@ def test_graphs_refuse_a_batch_over_the_limit_before_reading_it(family, monkeypa
 def test_fit_and_predict_refuse_a_batch_over_the_limit(monkeypatch):
     model = tiny_model("ae")
     model.compile(optimizer="adam")
-    monkeypatch.setattr(validation, "MAX_TENSOR_VALUES", 3 * model._values_per_example())
+    monkeypatch.setattr(tensor_checks, "MAX_TENSOR_VALUES", 3 * model._values_per_example())
     images = random_images(8)
     with pytest.raises(tf.errors.InvalidArgumentError, match="At most 3 images"):
         model.fit(images, batch_size=4, epochs=1, verbose=0)
@@ -290,7 +290,7 @@ def test_eager_sample_decodes_in_passes_and_equals_one_pass(models, family, monk
 def test_eager_output_larger_than_one_tensor_is_refused(models, monkeypatch):
     model = models["ae"]
     monkeypatch.setattr(batch_passes, "PASS_VALUES", 2 * model._values_per_example())
-    monkeypatch.setattr(validation, "MAX_TENSOR_VALUES", 5 * 28 * 28)
+    monkeypatch.setattr(tensor_checks, "MAX_TENSOR_VALUES", 5 * 28 * 28)
     with pytest.raises(ValueError, match="pass at most 5 images at once"):
         model(random_images(6))
     with pytest.raises(ValueError, match=r"At most 5 samples .* Received 6"):

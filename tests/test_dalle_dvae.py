@@ -14,7 +14,7 @@ import tensorflow as tf
 import zoo
 from tests.helpers import random_images
 from trainers.callbacks import TemperatureAnnealing
-from zoo import dalle_weights, validation
+from zoo import dalle_weights, tensor_checks
 from zoo.dalle_blocks import DalleBlock
 from zoo.export import export_model
 
@@ -116,7 +116,7 @@ def test_the_batch_limit_counts_the_full_resolution_width_n_hid():
     # batches whose first group's activations pass 2**31 values, which crash CPU kernels.
     model = zoo.DalleDVAE(image_shape=(64, 64, 3), n_hid=64, n_blk_per_group=1,
                           vocab_size=64, n_init=8)
-    assert model.max_batch_size * 64 * 64 * 64 <= validation.MAX_TENSOR_VALUES
+    assert model.max_batch_size * 64 * 64 * 64 <= tensor_checks.MAX_TENSOR_VALUES
 
 
 def test_block_scales_its_residual_branch_by_inverse_square_layers():

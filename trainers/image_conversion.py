@@ -8,7 +8,7 @@ images are not used as they are.
 import numpy as np
 import tensorflow as tf
 
-from zoo import validation
+from zoo import tensor_checks
 
 
 def to_unit_float(images) -> np.ndarray:
@@ -29,8 +29,8 @@ def to_unit_float(images) -> np.ndarray:
     values = images if finite.all() else images[finite]
     low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
     if low < 0.0 or high > 1.0 or values is not images:
-        # The models refuse such images with the same message (zoo.validation).
-        raise validation.image_values_error(low, high, int(finite.size - finite.sum()))
+        # The models refuse such images with the same message (zoo.tensor_checks).
+        raise tensor_checks.image_values_error(low, high, int(finite.size - finite.sum()))
     return images.astype(np.float32)
 
 

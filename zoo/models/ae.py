@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import validation
+from zoo import tensor_checks, validation
 from zoo.image_metrics import per_example_mse
 from zoo.models.base import ContinuousAutoencoder
 
@@ -46,7 +46,7 @@ class AE(ContinuousAutoencoder):
         self.decoder = self._make_decoder(self.image_shape[-1])
         self.build()
 
-    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+    def encode(self, images: tensor_checks.TensorLike) -> tf.Tensor:
         """Maps images to their latent grids.
 
         Args:

@@ -9,7 +9,7 @@ trackers, and the config round trip. A family implements `encode`,
 import keras
 import tensorflow as tf
 
-from zoo import distribution, serving, validation
+from zoo import distribution, serving, tensor_checks, validation
 from zoo.blocks import Decoder, Encoder, with_legacy_layout
 from zoo.image_metrics import per_example_mse, psnr
 from zoo.models.batch_passes import BatchPassesMixin
@@ -144,12 +144,12 @@ class Autoencoder(BatchPassesMixin, ZooModelMixin, MultiWorkerFitMixin, PresetMi
         return tf.sigmoid(tf.cast(decoder_output, tf.float32))
 
     def check_images(self, images, one_pass: bool = False) -> tf.Tensor:
-        """Validates a batch of images (see `zoo.validation.check_images`).
+        """Validates a batch of images (see `zoo.tensor_checks.check_images`).
 
         A batch over `max_batch_size` is refused in a graph, or with
         `one_pass=True` (training steps); eager inference runs it in passes.
         """
-        return validation.check_images(
+        return tensor_checks.check_images(
             images, self.image_shape[-1], self.downsampling_factor, self._batch_limit(one_pass)
         )
 
@@ -286,16 +286,16 @@ class Autoencoder(BatchPassesMixin, ZooModelMixin, MultiWorkerFitMixin, PresetMi
         return self._update_metrics(images, self._objective_terms(images, training=False))
 
     def fit(self, x=None, *args, **kwargs):
-        validation.check_has_examples(x, "fit(x)")
-        validation.check_has_examples(kwargs.get("validation_data"), "fit(validation_data)")
+        tensor_checks.check_has_examples(x, "fit(x)")
+        tensor_checks.check_has_examples(kwargs.get("validation_data"), "fit(validation_data)")
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        validation.check_has_examples(x, "evaluate(x)")
+        tensor_checks.check_has_examples(x, "evaluate(x)")
         return super().evaluate(x, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        validation.check_has_examples(x, "predict(x)")
+        tensor_checks.check_has_examples(x, "predict(x)")
         return super().predict(x, *args, **kwargs)
 
     def predict_step(self, data):
@@ -346,7 +346,7 @@ class ContinuousAutoencoder(Autoencoder):
     def latent_signatures(self) -> dict[str, serving.Signature]:
         return serving.latent_signatures(self, lambda images: {"latents": self.encode(images)})
 
-    def decode(self, latents: validation.TensorLike) -> tf.Tensor:
+    def decode(self, latents: tensor_checks.TensorLike) -> tf.Tensor:
         """Maps latent grids (what `encode` returns) to images.
 
         Args:
@@ -360,7 +360,7 @@ class ContinuousAutoencoder(Autoencoder):
             TypeError: non-float latents.
             ValueError: a wrong rank or channel count, NaN/Inf, or an empty batch.
         """
-        latents = validation.check_latents(latents, self.latent_channels, self._batch_limit())
+        latents = tensor_checks.check_latents(latents, self.latent_channels, self._batch_limit())
         return self._in_passes(
             lambda batch: self._to_images(self.decoder(batch)), latents, "latent grids"
         )
@@ -394,7 +394,7 @@ class DiscreteAutoencoder(Autoencoder):
     def latent_signatures(self) -> dict[str, serving.Signature]:
         return serving.code_signatures(self)
 
-    def decode(self, codes: validation.TensorLike) -> tf.Tensor:
+    def decode(self, codes: tensor_checks.TensorLike) -> tf.Tensor:
         """Maps code grids (what `encode` returns) to images.
 
         Args:
@@ -410,7 +410,7 @@ class DiscreteAutoencoder(Autoencoder):
             ValueError: a wrong rank, codes outside [0, num_embeddings), or an
                 empty batch.
         """
-        codes = validation.check_codes(codes, self.num_embeddings, self._batch_limit())
+        codes = tensor_checks.check_codes(codes, self.num_embeddings, self._batch_limit())
         return self._in_passes(
             lambda batch: self._to_images(self.decoder(self.quantizer.lookup(batch))),
             codes,

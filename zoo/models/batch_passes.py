@@ -10,7 +10,7 @@ import math
 
 import tensorflow as tf
 
-from zoo import validation
+from zoo import tensor_checks, validation
 
 PASS_VALUES = 2**26
 """Eager inference splits a batch into passes whose largest tensor holds about
@@ -60,7 +60,7 @@ class BatchPassesMixin:
         batch with `tf.errors.InvalidArgumentError`; eager calls (`model(x)`,
         `encode`, `decode`, `sample`) run any batch in smaller passes.
         """
-        return max(1, validation.MAX_TENSOR_VALUES // self._values_per_example())
+        return max(1, tensor_checks.MAX_TENSOR_VALUES // self._values_per_example())
 
     def _in_passes(self, fn, inputs: tf.Tensor, what: str):
         """Runs `fn` on a checked batch: in a graph at once (the checks refused a
@@ -74,11 +74,11 @@ class BatchPassesMixin:
             return fn(inputs)
         parts = [fn(inputs[:step])]
         per_example = sum(t.shape.num_elements() for t in tf.nest.flatten(parts[0])) // step
-        if total * per_example > validation.MAX_TENSOR_VALUES:
+        if total * per_example > tensor_checks.MAX_TENSOR_VALUES:
             raise ValueError(
                 f"The output for {total:,} {what} would hold {total * per_example:,} values, "
-                f"more than one tensor can ({validation.MAX_TENSOR_VALUES:,}); pass at most "
-                f"{validation.MAX_TENSOR_VALUES // per_example:,} {what} at once."
+                f"more than one tensor can ({tensor_checks.MAX_TENSOR_VALUES:,}); pass at most "
+                f"{tensor_checks.MAX_TENSOR_VALUES // per_example:,} {what} at once."
             )
         parts += [fn(inputs[start:start + step]) for start in range(step, total, step)]
         return tf.nest.map_structure(lambda *pieces: tf.concat(pieces, axis=0), *parts)
@@ -90,7 +90,7 @@ class BatchPassesMixin:
         fit in one tensor; a graph decodes them in one pass.
         """
         if tf.executing_eagerly():
-            limit = validation.MAX_TENSOR_VALUES // math.prod(self.image_shape)
+            limit = tensor_checks.MAX_TENSOR_VALUES // math.prod(self.image_shape)
         else:
             limit = self.max_batch_size
         return validation.check_num_samples(num_samples, limit)

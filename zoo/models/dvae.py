@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import distribution, serving, validation
+from zoo import distribution, serving, tensor_checks, validation
 from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
 from zoo.quantizers import GumbelQuantizer, code_statistics
 
@@ -256,7 +256,7 @@ class DVAE(DiscreteAutoencoder):
         images = tf.clip_by_value((tf.sigmoid(location) - eps) / (1.0 - 2.0 * eps), 0.0, 1.0)
         return images, location, log_scale
 
-    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+    def encode(self, images: tensor_checks.TensorLike) -> tf.Tensor:
         """Maps images to their most likely codes (the argmax of the logits, no noise).
 
         Args:
@@ -279,7 +279,7 @@ class DVAE(DiscreteAutoencoder):
             "images",
         )
 
-    def encode_logits(self, images: validation.TensorLike) -> tf.Tensor:
+    def encode_logits(self, images: tensor_checks.TensorLike) -> tf.Tensor:
         """Maps images to the logits of their categorical posteriors.
 
         Args:

@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distribution, sampling, validation
+from zoo import distribution, sampling, tensor_checks, validation
 from zoo.models.model_mixin import ZooModelMixin
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.presets import PresetMixin
@@ -228,7 +228,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
             float32 logits (B, h, w, K): `logits[:, i, j]` is the prediction
             of `codes[:, i, j]`.
         """
-        codes = validation.check_codes(codes, self.num_embeddings)
+        codes = tensor_checks.check_codes(codes, self.num_embeddings)
         return self((codes, self._conditions(labels, tf.shape(codes)[0])), training=False)
 
     def bits_per_image(self, codes, labels=None) -> tf.Tensor:
@@ -259,7 +259,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
 
     def _checked_pair(self, codes, labels) -> tuple[tf.Tensor, tf.Tensor]:
         """Code grids (B, h, w) of this prior's `grid_shape` and their labels (B,), checked."""
-        codes = validation.check_codes(codes, self.num_embeddings)
+        codes = tensor_checks.check_codes(codes, self.num_embeddings)
         labels = _check_labels(labels, self.num_classes)
         grid = tuple(codes.shape[1:3])
         message = (
@@ -374,7 +374,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
         h, w = self.grid_shape
         batch = None
         if prefix is not None:
-            prefix = validation.check_codes(prefix, self.num_embeddings)
+            prefix = tensor_checks.check_codes(prefix, self.num_embeddings)
             if prefix.shape[2] != w or prefix.shape[1] > h:
                 raise ValueError(
                     f"`prefix` must have shape (N, r, {w}) with r <= {h}. "

@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distribution, serving, validation
+from zoo import distribution, serving, tensor_checks, validation
 from zoo.models.base import BASE_METRICS, ContinuousAutoencoder
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -95,7 +95,7 @@ class VAE(ContinuousAutoencoder):
         )
         self.build()
 
-    def encode_distribution(self, images: validation.TensorLike) -> tuple[tf.Tensor, tf.Tensor]:
+    def encode_distribution(self, images: tensor_checks.TensorLike) -> tuple[tf.Tensor, tf.Tensor]:
         """Maps images to their diagonal Gaussian posteriors.
 
         Args:
@@ -126,7 +126,7 @@ class VAE(ContinuousAutoencoder):
             "images",
         )
 
-    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+    def encode(self, images: tensor_checks.TensorLike) -> tf.Tensor:
         """Maps images to the means of their posteriors (see `encode_distribution`).
 
         Args:

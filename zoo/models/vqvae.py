@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import validation
+from zoo import tensor_checks, validation
 from zoo.image_metrics import per_example_mse
 from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
 from zoo.quantizers import VectorQuantizer, code_statistics
@@ -101,7 +101,7 @@ class VQVAE(DiscreteAutoencoder):
         """The EMA count under which a code is restarted (`0`: never)."""
         return self.quantizer.dead_code_threshold
 
-    def encode(self, images: validation.TensorLike) -> tf.Tensor:
+    def encode(self, images: tensor_checks.TensorLike) -> tf.Tensor:
         """Maps images to the indices of their nearest codebook entries.
 
         Args:
