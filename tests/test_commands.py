@@ -25,7 +25,8 @@ from PIL import Image
 
 from tests.helpers import REPO_ROOT, random_images, tiny_model
 from trainers import evaluate, export, images, publish, reconstruct, reproduce, runs, train
-from zoo import keras_file, presets
+from zoo import keras_file
+from zoo.atomic import TMP_PREFIX
 
 COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "reconstruct": reconstruct,
             "publish": publish, "reproduce": reproduce}
@@ -302,7 +303,7 @@ def test_a_full_disk_mid_run_leaves_only_complete_files(places, tmp_path, monkey
     monkeypatch.undo()
     assert status == 1 and "No space left on device" in message and "intact" in message
     run = tmp_path / "run"
-    assert not [p for p in run.rglob("*") if p.name.startswith(presets.TMP_PREFIX)]
+    assert not [p for p in run.rglob("*") if p.name.startswith(TMP_PREFIX)]
     for checkpoint in ("best.keras", "last.keras"):
         keras_file.check_keras_file(run / checkpoint)
     with open(run / "history.csv") as f:

@@ -16,7 +16,7 @@ import pytest
 
 import zoo
 from tests.helpers import random_images, tiny_model
-from zoo import presets
+from zoo import preset_saving, presets
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_failed_save_leaves_the_previous_preset_and_no_debris(tmp_path, monkeypa
     def full_disk(path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(presets, "write_manifest", full_disk)
+    monkeypatch.setattr(preset_saving, "write_manifest", full_disk)
     with pytest.raises(OSError, match="No space left"):
         tiny_model("vae").save_to_preset(folder, overwrite=True)
     with pytest.raises(OSError, match="No space left"):

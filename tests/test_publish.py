@@ -14,7 +14,7 @@ from tests.helpers import random_images, tiny_model
 from trainers import config as config_lib
 from trainers import initial_model, model_card, publish, reproduce
 from trainers.evaluate import latent_bits
-from zoo import presets
+from zoo import preset_registry, presets
 
 
 def make_run(root, name="run", family="ae", **training):
@@ -66,7 +66,7 @@ def test_an_installed_package_is_not_written_into(tmp_path, monkeypatch):
     # what a command would add there, and every evaluation reads the classifier.
     from trainers import train_classifier
 
-    monkeypatch.setattr(presets, "is_installed", lambda: True)
+    monkeypatch.setattr(preset_registry, "is_installed", lambda: True)
     run = make_run(tmp_path)
     with pytest.raises(ValueError, match="--output_root.*installed package"):
         publish.publish("tiny_ae", run)
@@ -79,10 +79,10 @@ def test_a_damaged_shipped_file_names_the_fix_that_applies(tmp_path, monkeypatch
     folder = publish.publish("tiny_ae", make_run(tmp_path), output_root=tmp_path / "shipped")
     with open(folder / "metrics.json", "a") as f:
         f.write(" ")
-    monkeypatch.setattr(presets, "saved_models_dir", lambda: tmp_path / "shipped")
+    monkeypatch.setattr(preset_registry, "saved_models_dir", lambda: tmp_path / "shipped")
     with pytest.raises(ValueError, match="git checkout"):
         presets.verify(folder)
-    monkeypatch.setattr(presets, "is_installed", lambda: True)
+    monkeypatch.setattr(preset_registry, "is_installed", lambda: True)
     with pytest.raises(ValueError, match="pip install --force-reinstall autoencoder-zoo"):
         presets.verify(folder)
 

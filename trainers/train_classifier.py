@@ -105,7 +105,7 @@ def output_path(output, architecture: str, reconstructed_by=None, dataset="fashi
             package (the default would replace the shipped network, which every
             evaluation reads), or a name not ending in `.weights.h5`.
     """
-    from zoo.presets import is_installed
+    from zoo.preset_registry import is_installed
 
     if output is None and reconstructed_by is not None:
         raise ValueError("A classifier of reconstructions needs an `output` path (--output); "
