@@ -1,10 +1,12 @@
 """The sampling loop of `TransformerPrior`: one compiled function, used everywhere.
 
 `sample_codes` runs inside a `tf.function`: `TransformerPrior.generate`
-calls it, and the exported `generate` signatures are built from it, so
-Python, the command line and TF Serving draw the same codes for the same
-seed. It is a `tf.while_loop` over the h*w raster positions; with the
-key/value cache each step runs one token through the network.
+calls it (through `generate_codes`, which checks the Python arguments and
+builds the conditions and the prefix), and the exported `generate`
+signatures are built from it, so Python, the command line and TF Serving
+draw the same codes for the same seed. It is a `tf.while_loop` over the
+h*w raster positions; with the key/value cache each step runs one token
+through the network.
 
 Randomness: the code at step `t` is `argmax(logits / temperature + g)`
 (the Gumbel-max trick), with Gumbel noise `g` drawn statelessly from
@@ -19,6 +21,7 @@ import weakref
 
 import tensorflow as tf
 
+from zoo import tensor_checks, validation
 from zoo.transformer import CachedDecoder
 
 _COMPILED = weakref.WeakKeyDictionary()
@@ -81,8 +84,7 @@ def sample_codes(
 ) -> tf.Tensor:
     """Samples code sequences from `prior`, position by position.
 
-    Inputs are not checked here (`TransformerPrior.generate` and the export
-    check them).
+    Inputs are not checked here (`generate_codes` and the export check them).
 
     Args:
         prior: a `zoo.TransformerPrior`.
@@ -183,3 +185,67 @@ def compiled_sampler(prior, guided: bool, use_cache: bool = True):
 
         functions[(guided, use_cache)] = tf.function(run, input_signature=signature)
     return functions[(guided, use_cache)]
+
+
+def generate_codes(
+    prior, labels, *, temperature, top_k, guidance_scale, seed, prefix, num_samples, use_cache
+) -> tf.Tensor:
+    """`prior.generate(...)`: checks the arguments and runs the compiled loop on them.
+
+    The arguments (every one given: the defaults are `generate`'s), the
+    result and the errors are those of `TransformerPrior.generate`, which
+    calls this.
+    """
+    temperature = validation.positive_float("temperature", temperature)
+    top_k = validation.non_negative_int("top_k", 0 if top_k is None else top_k)
+    guidance_scale = validation.finite_float("guidance_scale", guidance_scale)
+    seed = validation.check_seed(seed)
+    h, w = prior.grid_shape
+    batch = None
+    if prefix is not None:
+        prefix = tensor_checks.check_codes(prefix, prior.num_embeddings)
+        if prefix.shape[2] != w or prefix.shape[1] > h:
+            raise ValueError(
+                f"`prefix` must have shape (N, r, {w}) with r <= {h}. "
+                f"Received shape {tuple(prefix.shape)}."
+            )
+        batch = prefix.shape[0]
+    elif num_samples is not None:
+        batch = validation.positive_int("num_samples", num_samples)
+    conditions = tensor_checks.condition_ids(labels, prior.num_classes, batch)
+    count = conditions.shape[0]  # None: labels of a batch size a traced function does not know
+    if count == 0 or None not in (count, batch) and count != batch:
+        raise ValueError(
+            f"`labels`, `prefix` and `num_samples` must agree on N >= 1. Received: "
+            f"{count} labels, N={batch}."
+        )
+    if count is None:
+        count = tf.shape(conditions)[0]
+        checks = [tf.debugging.assert_positive(count, message="generate needs N >= 1 labels")]
+        if prefix is not None:
+            checks.append(tf.debugging.assert_equal(
+                count, tf.shape(prefix)[0], message="`labels` and `prefix` must agree on N"))
+        with tf.control_dependencies(checks):
+            conditions = tf.identity(conditions)
+    if prefix is None:
+        flat, prefix_length = tf.zeros([count, prior.sequence_length], tf.int32), 0
+    else:
+        prefix_length = int(prefix.shape[1]) * w
+        flat = tf.reshape(prefix, [count, prefix_length])
+        flat = tf.pad(flat, [[0, 0], [0, prior.sequence_length - prefix_length]])
+    # Eagerly, a batch without any condition skips the guided (2N) loop; in a traced
+    # function the labels are not known, and the guided loop gives the same codes
+    # for them (u + s * (u - u) = u), at twice the cost.
+    guided = guidance_scale != 1.0 and (
+        not tf.executing_eagerly() or bool(tf.reduce_any(conditions < prior.num_classes))
+    )
+    codes = compiled_sampler(prior, guided, use_cache)(
+        conditions,
+        tf.constant(seed, tf.int32),
+        tf.constant(temperature, tf.float32),
+        tf.constant(top_k, tf.int32),
+        tf.constant(guidance_scale, tf.float32),
+        flat,
+        tf.constant(prefix_length, tf.int32),
+    )
+    return tf.reshape(codes, [count, h, w])

@@ -1,4 +1,4 @@
-"""Checks of the tensors a model is given: images, latent grids, code grids, batches.
+"""Checks of the tensors a model is given: images, latents, codes, class labels, batches.
 
 Each check raises `ValueError`/`TypeError` naming the expected and the
 received value when it can tell eagerly (also while a `tf.function` is
@@ -266,6 +266,68 @@ def check_codes(codes, num_embeddings: int, max_batch: int | None = None) -> tf.
     with tf.control_dependencies(checks):
         # tf.identity: a cast to the same dtype adds no op, so no dependency.
         return tf.identity(tf.cast(codes, tf.int32))
+
+
+def check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
+    """Checks class-id labels (B,) of a `TransformerPrior`: integers in [0, `num_classes`].
+
+    Args:
+        labels: array-like of integers. `num_classes` means "no condition".
+        num_classes: int. The prior's number of classes.
+        name: str. The argument's name, for the message. Defaults to `"labels"`.
+
+    Returns:
+        The labels as an int32 `tf.Tensor`. In eager mode an out-of-range id
+        raises `ValueError`; inside a graph, `tf.errors.InvalidArgumentError`.
+    """
+    if isinstance(labels, (list, tuple)) and not labels:
+        raise ValueError(f"`{name}` hold no labels; pass at least one class id.")
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+        raise TypeError(
+            f"`{name}` must be integers in [0, {num_classes}]. Received dtype {labels.dtype.name}."
+        )
+    if labels.shape.rank != 1:
+        raise ValueError(f"`{name}` must have shape (batch,). Received shape {labels.shape}.")
+    labels = tf.cast(labels, tf.int32)
+    if tf.executing_eagerly():
+        if tf.size(labels) and not (
+            0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) <= num_classes
+        ):
+            raise ValueError(
+                f"`{name}` must be class ids in [0, {num_classes - 1}] or {num_classes} "
+                f"(no condition). Received: {labels.numpy().tolist()}"
+            )
+        return labels
+    checks = [
+        tf.debugging.assert_non_negative(labels, message=f"{name} must be >= 0"),
+        tf.debugging.assert_less_equal(
+            labels, num_classes, message=f"{name} must be <= num_classes={num_classes}"
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+def condition_ids(labels, num_classes: int, batch=None) -> tf.Tensor:
+    """The condition ids of a `TransformerPrior` call: checked `labels`, or "no condition".
+
+    Args:
+        labels: array-like of integers (see `check_labels`), or `None`.
+        num_classes: int. The prior's number of classes; also the "no condition" id.
+        batch: int, scalar tensor or `None`. How many "no condition" ids to make
+            when `labels` is `None`.
+
+    Returns:
+        int32 (B,) condition ids.
+    """
+    if labels is None:
+        if batch is None:
+            raise ValueError(
+                "Pass `labels`, or `num_samples` (or a `prefix`) with labels=None."
+            )
+        return tf.fill([batch], num_classes)
+    return check_labels(labels, num_classes)
 
 
 def check_batch_size(size, limit: int, what: str):

@@ -14,37 +14,6 @@ from zoo.transformer import _INITIALIZER, ConditionedGridEmbedding, TransformerB
 PRIOR_METRICS = ("loss", "accuracy", "bits_per_image")
 
 
-def _check_labels(labels, num_classes: int, name: str = "labels") -> tf.Tensor:
-    """int labels (B,) in [0, num_classes] (num_classes: no condition) -> int32 tensor."""
-    if isinstance(labels, (list, tuple)) and not labels:
-        raise ValueError(f"`{name}` hold no labels; pass at least one class id.")
-    labels = tf.convert_to_tensor(labels)
-    if not labels.dtype.is_integer:
-        raise TypeError(
-            f"`{name}` must be integers in [0, {num_classes}]. Received dtype {labels.dtype.name}."
-        )
-    if labels.shape.rank != 1:
-        raise ValueError(f"`{name}` must have shape (batch,). Received shape {labels.shape}.")
-    labels = tf.cast(labels, tf.int32)
-    if tf.executing_eagerly():
-        if tf.size(labels) and not (
-            0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) <= num_classes
-        ):
-            raise ValueError(
-                f"`{name}` must be class ids in [0, {num_classes - 1}] or {num_classes} "
-                f"(no condition). Received: {labels.numpy().tolist()}"
-            )
-        return labels
-    checks = [
-        tf.debugging.assert_non_negative(labels, message=f"{name} must be >= 0"),
-        tf.debugging.assert_less_equal(
-            labels, num_classes, message=f"{name} must be <= num_classes={num_classes}"
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(labels)
-
-
 @keras.saving.register_keras_serializable(package="zoo")
 class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Model):
     """A decoder-only Transformer over the raster-ordered code grid (mini-DALL-E).
@@ -207,15 +176,6 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
 
     # Public helpers -----------------------------------------------------------
 
-    def _conditions(self, labels, batch=None) -> tf.Tensor:
-        if labels is None:
-            if batch is None:
-                raise ValueError(
-                    "Pass `labels`, or `num_samples` (or a `prefix`) with labels=None."
-                )
-            return tf.fill([batch], self.num_classes)
-        return _check_labels(labels, self.num_classes)
-
     def logits(self, codes, labels=None) -> tf.Tensor:
         """Float32 logits (B, h, w, K) of every code given the codes before it.
 
@@ -229,7 +189,8 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
             of `codes[:, i, j]`.
         """
         codes = tensor_checks.check_codes(codes, self.num_embeddings)
-        return self((codes, self._conditions(labels, tf.shape(codes)[0])), training=False)
+        conditions = tensor_checks.condition_ids(labels, self.num_classes, tf.shape(codes)[0])
+        return self((codes, conditions), training=False)
 
     def bits_per_image(self, codes, labels=None) -> tf.Tensor:
         """Negative log-likelihood of each code grid in bits, float32 (B,).
@@ -260,7 +221,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
     def _checked_pair(self, codes, labels) -> tuple[tf.Tensor, tf.Tensor]:
         """Code grids (B, h, w) of this prior's `grid_shape` and their labels (B,), checked."""
         codes = tensor_checks.check_codes(codes, self.num_embeddings)
-        labels = _check_labels(labels, self.num_classes)
+        labels = tensor_checks.check_labels(labels, self.num_classes)
         grid = tuple(codes.shape[1:3])
         message = (
             f"Codes must be grids of this prior's `grid_shape` {self.grid_shape}, "
@@ -367,59 +328,10 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
                 give none), a label or code out of range, a `prefix` of the
                 wrong shape, or a bad `temperature`, `top_k` or `seed`.
         """
-        temperature = validation.positive_float("temperature", temperature)
-        top_k = validation.non_negative_int("top_k", 0 if top_k is None else top_k)
-        guidance_scale = validation.finite_float("guidance_scale", guidance_scale)
-        seed = validation.check_seed(seed)
-        h, w = self.grid_shape
-        batch = None
-        if prefix is not None:
-            prefix = tensor_checks.check_codes(prefix, self.num_embeddings)
-            if prefix.shape[2] != w or prefix.shape[1] > h:
-                raise ValueError(
-                    f"`prefix` must have shape (N, r, {w}) with r <= {h}. "
-                    f"Received shape {tuple(prefix.shape)}."
-                )
-            batch = prefix.shape[0]
-        elif num_samples is not None:
-            batch = validation.positive_int("num_samples", num_samples)
-        conditions = self._conditions(labels, batch)
-        count = conditions.shape[0]  # None: labels of a batch size a traced function does not know
-        if count == 0 or None not in (count, batch) and count != batch:
-            raise ValueError(
-                f"`labels`, `prefix` and `num_samples` must agree on N >= 1. Received: "
-                f"{count} labels, N={batch}."
-            )
-        if count is None:
-            count = tf.shape(conditions)[0]
-            checks = [tf.debugging.assert_positive(count, message="generate needs N >= 1 labels")]
-            if prefix is not None:
-                checks.append(tf.debugging.assert_equal(
-                    count, tf.shape(prefix)[0], message="`labels` and `prefix` must agree on N"))
-            with tf.control_dependencies(checks):
-                conditions = tf.identity(conditions)
-        if prefix is None:
-            flat, prefix_length = tf.zeros([count, self.sequence_length], tf.int32), 0
-        else:
-            prefix_length = int(prefix.shape[1]) * w
-            flat = tf.reshape(prefix, [count, prefix_length])
-            flat = tf.pad(flat, [[0, 0], [0, self.sequence_length - prefix_length]])
-        # Eagerly, a batch without any condition skips the guided (2N) loop; in a traced
-        # function the labels are not known, and the guided loop gives the same codes
-        # for them (u + s * (u - u) = u), at twice the cost.
-        guided = guidance_scale != 1.0 and (
-            not tf.executing_eagerly() or bool(tf.reduce_any(conditions < self.num_classes))
+        return sampling.generate_codes(
+            self, labels, temperature=temperature, top_k=top_k, guidance_scale=guidance_scale,
+            seed=seed, prefix=prefix, num_samples=num_samples, use_cache=use_cache,
         )
-        codes = sampling.compiled_sampler(self, guided, use_cache)(
-            conditions,
-            tf.constant(seed, tf.int32),
-            tf.constant(temperature, tf.float32),
-            tf.constant(top_k, tf.int32),
-            tf.constant(guidance_scale, tf.float32),
-            flat,
-            tf.constant(prefix_length, tf.int32),
-        )
-        return tf.reshape(codes, [count, h, w])
 
     # Config -------------------------------------------------------------------------
 
