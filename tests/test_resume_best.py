@@ -7,7 +7,7 @@ import numpy as np
 
 from trainers import config as config_lib
 from trainers import training
-from trainers.training import best_so_far
+from trainers.run_layout import best_so_far
 
 
 def _history(folder, rows):

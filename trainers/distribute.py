@@ -246,7 +246,7 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     The backup is the run's commit point: with `commit_last=True` its
     epoch-end save is left to `commit(epoch)`, which the train commands call
-    from a callback placed after every other one (`trainers.training.fit_run`),
+    from a callback placed after every other one (`trainers.run_layout.fit_run`),
     so a run killed while an epoch's checkpoints, history row or time are
     being written resumes at that epoch and writes them again, rather than
     skipping it. Its files are written under temporary names and renamed, so

@@ -9,7 +9,7 @@ progress bar, into `<model_dir>/codes.npz` (codes and labels of the training
 and validation splits; reused when the run resumes), then a
 `zoo.TransformerPrior` trains on `(codes, labels)` with `fit`.
 
-The run layout is `trainers.train`'s (`trainers.training.fit_run`):
+The run layout is `trainers.train`'s (`trainers.run_layout.fit_run`):
 resolved `config.json`, `best.keras` (lowest `val_bits_per_image`) and
 `last.keras`, `backup/` (re-running the command resumes), `logs/`,
 `history.csv`, `run_info.json`, and each epoch `images/epoch_NNN.png`, a
@@ -206,8 +206,9 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     import zoo
     from trainers import config as config_lib
     from trainers import distribute, generation, labels
+    from trainers.run_layout import fit_run, restored_epoch
     from trainers.runs import load_model_from
-    from trainers.training import fit_run, learning_rate_schedule, restored_epoch
+    from trainers.training import learning_rate_schedule
 
     # The strategy comes first: a multi-worker strategy must be created
     # before any other TensorFlow op runs in the process.
