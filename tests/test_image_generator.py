@@ -61,6 +61,28 @@ def test_unknown_names_and_ids_are_refused_with_the_known_names():
         generator.generate([])
 
 
+def test_generate_inside_a_traced_function_takes_tensors_of_names_or_ids():
+    generator = tiny_generator()
+    expected = generator.generate(["ankle boot", "trouser"], seed=1, top_k=4).numpy()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def from_names(prompts):
+        return generator.generate(prompts, seed=1, top_k=4)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    def from_ids(prompts):
+        return generator.generate(prompts, seed=1, top_k=4)
+
+    np.testing.assert_allclose(from_names(tf.constant([" Ankle BOOT", "trouser"])), expected,
+                               atol=1e-6)
+    np.testing.assert_allclose(from_ids(tf.constant([2, 1], tf.int64)), expected, atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="(?s)sandal.*Known names .*T-shirt/top, Trouser, Ankle boot"):
+        from_names(tf.constant(["sandal"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="class ids must be < 3"):
+        from_ids(tf.constant([3], tf.int64))
+
+
 def test_mismatched_parts_are_refused():
     autoencoder = tiny_model("vqvae")
     prior = zoo.TransformerPrior(

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import sampling, serving, validation
+from zoo import serving, validation
+from zoo.models.generator_signatures import generate_signatures
 from zoo.models.transformer_prior import TransformerPrior
 from zoo.presets import PresetMixin
 
@@ -104,19 +105,22 @@ class ImageGenerator(PresetMixin, keras.Model):
         """`(H, W, C)` of the generated images."""
         return tuple(self.autoencoder.image_shape)
 
-    def class_ids(self, prompts) -> np.ndarray:
+    def class_ids(self, prompts) -> np.ndarray | tf.Tensor:
         """Class names (case-insensitive) or int ids -> int32 ids (N,).
 
         Args:
             prompts: a name or id, or a sequence, array or tensor of them.
 
         Returns:
-            int32 class ids (N,).
+            int32 class ids (N,): a numpy array, or, for a tensor inside a
+            traced function, a tensor (`graph_class_ids`).
 
         Raises:
             ValueError: an unknown name (the message lists the known ones) or
                 an id outside [0, num_classes).
         """
+        if isinstance(prompts, tf.Tensor) and not tf.executing_eagerly():
+            return self.graph_class_ids(prompts)
         if isinstance(prompts, tf.Tensor):  # ids or byte-string names
             prompts = np.asarray(prompts.numpy())
         if isinstance(prompts, (str, int, np.integer)):
@@ -148,6 +152,46 @@ class ImageGenerator(PresetMixin, keras.Model):
             else:
                 raise TypeError(f"Prompts must be class names or int ids. Received: {prompt!r}")
         return np.asarray(ids, np.int32)
+
+    def graph_class_ids(self, prompts: tf.Tensor) -> tf.Tensor:
+        """`class_ids` of a string or integer tensor, in the graph (a traced function).
+
+        Names are matched as `normalize` does; an unknown name or an id outside
+        [0, num_classes) fails when the graph runs, naming the known names.
+
+        Args:
+            prompts: string or integer tensor (N,) (a scalar counts as one).
+
+        Returns:
+            int32 class ids (N,).
+        """
+        if prompts.shape.rank == 0:
+            prompts = tf.reshape(prompts, [1])
+        if prompts.shape.rank not in (None, 1):
+            raise ValueError(f"`prompts` must be one-dimensional. Received shape {prompts.shape}.")
+        if prompts.dtype == tf.string:
+            prompts = tf.strings.lower(tf.strings.strip(prompts), encoding="utf-8")
+            names = tf.constant([self.normalize(name) for name in self.class_names])
+            matches = tf.equal(prompts[:, None], names[None, :])
+            found = tf.reduce_any(matches, axis=1)
+            check = tf.debugging.Assert(
+                tf.reduce_all(found),
+                ["Unknown class name(s) in prompts:", tf.boolean_mask(prompts, ~found),
+                 f"Known names (case-insensitive): {', '.join(self.class_names)}"],
+            )  # fmt: skip
+            with tf.control_dependencies([check]):
+                return tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
+        if not prompts.dtype.is_integer:
+            raise TypeError(f"Prompts must be class names or int ids. Received dtype "
+                            f"{prompts.dtype.name}.")
+        ids = tf.cast(prompts, tf.int32)
+        checks = [
+            tf.debugging.assert_non_negative(ids, message="class ids must be >= 0"),
+            tf.debugging.assert_less(ids, len(self.class_names),
+                                     message=f"class ids must be < {len(self.class_names)}"),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(ids)
 
     def generate(
         self,
@@ -274,7 +318,7 @@ class ImageGenerator(PresetMixin, keras.Model):
             use_cache: bool. `False` builds the uncached sampling loop (for
                 the benchmark's comparison). Defaults to `True`.
         """
-        return {**self.autoencoder.serving_signatures(), **_generate_signatures(self, use_cache)}
+        return {**self.autoencoder.serving_signatures(), **generate_signatures(self, use_cache)}
 
     def get_config(self):
         return {
@@ -291,100 +335,3 @@ class ImageGenerator(PresetMixin, keras.Model):
         for key in ("autoencoder", "prior"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-
-
-MAX_GENERATE_BATCH = 4096
-"""Largest batch the exported `generate` signatures take, checked before sampling: the
-loop's key/value cache grows with the batch (doubled by guidance), and the
-autoencoders' own limit (85,598 images for the shipped ones) applies only at `decode`,
-after the loop, so one request could otherwise take the server's memory."""
-
-
-def _generate_signatures(generator: ImageGenerator, use_cache: bool) -> dict:
-    """`generate` and `generate_from_text` of `generator` (see `serving_signatures`)."""
-    prior = generator.prior
-    num_classes = prior.num_classes
-    scalars = (
-        tf.TensorSpec([], tf.int32, name="seed"),
-        tf.TensorSpec([], tf.float32, name="temperature"),
-        tf.TensorSpec([], tf.int32, name="top_k"),
-        tf.TensorSpec([], tf.float32, name="guidance_scale"),
-    )
-    labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
-    prompts_spec = tf.TensorSpec([None], tf.string, name="prompts")
-    names = tf.constant([generator.normalize(name) for name in generator.class_names])
-    known = ", ".join(generator.class_names)
-
-    def draw(labels, seed, temperature, top_k, guidance_scale):
-        seed, temperature, top_k, guidance_scale = (
-            serving.ensure_spec(value, spec)
-            for value, spec in zip((seed, temperature, top_k, guidance_scale), scalars, strict=True)
-        )
-        checks = [
-            tf.debugging.assert_less_equal(
-                tf.shape(labels)[0], MAX_GENERATE_BATCH,
-                message=f"At most {MAX_GENERATE_BATCH:,} images per generate request "
-                "(the sampling loop's key/value cache grows with the batch); split it",
-            ),
-            tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
-            tf.debugging.assert_less(
-                labels, num_classes, message=f"labels must be < {num_classes} (class ids)"
-            ),
-            tf.debugging.assert_positive(temperature, message="temperature must be > 0"),
-            tf.debugging.assert_all_finite(temperature, "temperature must be finite."),
-            tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: all codes)"),
-            tf.debugging.assert_all_finite(guidance_scale, "guidance_scale must be finite."),
-        ]
-        with tf.control_dependencies(checks):
-            labels = tf.identity(labels)
-        length = prior.sequence_length
-        prefix = tf.zeros(tf.stack([tf.shape(labels)[0], length]), tf.int32)
-        arguments = (labels, seed, temperature, top_k, guidance_scale, prefix, 0)
-
-        def sample(guided):
-            return lambda: sampling.sample_codes(
-                prior, *arguments, guided=guided, use_cache=use_cache
-            )
-
-        codes = tf.cond(tf.not_equal(guidance_scale, 1.0), sample(True), sample(False))
-        codes = tf.reshape(codes, [-1, *prior.grid_shape])
-        return {"images": generator.autoencoder.decode(codes), "codes": codes}
-
-    def generate(labels, seed, temperature, top_k, guidance_scale):
-        labels = serving.ensure_spec(labels, labels_spec)
-        return draw(labels, seed, temperature, top_k, guidance_scale)
-
-    def generate_from_text(prompts, seed, temperature, top_k, guidance_scale):
-        prompts = tf.strings.lower(
-            tf.strings.strip(serving.ensure_spec(prompts, prompts_spec)), encoding="utf-8"
-        )
-        matches = tf.equal(prompts[:, None], names[None, :])
-        found = tf.reduce_any(matches, axis=1)
-        check = tf.debugging.Assert(
-            tf.reduce_all(found),
-            ["Unknown class name(s) in prompts:", tf.boolean_mask(prompts, ~found),
-             f"Known names (case-insensitive): {known}"],
-        )  # fmt: skip
-        with tf.control_dependencies([check]):
-            labels = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
-        return draw(labels, seed, temperature, top_k, guidance_scale)
-
-    example = {
-        "seed": np.int32(0),
-        "temperature": np.float32(1.0),
-        "top_k": np.int32(0),
-        "guidance_scale": np.float32(generator.guidance_scale),  # warms the served default
-    }
-    prompt = np.array([generator.class_names[0].encode()], dtype=object)
-    # The sampling loop keeps its weights as variables: folded in as constants it
-    # sampled slower (batch-1 p50 14.5 against 10.5 ms, BUILD_NOTES.md, Export).
-    return {
-        "generate": serving.Signature(
-            generate, (labels_spec, *scalars), {"labels": np.zeros([1], np.int32), **example},
-            freeze=False,
-        ),
-        "generate_from_text": serving.Signature(
-            generate_from_text, (prompts_spec, *scalars), {"prompts": prompt, **example},
-            freeze=False,
-        ),
-    }
