@@ -42,6 +42,26 @@ def test_versions_count_up_and_keras_file_sits_beside(model, tmp_path):
     assert os.path.isfile(base / "11" / "assets.extra" / "tf_serving_warmup_requests")
 
 
+def test_an_export_removes_what_killed_exports_of_this_machine_left(model, tmp_path):
+    # A killed export leaves its .tmp folder (a SavedModel's worth of files); the next
+    # export removes it when its writer is dead, and only then: a running export's
+    # folder, another machine's (a shared export base) and unowned names are kept.
+    import socket
+    import subprocess
+    import sys
+
+    base = tmp_path / "ae"
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    kept = [f".tmp-4-{host}-{os.getpid()}-running", f".tmp-5-other-host-{dead}-abc",
+            ".tmp-6-leftover"]
+    for name in [f".tmp-3-{host}-{dead}-x1y2", *kept]:
+        (base / name / "saved_model").mkdir(parents=True)
+    assert export_model(model, str(base), keras_file=False) == str(base / "1")
+    assert listing(base) == sorted([*kept, "1"])
+
+
 def test_the_keras_file_beside_an_export_holds_no_optimizer_state(tmp_path):
     # A zoo.load-ed model is compiled but its optimizer has not run: saved as it is,
     # loading the file warned that it skipped the optimizer's variables.

@@ -10,7 +10,9 @@ is always either the previous good file or the new complete one.
 import contextlib
 import os
 import pathlib
+import re
 import shutil
+import socket
 
 TMP_PREFIX = ".tmp-"
 """Prefix of in-progress files; readers such as `trainers.runs` ignore them."""
@@ -75,6 +77,49 @@ def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
     for path in stale:
         _remove(path)
     return stale
+
+
+def owned_prefix(label: str) -> str:
+    """A temporary name's prefix that names its writer: `.tmp-<label>-<host>-<pid>-`.
+
+    A folder shared by several processes (an export base) cannot be cleaned
+    with `remove_stale`; names with this prefix let `remove_orphans` remove
+    only what a dead process of this machine left.
+    """
+    return f"{TMP_PREFIX}{label}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def remove_orphans(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes the `owned_prefix` entries of `folder` whose writer has died.
+
+    Only entries written on this machine by a process that no longer runs
+    are removed; others, and temporary names without an owner, are left.
+
+    Args:
+        folder: str or PathLike. The folder; a missing one is left alone.
+
+    Returns:
+        The paths removed.
+    """
+    folder = pathlib.Path(folder)
+    owned = re.compile(rf"{re.escape(TMP_PREFIX)}[^-]+-(?P<host>.+)-(?P<pid>\d+)-[^-]*")
+    removed = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = owned.fullmatch(path.name)
+        if match and match["host"] == socket.gethostname() and not _running(int(match["pid"])):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove(path: pathlib.Path) -> None:

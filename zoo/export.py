@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from zoo import atomic
 from zoo.keras_file import save_without_optimizer
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -184,8 +185,9 @@ def export_model(
     `export_base` (named `.tmp-...`, which TF Serving ignores because it is
     not an integer) and renamed into place, so a server watching
     `export_base` never sees a half-written version. If anything fails, the
-    temporary folder is removed and no version appears. An existing version
-    is never overwritten.
+    temporary folder is removed and no version appears; the folder of an
+    export killed on this machine is removed by the next export. An existing
+    version is never overwritten.
 
     The version folder holds the SavedModel with the signatures the model
     declares (`model.serving_signatures()`; for the autoencoders
@@ -253,7 +255,8 @@ def export_model(
     if model_name is None:
         model_name = os.path.basename(os.path.normpath(os.path.abspath(export_base)))
     os.makedirs(export_base, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_base)
+    atomic.remove_orphans(export_base)  # what killed exports on this machine left
+    tmp = tempfile.mkdtemp(prefix=atomic.owned_prefix(str(version)), dir=export_base)
     keras_moved = False
     try:
         saved_model = os.path.join(tmp, "saved_model")
