@@ -25,6 +25,7 @@ import os
 import shutil
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from trainers import machine
@@ -252,6 +253,12 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     skipping it. Its files are written under temporary names and renamed, so
     a kill mid-write leaves the previous backup, which `fit` can still read.
 
+    The backup also holds the model's random state (the `SeedGenerator`s of
+    the VAE's posterior noise, the dVAE's Gumbel noise, the VQ-VAE's code
+    restarts and dropout), which Keras's weights files leave out: a resumed
+    run draws the noise an uninterrupted run would, instead of replaying the
+    noise of its first steps.
+
     Args:
         backup_dir: str. Directory of the chief's backup.
         strategy: The training strategy; defaults to the current one.
@@ -286,8 +293,10 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
             shutil.copy(self._training_metadata_path, self._prev_training_metadata_path)
         with atomic_path(self._weights_path) as tmp:
             self.model.save_weights(filepath=str(tmp), overwrite=True)
-        write_text(self._training_metadata_path, json.dumps(
-            {"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        write_text(self._training_metadata_path, json.dumps({
+            "epoch": self._current_epoch, "batch": self._last_batch_seen,
+            "seed_states": [np.asarray(v).tolist() for v in seed_states(self.model)],
+        }))
 
     def _use(self, directory: str) -> None:
         self.backup_dir = directory
@@ -299,4 +308,35 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         self._use(self._read_dir)
         super().on_train_begin(logs)
+        self._restore_seed_states()
         self._use(self._write_dir)
+
+    def _restore_seed_states(self) -> None:
+        # Read after Keras's restore: its fallback to the `.bkp` copies may have replaced
+        # the metadata. A backup of an older version has no seed states: nothing to restore.
+        try:
+            with open(self._training_metadata_path) as f:
+                saved = json.load(f).get("seed_states")
+        except FileNotFoundError:
+            return
+        if saved is None:
+            return
+        variables = seed_states(self.model)
+        if len(saved) != len(variables):
+            raise ValueError(
+                f"The backup in {self.backup_dir} holds {len(saved)} random seed states; "
+                f"this model has {len(variables)}. It is another model's backup: resume "
+                f"with the same config, or use a new folder. Received: {len(saved)} states."
+            )
+        for variable, value in zip(variables, saved, strict=True):
+            variable.assign(np.asarray(value, variable.dtype))
+
+
+def seed_states(model: keras.Model) -> list:
+    """The state variables of `model`'s `keras.random.SeedGenerator`s, in a fixed order.
+
+    `model.variables` is `model.weights` plus these (Keras 3); weights files
+    (`save_weights`, and so `BackupAndRestore`) store only the weights.
+    """
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
