@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 
 import keras
 import numpy as np
@@ -37,11 +38,21 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic that oneDNN uses."""
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+WORKER_TIMEOUT_VAR = "ZOO_WORKER_TIMEOUT"
+"""Environment variable: seconds a multi-worker job waits for all its workers (default 600)."""
+WORKER_TIMEOUT = 600.0
+
+
+def make_strategy(name: str = "auto",
+                  worker_timeout: float | None = None) -> tf.distribute.Strategy:
     """Creates the `tf.distribute` strategy named by the `--strategy` flag.
 
     Must be called before any other TensorFlow op when `name` is
     `"multi_worker"` (the collective runtime is configured at creation).
+    A multi-worker strategy is created once every worker of `TF_CONFIG` has
+    connected; a worker that waits longer than `worker_timeout` seconds for
+    the others raises a `ValueError` naming them (TensorFlow alone waits
+    silently, without a limit).
 
     Args:
         name: str. One of:
@@ -53,6 +64,9 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
             - `"multi_worker"`: `MultiWorkerMirroredStrategy` configured from
               the `TF_CONFIG` environment variable (see docs/DISTRIBUTED.md).
             Defaults to `"auto"`.
+        worker_timeout: float or `None`. Seconds a `"multi_worker"` strategy
+            waits for the other workers. Defaults to `None`: the
+            `ZOO_WORKER_TIMEOUT` environment variable, else 600.
 
     Returns:
         A `tf.distribute.Strategy`.
@@ -78,12 +92,80 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
             ) from None
         if not isinstance(workers, list) or not workers or not isinstance(task, dict):
             raise ValueError(f"TF_CONFIG has no worker list or task. Received: {tf_config!r}")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy(config, _worker_timeout(worker_timeout))
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def _worker_timeout(worker_timeout: float | None) -> float:
+    if worker_timeout is None:
+        text = os.environ.get(WORKER_TIMEOUT_VAR, "").strip()
+        try:
+            worker_timeout = float(text) if text else WORKER_TIMEOUT
+        except ValueError:
+            raise ValueError(f"{WORKER_TIMEOUT_VAR} must be a number of seconds. "
+                             f"Received: {text!r}") from None
+    if isinstance(worker_timeout, bool) or not worker_timeout > 0:
+        raise ValueError(f"`worker_timeout` must be a number of seconds > 0. "
+                         f"Received: {worker_timeout!r}")
+    return float(worker_timeout)
+
+
+def _multi_worker_strategy(tf_config: dict, timeout: float) -> tf.distribute.Strategy:
+    """`MultiWorkerMirroredStrategy()`, refused with a message when its workers do not connect.
+
+    TensorFlow's constructor waits until every task of the cluster has
+    connected, silently and for as long as it takes (a worker not started, a
+    wrong host or port), and its preemption handler swallows `SIGTERM`
+    meanwhile. Here the coordination service TensorFlow would configure is
+    configured first, with its registration barrier bounded by `timeout`.
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    task, cluster = tf_config["task"], tf_config["cluster"]
+    me = f"{task.get('type')} {task.get('index')}"
+    try:
+        address = cluster[task.get("type")][task.get("index")]
+    except (KeyError, IndexError, TypeError):
+        address = "?"
+    others = ", ".join(f"{job} {i} ({a})" for job, addresses in cluster.items()
+                       for i, a in enumerate(addresses) if a != address)
+    if task.get("type") in ("chief", "worker") and context.context().coordination_service is None:
+        cluster_spec = tf.train.ClusterSpec(cluster)
+        context.context().configure_coordination_service(
+            service_type="standalone",
+            service_leader=multi_worker_util.coordination_leader(cluster_spec),
+            cluster_register_timeout_in_ms=int(timeout * 1000),
+            coordinated_jobs=[
+                coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+                for job in ("chief", "worker") if job in cluster
+            ],
+        )
+        context.context().coordination_service.cluster_register_with_barrier = True
+        print(f"{me} ({address}): waiting for the other workers of TF_CONFIG to connect "
+              f"(up to {timeout:.0f} s, {WORKER_TIMEOUT_VAR}).", file=sys.stderr, flush=True)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except tf.errors.DeadlineExceededError:
+        raise ValueError(
+            f"{me} ({address}) waited {timeout:.0f} s and the other workers of TF_CONFIG did "
+            f"not all connect: {others}. Start every worker with the same `cluster` and its "
+            "own `task.index`, and check that these host:port addresses are right and "
+            f"reachable; or wait longer with {WORKER_TIMEOUT_VAR}=<seconds>."
+        ) from None
+    except tf.errors.UnknownError as error:
+        if "Could not start gRPC server" not in str(error):
+            raise
+        raise ValueError(
+            f"{me} of TF_CONFIG could not listen on {address}: the port is taken, by another "
+            "worker started with the same `task.index` or another program. Give each worker "
+            f"its own `task.index`, or free the port. Received: {error.message}"
+        ) from None
 
 
 def split_cpu(num_devices: int) -> list[str]:
