@@ -44,7 +44,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float("learning_rate", None, "Adam learning rate for the global batch (default "
                        "1e-3; 1e-4 with --init_from).", **fv)
     flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.", **fv)
-    flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and noise.", **fv)
+    flags.DEFINE_integer("seed", None, "Seed of weight initialisation and shuffling (default 0). "
+                         "The noise of the VAE, the dVAE and VQ-VAE code restarts has the "
+                         "model's own seed: --set seed=N.", **fv)
     flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json), "
                         "or a shipped recipe by name (e.g. dvae_fashion_mnist).", **fv)
     flags.DEFINE_multi_string("set", [], "key=value model option, or training.key=value.", **fv)

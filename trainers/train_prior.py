@@ -67,7 +67,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
     flags.DEFINE_float("learning_rate", None, "Adam learning rate (cosine decay to 5 %).")
     flags.DEFINE_integer("steps_per_epoch", None, "Limit each epoch to this many steps.")
-    flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and condition dropout.")
+    flags.DEFINE_integer("seed", None, "Seed of weights, shuffling and dropout (default 0). The "
+                         "condition dropout has the prior's own seed: --set seed=N.")
     flags.DEFINE_string("config", None, "A config JSON (for example another run's config.json), "
                         "or a shipped recipe by name (e.g. prior_dvae_fashion_mnist).")
     flags.DEFINE_multi_string("set", [], "key=value prior option, or training.key=value.")
