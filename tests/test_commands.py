@@ -217,6 +217,28 @@ def test_multi_worker_without_a_valid_tf_config_is_one_line(places, monkeypatch,
     assert message.startswith("Training refused:") and "TF_CONFIG" in message, message
 
 
+def test_a_lost_worker_is_one_line_saying_how_to_resume(places, monkeypatch):
+    # What the surviving workers raise when one dies (loopback: within seconds) or stops
+    # answering (its heartbeats: about 10 s); it was a page of traceback.
+    import tensorflow as tf
+
+    from trainers import training
+
+    def worker_lost(*args, **kwargs):
+        raise tf.errors.UnavailableError(None, None, (
+            "{{function_node __wrapped__CollectiveReduceV2}} Collective ops is aborted by: "
+            "Error reported from /job:worker/task:1: The following tasks are unhealthy "
+            "(stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have "
+            "crashed."))
+
+    monkeypatch.setattr(training, "train", worker_lost)
+    status, message = run_main("train", [a.format(**places) for a in TRAIN])
+    assert status == 1 and "\n" not in message.strip(), message
+    assert message.startswith("Training stopped: another worker of the multi-worker job")
+    assert "stopped sending heartbeats" in message
+    assert "start every worker again with the same command to resume" in message
+
+
 def test_ctrl_c_during_training_says_how_to_resume(places, monkeypatch, capsys):
     # train_prior stops through the same cli.training_stops.
     from trainers import training

@@ -141,18 +141,35 @@ _KEPT = ("The checkpoints, history.csv and pictures of the last completed epoch 
          "{fix}re-run the same command to resume.")
 
 
+def _unavailable_errors() -> list[type[BaseException]]:
+    """TensorFlow's `UnavailableError`, if TensorFlow is loaded (this module does not load it)."""
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    return [errors.UnavailableError] if errors is not None else []
+
+
 @contextlib.contextmanager
 def training_stops():
     """Turns the ways a training run stops early into one line saying what is kept.
 
     A non-finite loss (`StopOnNaN`'s `FloatingPointError`), Ctrl-C (exit
-    status 130) and a full or read-only disk; any other error keeps its
-    traceback.
+    status 130), a full or read-only disk and, under multi-worker training, a
+    worker that died or stopped answering (TensorFlow's `UnavailableError`,
+    which the other workers raise: the job resumes only when every worker is
+    started again); any other error keeps its traceback.
     """
     try:
         yield
     except FloatingPointError as error:
         raise SystemExit(f"Training stopped: {error}") from None
+    except tuple(_unavailable_errors()) as error:
+        cause = str(error).partition("aborted by: ")[2] or str(error)
+        raise SystemExit(
+            "Training stopped: another worker of the multi-worker job stopped or cannot be "
+            f"reached ({cause.strip().splitlines()[0][:300]}). "
+            + _KEPT.format(fix="").replace("re-run the same command",
+                                           "start every worker again with the same command")
+        ) from None
     except KeyboardInterrupt:
         print(f"\nTraining interrupted. {_KEPT.format(fix='')}", file=sys.stderr)
         raise SystemExit(130) from None
