@@ -97,3 +97,19 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, images, fami
     resumed = _train(tmp_path, "resumed", **settings)[0]
     for a, b in zip(uninterrupted.weights, resumed.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_resumed_run_of_whole_epochs_ends_where_an_uninterrupted_one_does(tmp_path, images):
+    # Without steps_per_epoch each epoch reshuffles: a resumed run restarted the shuffle
+    # and trained its next epoch in the first epoch's order.
+    settings = {"batch_size": 16, "epochs": 2, "steps_per_epoch": None, "seed": 1,
+                "precision": "float32"}
+    uninterrupted = _train(tmp_path, "whole", **settings)[0]
+    with pytest.raises(Killed):
+        _train(tmp_path, "resumed", [_DieAtEpoch()], **settings)
+    resumed, history = _train(tmp_path, "resumed", **settings)
+    assert history.epoch == [1]
+    assert int(resumed.optimizer.iterations.numpy()) == int(
+        uninterrupted.optimizer.iterations.numpy())  # 12 steps an epoch, the last one short
+    for a, b in zip(uninterrupted.weights, resumed.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

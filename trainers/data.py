@@ -329,6 +329,7 @@ def make_dataset(
     seed: int = 0,
     drop_remainder: bool = False,
     skip: int = 0,
+    skip_epochs: int = 0,
 ) -> tf.data.Dataset:
     """A batched, prefetched `tf.data.Dataset` of float32 images in [0, 1].
 
@@ -346,6 +347,11 @@ def make_dataset(
         skip: int. Images of the repeated stream to pass over first (a resumed
             run continues the stream where its last finished epoch left it).
             Only with `repeat=True`. Defaults to `0`.
+        skip_epochs: int. Epochs of the shuffled order to pass over first (a
+            resumed run of whole epochs continues with the order its next
+            epoch had). The dataset then repeats, each epoch ending with its
+            own last partial batch, so `fit` needs `steps_per_epoch` (the
+            batches of one epoch). Only with `repeat=False`. Defaults to `0`.
 
     Returns:
         A `tf.data.Dataset` yielding float32 batches (B, H, W, C).
@@ -370,6 +376,15 @@ def make_dataset(
         if skip:
             dataset = dataset.skip(skip)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if skip_epochs:
+        if repeat:
+            raise ValueError(f"`skip_epochs` is for whole epochs, not with `repeat=True` (use "
+                             f"`skip`). Received: skip_epochs={skip_epochs!r}, repeat=True")
+        # Batched before repeating: epoch e of the stream is the e-th reshuffle, with its
+        # own last batch, as when `fit` iterates the finite dataset once per epoch.
+        per_epoch = (split.num_examples // batch_size if drop_remainder
+                     else -(-split.num_examples // batch_size))
+        dataset = dataset.repeat().skip(skip_epochs * per_epoch)
     if to_float is not None:
         dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -183,7 +183,7 @@ def load_codes(write_dir: pathlib.Path, autoencoder, training: dict) -> dict:
 
 
 def _dataset(codes, ids, batch_size: int, shuffle: bool, repeat: bool, seed: int,
-             skip: int = 0):
+             skip: int = 0, skip_epochs: int = 0):
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((codes, ids))
@@ -191,7 +191,10 @@ def _dataset(codes, ids, batch_size: int, shuffle: bool, repeat: bool, seed: int
         dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat().skip(skip)  # skip: where a resumed run's stream left off
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if skip_epochs:  # a resumed run of whole epochs: the order of its next epoch (make_dataset)
+        dataset = dataset.repeat().skip(skip_epochs * -(-len(ids) // batch_size))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def train_prior(config: dict, model_dir, verbose="auto"):
@@ -243,9 +246,11 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     num_train = len(arrays["train_labels"])
     steps_per_epoch = training["steps_per_epoch"] or math.ceil(num_train / batch_size)
     repeat = training["steps_per_epoch"] is not None
-    resumed_steps = (restored_epoch(model_dir) or 0) * steps_per_epoch if repeat else 0
+    resumed_epochs = restored_epoch(model_dir) or 0
+    resumed_steps = resumed_epochs * steps_per_epoch if repeat else 0
     train_ds = _dataset(arrays["train_codes"], arrays["train_labels"], batch_size, True,
-                        repeat, training["seed"], skip=resumed_steps * batch_size)
+                        repeat, training["seed"], skip=resumed_steps * batch_size,
+                        skip_epochs=0 if repeat else resumed_epochs)
     val_ds = _dataset(arrays["validation_codes"], arrays["validation_labels"], batch_size,
                       False, False, training["seed"])
     with distribute.precision(training["precision"]), strategy.scope():
