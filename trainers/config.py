@@ -392,6 +392,21 @@ def save(config: dict, path: str | os.PathLike) -> None:
     write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+EXECUTION_KEYS = ("strategy",)
+"""Training keys that say where a run executes, not what it computes (the batch is global)."""
+
+
+def comparable(config: dict) -> dict:
+    """`config` without its `EXECUTION_KEYS`: what a rerun into the same model_dir must match.
+
+    A run resumes under another strategy (a multi-worker job on one machine
+    after losing a worker, two GPUs instead of one): its steps are the same
+    global-batch steps.
+    """
+    training = {k: v for k, v in config.get("training", {}).items() if k not in EXECUTION_KEYS}
+    return {**config, "training": training}
+
+
 def differing_keys(previous: dict, current: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two configs (to name them in refusals)."""
     keys = []

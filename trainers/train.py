@@ -87,7 +87,8 @@ def _check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
             options = current["model_config"]
             previous, current = (_given_by_init_run(previous, options, start_given),
                                  _given_by_init_run(current, options, start_given))
-        differ = config_lib.differing_keys(previous, current)
+        differ = config_lib.differing_keys(config_lib.comparable(previous),
+                                           config_lib.comparable(current))
         if differ:
             raise ValueError(
                 f"{model_dir} already holds a run with a different config ({saved}; differing: "

@@ -121,7 +121,8 @@ def check_model_dir(model_dir: pathlib.Path, config: dict) -> None:
     for name in DERIVED:
         if current["model_config"].get(name) is None:
             current["model_config"][name] = previous.get("model_config", {}).get(name)
-    differ = config_lib.differing_keys(previous, current)
+    differ = config_lib.differing_keys(config_lib.comparable(previous),
+                                       config_lib.comparable(current))
     if differ:
         raise ValueError(
             f"{model_dir} already holds a run with a different config ({saved}; differing: "
