@@ -19,12 +19,41 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from zoo import validation
+from zoo import distribution, validation
 
 _INITIALIZER = {"class_name": "RandomNormal", "config": {"stddev": 0.02}}
 """GPT-2 / minGPT initialisation of every matrix and embedding."""
 
 _MASKED = -1e9
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ReplicaDropout(keras.layers.Dropout):
+    """`keras.layers.Dropout` that drops different units on each `tf.distribute` replica.
+
+    Keras's layer draws its seed from a `keras.random.SeedGenerator` whose state
+    every replica shares, so under `MirroredStrategy` (or multi-worker) each
+    replica drops the same positions of its shard of the batch. Here replica
+    `r` folds `r` into the seed (`zoo.distribution.replica_seed`), as the zoo's
+    other noise does; on one device (and replica 0) the masks are Keras's.
+
+    Args:
+        rate: float. Fraction of the inputs to drop, in [0, 1).
+        **kwargs: Standard `keras.layers.Dropout` arguments (`seed`, `name`).
+
+    Example:
+    >>> import keras
+    >>> from zoo.transformer import ReplicaDropout
+    >>> layer = ReplicaDropout(0.5, seed=1)
+    >>> tuple(layer(keras.ops.ones((2, 4)), training=True).shape)
+    (2, 4)
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        seed = distribution.replica_seed(self.seed_generator)
+        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -54,7 +83,7 @@ class CausalSelfAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads = validation.positive_int("num_heads", num_heads)
         self.dropout = validation.non_negative_float("dropout", dropout)
-        self.attention_dropout = keras.layers.Dropout(self.dropout)
+        self.attention_dropout = ReplicaDropout(self.dropout)
 
     def build(self, input_shape):
         dim = input_shape[-1]
@@ -120,7 +149,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
         self.attention = CausalSelfAttention(num_heads, dropout, name="attention")
         self.mlp_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="mlp_norm")
-        self.residual_dropout = keras.layers.Dropout(self.dropout)
+        self.residual_dropout = ReplicaDropout(self.dropout)
 
     def build(self, input_shape):
         dim = input_shape[-1]

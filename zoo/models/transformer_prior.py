@@ -9,7 +9,7 @@ from zoo import distribution, sampling, tensor_checks, validation
 from zoo.models.model_mixin import ZooModelMixin
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.presets import PresetMixin
-from zoo.transformer import _INITIALIZER, ConditionedGridEmbedding, TransformerBlock
+from zoo.transformer import _INITIALIZER, ConditionedGridEmbedding, ReplicaDropout, TransformerBlock
 
 PRIOR_METRICS = ("loss", "accuracy", "bits_per_image")
 
@@ -119,7 +119,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
         self.embedding = ConditionedGridEmbedding(
             num_embeddings, grid, num_classes, embed_dim, name="embedding"
         )
-        self.embedding_dropout = keras.layers.Dropout(self.dropout)
+        self.embedding_dropout = ReplicaDropout(self.dropout)
         self.blocks = [
             TransformerBlock(num_heads, mlp_dim, self.dropout, name=f"block_{i}")
             for i in range(num_layers)

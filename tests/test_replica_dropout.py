@@ -1,0 +1,39 @@
+"""The prior's dropout draws a different mask on each replica, and Keras's mask on one device.
+
+Keras's `Dropout` seeds from a `SeedGenerator` whose state all replicas share:
+under `MirroredStrategy` every replica dropped the same positions of its shard
+(checked on 2 logical CPUs). The replicas are stood in for by patching
+`zoo.distribution.replica_id`, as in tests/test_distribution.py.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from zoo import distribution
+
+
+def _dropout_layers(prior):
+    block = prior.blocks[0]
+    return [prior.embedding_dropout, block.residual_dropout, block.attention.attention_dropout]
+
+
+def _mask(layer, replica, monkeypatch, state):
+    monkeypatch.setattr(distribution, "replica_id", lambda: tf.constant(replica, tf.int32))
+    layer.seed_generator.state.assign(state)
+    return np.asarray(layer(tf.ones((4, 16)), training=True)) > 0
+
+
+def test_replicas_drop_different_units_and_one_device_drops_keras_units(monkeypatch):
+    prior = zoo.TransformerPrior(num_embeddings=16, grid_shape=(2, 2), num_classes=3,
+                                 embed_dim=16, num_layers=1, num_heads=2, mlp_dim=16,
+                                 dropout=0.5)
+    for layer in _dropout_layers(prior):
+        state = np.asarray(layer.seed_generator.state)
+        first, second = (_mask(layer, r, monkeypatch, state) for r in (0, 1))
+        assert not np.array_equal(first, second), layer.path
+        keras_layer = keras.layers.Dropout(0.5)
+        keras_layer.seed_generator.state.assign(state)
+        expected = np.asarray(keras_layer(tf.ones((4, 16)), training=True)) > 0
+        np.testing.assert_array_equal(first, expected)
