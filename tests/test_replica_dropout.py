@@ -37,3 +37,14 @@ def test_replicas_drop_different_units_and_one_device_drops_keras_units(monkeypa
         keras_layer.seed_generator.state.assign(state)
         expected = np.asarray(keras_layer(tf.ones((4, 16)), training=True)) > 0
         np.testing.assert_array_equal(first, expected)
+
+
+def test_a_noise_shape_is_kept_as_in_keras():
+    from zoo.transformer import ReplicaDropout
+
+    layer, keras_layer = ReplicaDropout(0.5, noise_shape=(None, 1)), keras.layers.Dropout(
+        0.5, noise_shape=(None, 1))
+    keras_layer.seed_generator.state.assign(layer.seed_generator.state)
+    dropped = np.asarray(layer(tf.ones((8, 16)), training=True))
+    assert all(len(set(row)) == 1 for row in dropped)  # whole rows kept or dropped
+    np.testing.assert_array_equal(dropped, keras_layer(tf.ones((8, 16)), training=True))

@@ -123,9 +123,12 @@ def _multi_worker_strategy(tf_config: dict, timeout: float) -> tf.distribute.Str
     meanwhile. Here the coordination service TensorFlow would configure is
     configured first, with its registration barrier bounded by `timeout`.
     """
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.distribute import multi_worker_util
-    from tensorflow.python.eager import context
+    try:  # TensorFlow internals (2.21); without them, TensorFlow's own unbounded wait
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.eager import context
+    except ImportError:
+        return tf.distribute.MultiWorkerMirroredStrategy()
 
     task, cluster = tf_config["task"], tf_config["cluster"]
     me = f"{task.get('type')} {task.get('index')}"
@@ -421,4 +424,5 @@ def seed_states(model: keras.Model) -> list:
     (`save_weights`, and so `BackupAndRestore`) store only the weights.
     """
     weights = {id(w) for w in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
+    return [v for v in model.variables
+            if id(v) not in weights and v.path.endswith("seed_generator_state")]

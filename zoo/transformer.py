@@ -39,7 +39,8 @@ class ReplicaDropout(keras.layers.Dropout):
 
     Args:
         rate: float. Fraction of the inputs to drop, in [0, 1).
-        **kwargs: Standard `keras.layers.Dropout` arguments (`seed`, `name`).
+        **kwargs: Standard `keras.layers.Dropout` arguments (`noise_shape`,
+            `seed`, `name`).
 
     Example:
     >>> import keras
@@ -52,8 +53,15 @@ class ReplicaDropout(keras.layers.Dropout):
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
+        noise_shape = None
+        if self.noise_shape is not None:  # None entries: the input's size, as in Keras
+            shape = tf.shape(inputs)
+            noise_shape = [shape[i] if size is None else size
+                           for i, size in enumerate(self.noise_shape)]
         seed = distribution.replica_seed(self.seed_generator)
-        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed)
+        return tf.nn.experimental.stateless_dropout(
+            inputs, rate=self.rate, noise_shape=noise_shape, seed=seed
+        )
 
 
 @keras.saving.register_keras_serializable(package="zoo")
