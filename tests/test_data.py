@@ -239,7 +239,8 @@ def test_corrupt_image_is_reported_with_its_path(image_folder, content):
         save_image(bad, np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8), "L")
         bad.write_bytes(bad.read_bytes()[:200])
     with pytest.raises(ValueError, match="Cannot read image") as info:
-        data.load_split(image_folder, "train", (28, 28, 1))
+        for split in ("train", "validation"):  # each decodes only its own files
+            data.load_split(image_folder, split, (28, 28, 1))
     assert str(bad) in str(info.value)
 
 
@@ -373,3 +374,23 @@ def test_rgba_arrays_lose_the_alpha_channel_not_a_color():
     np.testing.assert_array_equal(data.fit_to_shape(rgba, (28, 28, 3))[:, 5, 5], [[255, 0, 0]] * 2)
     gray = data.fit_to_shape(rgba, (28, 28, 1))  # luma of red, not of (0, 0, alpha)
     assert abs(int(gray[0, 5, 5, 0]) - 76) <= 1
+
+
+def test_a_folder_split_decodes_only_its_own_files(tmp_path, monkeypatch):
+    # A large folder was decoded whole for every split: train then validation read it
+    # twice, and evaluating its held-out 10 % decoded all of it.
+    for i in range(20):
+        save_image(tmp_path / f"c{i % 2}" / f"{i:02d}.png", np.full((8, 8), i * 10, np.uint8), "L")
+    decoded = []
+    read = data.read_image_file
+    monkeypatch.setattr(data, "read_image_file", lambda p, s: decoded.append(p) or read(p, s))
+    train = data.load_split(tmp_path, "train", (8, 8, 1))
+    assert len(decoded) == 18
+    held_out = data.load_split(tmp_path, "validation", (8, 8, 1))
+    assert len(decoded) == 20 and len(set(decoded)) == 20
+    # The same images, in file order, as splitting the decoded folder.
+    everything = data.load_folder(tmp_path, (8, 8, 1), verbose=False)
+    np.testing.assert_array_equal(train.images, data._split_held_out(everything, "train", 0.1))
+    np.testing.assert_array_equal(
+        held_out.images, data._split_held_out(everything, "validation", 0.1)
+    )

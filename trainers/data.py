@@ -142,20 +142,28 @@ def read_image_file(path: pathlib.Path, image_shape) -> np.ndarray:
 def file_shape(path: str | os.PathLike) -> tuple[int, int, int]:
     """`(height, width, channels)` of an image file as stored (1: grayscale, 3: colour),
     read from its header; an EXIF rotation by 90 degrees swaps height and width."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        width, height = image.size
-        rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF Orientation
-        gray = image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF Orientation
+            gray = image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16")
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ValueError(f"Cannot read image {path}: {error}") from error
     return (width, height, 1 if gray else 3) if rotated else (height, width, 1 if gray else 3)
 
 
-def load_folder(folder: str | os.PathLike, image_shape, verbose: bool = True) -> np.ndarray:
-    """Reads every image under `folder` into a uint8 array (N, H, W, C)."""
+def load_folder(
+    folder: str | os.PathLike, image_shape, verbose: bool = True, files=None
+) -> np.ndarray:
+    """Reads the images under `folder` into a uint8 array (N, H, W, C).
+
+    `files`: the files to read (for one split; `image_files(folder)` by default).
+    """
     import keras
 
-    files = image_files(folder)
+    files = image_files(folder) if files is None else files
     if verbose:
         print(f"Reading {len(files):,} images from {folder}")
     progress = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
@@ -301,9 +309,12 @@ def load_split(
             )
         source_shape = tuple(images.shape[1:])
     elif path.is_dir():
-        images = load_folder(path, image_shape, verbose)
-        source_shape = file_shape(image_files(path)[0])
-        images = _split_held_out(images, split, validation_fraction)
+        # Only this split's files are decoded: the training and the held-out split
+        # together decode each file once (the split depends on the file count alone).
+        files = image_files(path)
+        source_shape = file_shape(files[0])
+        rows = _split_held_out(np.arange(len(files)), split, validation_fraction)
+        images = load_folder(path, image_shape, verbose, files=[files[i] for i in rows])
     elif path.suffix in (".npy", ".npz"):
         images = load_array(path)
         source_shape = stored_shape(images)

@@ -90,7 +90,7 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
         source = dataset or trained_on(model)
         output_dir = pathlib.Path(output_dir or default_output_dir(model))
         model = load_model_from(model)
-        test = data.load_split(source, split, model.image_shape)
+        test = data.load_split(source, split, model.image_shape, verbose=verbose)
     except (ValueError, TypeError) as error:
         raise ConfigError(str(error)) from error
     if max_images:

@@ -156,7 +156,9 @@ def train(
         train_split = data.load_split(
             training["dataset"], "train", image_shape, fraction, verbose=True
         )
-        val_split = data.load_split(training["dataset"], "validation", image_shape, fraction)
+        val_split = data.load_split(
+            training["dataset"], "validation", image_shape, fraction, verbose=True
+        )
     except (ValueError, TypeError) as error:  # a missing file stays a FileNotFoundError
         raise ConfigError(f"--dataset={training['dataset']}: {error}") from error
     note = data.conversion_note(train_split.source_shape, image_shape, training["dataset"],
