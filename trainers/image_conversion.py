@@ -48,18 +48,39 @@ def as_nhwc(images: np.ndarray, source: str) -> np.ndarray:
     return images
 
 
+CONVERSION_CHUNK = 1024
+"""Images converted at a time by `fit_to_shape`: TensorFlow's resize and grayscale
+work in float32, so converting a whole array at once took 7-13x its uint8 size."""
+
+
 def fit_to_shape(images: np.ndarray, image_shape, source: str = "the data") -> np.ndarray:
-    """Converts uint8 NHWC images to `image_shape` (channels, center crop, resize down)."""
+    """Converts uint8 NHWC images to `image_shape` (channels, center crop, resize down).
+
+    Images are converted `CONVERSION_CHUNK` at a time into one uint8 array, so
+    the float32 work space stays a few chunks whatever the number of images.
+    """
     height, width, channels = image_shape
     images = as_nhwc(images, source)
+    if images.shape[1] < height or images.shape[2] < width:
+        raise ValueError(
+            f"Images from {source} are {images.shape[1]}x{images.shape[2]}, smaller than the "
+            f"model input {height}x{width}; they are not upsampled."
+        )
+    if images.shape[1:] == (height, width, channels):
+        return images
+    converted = np.empty((len(images), height, width, channels), np.uint8)
+    for start in range(0, len(images), CONVERSION_CHUNK):
+        converted[start : start + CONVERSION_CHUNK] = _fit_chunk(
+            images[start : start + CONVERSION_CHUNK], image_shape
+        )
+    return converted
+
+
+def _fit_chunk(images: np.ndarray, image_shape) -> np.ndarray:
+    height, width, channels = image_shape
     if images.shape[-1] == 4:
         images = images[..., :3]
     if images.shape[1:3] != (height, width):
-        if images.shape[1] < height or images.shape[2] < width:
-            raise ValueError(
-                f"Images from {source} are {images.shape[1]}x{images.shape[2]}, smaller than the "
-                f"model input {height}x{width}; they are not upsampled."
-            )
         resized = tf.image.resize(
             _center_crop(tf.convert_to_tensor(images), height / width), (height, width),
             antialias=True,
