@@ -417,3 +417,13 @@ def test_arrays_are_converted_a_chunk_at_a_time(monkeypatch, image_shape):
     assert seen and max(seen) <= 4
     assert converted.dtype == np.uint8 and converted.shape == (10, *image_shape)
     np.testing.assert_array_equal(converted, expected)
+
+
+def test_hidden_files_and_folders_of_a_folder_are_skipped(image_folder):
+    # macOS leaves a `._<name>` file (not an image) beside every file copied to a
+    # foreign disk; it stopped the run as an unreadable image.
+    (image_folder / "a" / "._red.png").write_bytes(b"\x00\x05\x16\x07\x00\x02Mac OS X")
+    save_image(image_folder / ".thumbnails" / "z.png", np.zeros((64, 64), np.uint8), "L")
+    files = data.image_files(image_folder)
+    assert [f.name for f in files] == ["gray.jpg", "red.png", "wide.jpeg", "z.png"]
+    assert data.load_split(image_folder, "train", (28, 28, 1)).num_examples == 3

@@ -11,7 +11,8 @@ Sources:
   or not, parsed with numpy. No download.
 - any tensorflow-datasets name (`"mnist"`, `"cifar10"`, `"celeb_a"`, ...),
   loaded with `tfds.load` (needs the data prepared or internet access).
-- a folder of PNG/JPEG/BMP/GIF images, nested or flat.
+- a folder of PNG/JPEG/BMP/GIF images, nested or flat (hidden files and
+  folders, named `.*`, are skipped).
 - a `.npy` / `.npz` file (images under `images`, `x` or `x_train`, or the only
   array), or a numpy array.
 
@@ -109,11 +110,20 @@ def load_array(array_or_path, source: str | None = None) -> np.ndarray:
 
 
 def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
-    """Sorted image files (by suffix) under `folder`, recursively."""
+    """Sorted image files (by suffix) under `folder`, recursively.
+
+    Hidden files and folders (names starting with `.`) are skipped: macOS
+    writes a `._<name>` file that is not an image beside every file copied
+    to a foreign disk, and tools keep caches in folders such as `.thumbnails`.
+    """
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"No such folder: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
     if not files:
         raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}.")
     return files
