@@ -427,3 +427,19 @@ def test_hidden_files_and_folders_of_a_folder_are_skipped(image_folder):
     files = data.image_files(image_folder)
     assert [f.name for f in files] == ["gray.jpg", "red.png", "wide.jpeg", "z.png"]
     assert data.load_split(image_folder, "train", (28, 28, 1)).num_examples == 3
+
+
+def test_every_unusable_file_of_a_folder_is_named_in_one_error(image_folder, monkeypatch):
+    # The first bad file stopped the read: a folder with several took one run each.
+    (image_folder / "a" / "b" / "broken.jpg").write_bytes(b"not a jpeg")
+    (image_folder / "empty.png").write_bytes(b"")
+    save_image(image_folder / "tiny.png", np.zeros((8, 8), np.uint8), "L")
+    monkeypatch.setattr(data, "MAX_FAILURES_SHOWN", 2)
+    with pytest.raises(ValueError) as info:
+        data.load_folder(image_folder, (28, 28, 1), verbose=False)
+    message = str(info.value)
+    assert message.startswith(f"3 of the 7 image files read under {image_folder} cannot be used")
+    assert "remove or replace them" in message
+    assert str(image_folder / "a" / "b" / "broken.jpg") in message
+    assert f"{image_folder / 'empty.png'} (the file is empty)" in message
+    assert message.endswith("; ... and 1 more.") and "\n" not in message

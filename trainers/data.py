@@ -48,6 +48,8 @@ from trainers.image_conversion import (  # noqa: F401 (conversion_note, to_unit_
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLITS = ("train", "validation", "test")
+MAX_FAILURES_SHOWN = 10
+"""Unusable files of a folder named in its error message (all are counted)."""
 
 
 @dataclasses.dataclass
@@ -145,7 +147,8 @@ def read_image_file(path: pathlib.Path, image_shape) -> np.ndarray:
             image = image.convert("L" if image_shape[-1] == 1 else "RGB")
             array = np.asarray(image)
     except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise ValueError(f"Cannot read image {path}: {error}") from error
+        empty = " (the file is empty)" if os.path.getsize(path) == 0 else ""
+        raise ValueError(f"Cannot read image {path}{empty}: {error}") from error
     return fit_to_shape(array[np.newaxis], image_shape, source=str(path))[0]
 
 
@@ -177,11 +180,21 @@ def load_folder(
     if verbose:
         print(f"Reading {len(files):,} images from {folder}")
     progress = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
-    images = []
+    images, failures = [], []
     for i, path in enumerate(files, start=1):
-        images.append(read_image_file(path, image_shape))
+        try:
+            images.append(read_image_file(path, image_shape))
+        except ValueError as error:  # read on: name every bad file in one message
+            failures.append(str(error))
         if progress is not None and (i % 256 == 0 or i == len(files)):
             progress.update(i)
+    if failures:
+        more = len(failures) - MAX_FAILURES_SHOWN
+        raise ValueError(  # one line, as the commands print their errors
+            f"{len(failures)} of the {len(files):,} image files read under {folder} cannot be "
+            f"used; remove or replace them. {'; '.join(failures[:MAX_FAILURES_SHOWN])}"
+            + (f"; ... and {more} more." if more > 0 else "")
+        )
     return np.stack(images)
 
 
