@@ -382,8 +382,8 @@ def test_a_folder_split_decodes_only_its_own_files(tmp_path, monkeypatch):
     for i in range(20):
         save_image(tmp_path / f"c{i % 2}" / f"{i:02d}.png", np.full((8, 8), i * 10, np.uint8), "L")
     decoded = []
-    read = data.read_image_file
-    monkeypatch.setattr(data, "read_image_file", lambda p, s: decoded.append(p) or read(p, s))
+    read = data._decode_image_file
+    monkeypatch.setattr(data, "_decode_image_file", lambda p, s: decoded.append(p) or read(p, s))
     train = data.load_split(tmp_path, "train", (8, 8, 1))
     assert len(decoded) == 18
     held_out = data.load_split(tmp_path, "validation", (8, 8, 1))
@@ -443,3 +443,20 @@ def test_every_unusable_file_of_a_folder_is_named_in_one_error(image_folder, mon
     assert str(image_folder / "a" / "b" / "broken.jpg") in message
     assert f"{image_folder / 'empty.png'} (the file is empty)" in message
     assert message.endswith("; ... and 1 more.") and "\n" not in message
+
+
+def test_a_folder_is_resized_in_chunks_not_image_by_image(tmp_path, monkeypatch):
+    # One TensorFlow resize per file cost ~1.3 ms each, 7x the decoding of a small PNG:
+    # 30,000 64x64 files took 39 s to read for a 28x28x1 model instead of 5 s.
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        size = (32, 32, 3) if i < 8 else (40, 40, 3)
+        save_image(tmp_path / f"{i:02d}.png", rng.integers(0, 256, size, np.uint8), "RGB")
+    expected = np.stack([data.read_image_file(p, (16, 16, 1)) for p in data.image_files(tmp_path)])
+    calls = []
+    resize = tf.image.resize
+    monkeypatch.setattr(tf.image, "resize", lambda x, *a, **k: calls.append(len(x)) or resize(
+        x, *a, **k))
+    images = data.load_folder(tmp_path, (16, 16, 1), verbose=False)
+    assert calls == [8, 4]  # one call per run of same-size files
+    np.testing.assert_array_equal(images, expected)

@@ -61,11 +61,7 @@ def fit_to_shape(images: np.ndarray, image_shape, source: str = "the data") -> n
     """
     height, width, channels = image_shape
     images = as_nhwc(images, source)
-    if images.shape[1] < height or images.shape[2] < width:
-        raise ValueError(
-            f"Images from {source} are {images.shape[1]}x{images.shape[2]}, smaller than the "
-            f"model input {height}x{width}; they are not upsampled."
-        )
+    refuse_smaller(images.shape[1:], image_shape, source)
     if images.shape[1:] == (height, width, channels):
         return images
     converted = np.empty((len(images), height, width, channels), np.uint8)
@@ -74,6 +70,16 @@ def fit_to_shape(images: np.ndarray, image_shape, source: str = "the data") -> n
             images[start : start + CONVERSION_CHUNK], image_shape
         )
     return converted
+
+
+def refuse_smaller(shape, image_shape, source: str = "the data") -> None:
+    """Refuses images of `shape` (H, W, ...) smaller than `image_shape`: they are not upsampled."""
+    height, width = image_shape[:2]
+    if shape[0] < height or shape[1] < width:
+        raise ValueError(
+            f"Images from {source} are {shape[0]}x{shape[1]}, smaller than the model input "
+            f"{height}x{width}; they are not upsampled."
+        )
 
 
 def _fit_chunk(images: np.ndarray, image_shape) -> np.ndarray:
