@@ -185,3 +185,15 @@ def test_run_evaluation_reports_the_classifier_check_on_fashion_mnist(tmp_path):
 def test_run_evaluation_has_no_classifier_check_elsewhere(tmp_path):
     report = evaluate.run_evaluation(make_run(tmp_path, "ae"), split="test", batch_size=2)
     assert "classifier_accuracy" not in report
+
+
+def test_a_folder_or_array_test_split_is_reported_as_its_validation_images(tmp_path):
+    # Without a test split of its own, a .npy's or folder's "test" is its held-out
+    # validation part, which chose best.keras: the report called it "test" alone.
+    model_dir = make_run(tmp_path, "ae")
+    report = evaluate.run_evaluation(model_dir, batch_size=2, max_images=1)
+    assert report["split"] == "test" and report["images_of_split"] == "validation"
+    assert data.load_split(tmp_path / "images.npy", "test").stands_in == "validation"
+    assert data.load_split(tmp_path / "images.npy", "validation").stands_in is None
+    assert "images_of_split" not in evaluate.run_evaluation(model_dir, split="validation",
+                                                            batch_size=2)

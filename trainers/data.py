@@ -67,6 +67,9 @@ class Split:
         source_shape: `(height, width, channels)` of the source's images before
             they were converted to the model's `image_shape` (a folder's: its
             first file's), or `None` when not known (tensorflow-datasets).
+        stands_in: str or `None`. The images actually given when the source has
+            no such split (a folder's or array's `"test"`: `"validation"`, the
+            held-out images that also chose `best.keras`), else `None`.
     """
 
     images: np.ndarray | None
@@ -74,6 +77,7 @@ class Split:
     num_examples: int
     source: str
     source_shape: tuple[int, int, int] | None = None
+    stands_in: str | None = None
 
 
 NPZ_IMAGE_KEYS = ("images", "x", "x_train")
@@ -300,7 +304,8 @@ def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -
         return tf.clip_by_value(image / 255.0, 0.0, 1.0)
 
     dataset = dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-    return Split(None, dataset, num_examples, f"tfds:{name}[{tfds_split}]")
+    return Split(None, dataset, num_examples, f"tfds:{name}[{tfds_split}]",
+                 stands_in=None if tfds_split == split else tfds_split)
 
 
 def load_split(
@@ -347,7 +352,8 @@ def load_split(
         source_shape = stored_shape(images)
         images = _split_held_out(images, split, validation_fraction)
         images = fit_to_shape(images, image_shape)
-        return Split(images, None, len(images), "array", source_shape)
+        return Split(images, None, len(images), "array", source_shape,
+                     "validation" if split == "test" else None)
     name = str(source)
     path = pathlib.Path(name).expanduser()
     if name == "fashion_mnist":
@@ -379,7 +385,8 @@ def load_split(
     else:
         return _load_tfds(name, split, image_shape, validation_fraction)
     images = fit_to_shape(images, image_shape, source=name)
-    return Split(images, None, len(images), name, source_shape)
+    stands_in = "validation" if split == "test" and name != "fashion_mnist" else None
+    return Split(images, None, len(images), name, source_shape, stands_in)
 
 
 def make_dataset(

@@ -74,7 +74,10 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
         The metrics dict (also written to `metrics.json`). On Fashion-MNIST it
         holds `classifier_accuracy`: the evaluation classifier's accuracy on
         the test images and on their reconstructions, and the drop in points
-        (`trainers.evaluation.classifier_check`).
+        (`trainers.evaluation.classifier_check`). A folder or array has no
+        test split: its `"test"` is its held-out validation part (the images
+        that chose `best.keras`), and the dict says so as
+        `"images_of_split": "validation"`.
     """
     import numpy as np
 
@@ -95,13 +98,16 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
         raise ConfigError(str(error)) from error
     if max_images:
         test = data.Split(test.images[:max_images], None, min(max_images, test.num_examples),
-                          test.source) if test.images is not None else data.Split(
-            None, test.dataset.take(max_images), min(max_images, test.num_examples), test.source)
+                          test.source, stands_in=test.stands_in) if test.images is not None else (
+            data.Split(None, test.dataset.take(max_images), min(max_images, test.num_examples),
+                       test.source, stands_in=test.stands_in))
     batches = data.make_dataset(test, batch_size, shuffle=False)
     results = evaluate_model(model, batches, num_images=test.num_examples if verbose else None)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = {"model_file": str(source_file), "dataset": str(source), "split": split,
-              "latent_bits_per_image": latent_bits(model), **results}
+    report = {"model_file": str(source_file), "dataset": str(source), "split": split}
+    if test.stands_in:  # a folder's "test" images are its held-out validation images
+        report["images_of_split"] = test.stands_in
+    report = {**report, "latent_bits_per_image": latent_bits(model), **results}
     check = _classifier_check(model, test, source, split)
     if check:
         report["classifier_accuracy"] = check
@@ -116,8 +122,10 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
         written.append(output_dir / "samples.png")
     if verbose:
         shown = {**results, **{f"classifier_accuracy_{k}": v for k, v in (check or {}).items()}}
+        shown_split = (f"{split}: its {test.stands_in} images, having no {split} split"
+                       if test.stands_in else split)
         print(format_table(shown, f"{type(model).__name__} ({source_file}) on {source} "
-                                  f"[{split}]"))
+                                  f"[{shown_split}]"))
         print("\nWrote:\n" + "\n".join(f"  {path}" for path in written))
     return report
 
