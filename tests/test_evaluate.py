@@ -197,3 +197,17 @@ def test_a_folder_or_array_test_split_is_reported_as_its_validation_images(tmp_p
     assert data.load_split(tmp_path / "images.npy", "validation").stands_in is None
     assert "images_of_split" not in evaluate.run_evaluation(model_dir, split="validation",
                                                             batch_size=2)
+
+
+def test_reconstructions_of_files_sharing_a_name_are_all_kept(tmp_path):
+    # a.jpg and a.png were both written to a.png: one reconstruction silently lost
+    # while the command said it wrote both.
+    model = tiny_model("ae", image_shape=(16, 16, 1))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(inputs / "a.jpg")
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(inputs / "a.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(inputs / "b.png")
+    written = reconstruct.reconstruct_folder(model, inputs, tmp_path / "out", batch_size=2)
+    assert sorted(p.name for p in written) == ["a.jpg.png", "a.png.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)

@@ -4,7 +4,9 @@ r"""Reconstruct a folder of images: `python -m trainers.reconstruct --model_dir=
 Each image under `--input_dir` (PNG/JPEG/BMP/GIF, nested or flat) is
 converted to the model's input (channels, center crop, resize), passed
 through the model, and its reconstruction written as PNG to the same
-relative path under `--output_dir` (suffix `.png`). `--model` is a zoo name,
+relative path under `--output_dir` (suffix `.png`; files that would share a
+name, such as `a.jpg` and `a.png`, keep their own suffix before it:
+`a.jpg.png`, `a.png.png`). `--model` is a zoo name,
 a preset folder, a run folder or a `.keras` file (`--model_dir=<run folder>`
 works too).
 """
@@ -44,19 +46,38 @@ def reconstruct_folder(model, input_dir, output_dir, batch_size: int = 64) -> li
 
     input_dir, output_dir = pathlib.Path(input_dir), pathlib.Path(output_dir)
     files = data.image_files(input_dir)
+    targets = output_paths(files, input_dir, output_dir)
     written = []
     progress = keras.utils.Progbar(len(files), unit_name="image")
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         batch = np.stack([data.read_image_file(p, model.image_shape) for p in chunk])
         outputs = model.predict(batch.astype("float32") / 255.0, verbose=0)
-        for path, output in zip(chunk, outputs, strict=True):
-            target = output_dir / path.relative_to(input_dir).with_suffix(".png")
+        for target, output in zip(targets[start : start + batch_size], outputs, strict=True):
             with atomic_path(target) as tmp:
                 image_io.save_png(np.round(np.clip(output, 0, 1) * 255), tmp)
             written.append(target)
         progress.update(start + len(chunk))
     return written
+
+
+def output_paths(files, input_dir: pathlib.Path, output_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Where each file's reconstruction goes: its relative path with suffix `.png`, or, for
+    files that would share that name (`a.jpg`, `a.png`), its name followed by `.png`."""
+    import collections
+
+    plain = [output_dir / f.relative_to(input_dir).with_suffix(".png") for f in files]
+    counts = collections.Counter(plain)
+    targets = [
+        target if counts[target] == 1 else target.with_name(file.name + ".png")
+        for file, target in zip(files, plain, strict=True)
+    ]
+    if len(set(targets)) != len(targets):  # e.g. a.jpg, a.png and a file named a.jpg.png
+        clash = next(t for t, n in collections.Counter(targets).items() if n > 1)
+        raise ValueError(
+            f"Two images under {input_dir} would be reconstructed into {clash}: rename one."
+        )
+    return targets
 
 
 def main(argv, flag_values: flags.FlagValues = FLAGS):
