@@ -19,9 +19,11 @@ Sources:
 Splits are `"train"`, `"validation"` and `"test"`. Where a source has no
 validation split, `validation_fraction` of the training images is held out:
 the last ones for Fashion-MNIST (whose file mixes the classes), a fixed
-pseudo-random choice for a folder or an array (a folder sorted by path would
-otherwise hold out its last class subfolders); a folder or array has no test
-split of its own and uses its validation part for `"test"`.
+pseudo-random choice for an array (by row count), and for a folder the files
+whose relative paths hash lowest, so that a file keeps its split when the
+folder grows (a folder sorted by path would otherwise hold out its last class
+subfolders); a folder or array has no test split of its own and uses its
+validation part for `"test"`.
 
 Images are converted to the model's `image_shape`: grayscale <-> RGB,
 center-cropped to its aspect ratio and resized down. Images smaller than the
@@ -242,19 +244,49 @@ def _split_held_out(
     Fashion-MNIST, whose training file is already in mixed order, so that
     the shipped recipes keep their split).
     """
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(
-            f"`validation_fraction` must be in (0, 1). Received: {validation_fraction!r}"
-        )
     count = len(images)
-    held_out = max(1, int(round(count * validation_fraction)))
-    if held_out >= count:
-        raise ValueError(f"Too few images ({count}) to hold out a validation split.")
+    held_out = _held_out_count(count, validation_fraction)
     if keep_order:
         return images[-held_out:] if split != "train" else images[:-held_out]
     order = np.random.default_rng(0).permutation(count)
     rows = order[-held_out:] if split != "train" else order[:-held_out]
     return images[np.sort(rows)]
+
+
+def folder_split_rows(
+    files: list[pathlib.Path], folder: str | os.PathLike, split: str,
+    validation_fraction: float,
+) -> np.ndarray:
+    """The rows of `files` (from `image_files(folder)`) in one split, in file order.
+
+    The held-out files are the `validation_fraction` whose relative paths hash
+    lowest, so a file stays in its split when files are added or removed (a
+    choice by row count moved most held-out files into training when one file
+    was added: a fine-tuning or resumed run then validated on images it had
+    trained on).
+    """
+    import hashlib
+
+    count = _held_out_count(len(files), validation_fraction)
+    folder = pathlib.Path(folder)
+    keys = [
+        hashlib.blake2b(f.relative_to(folder).as_posix().encode(), digest_size=8).digest()
+        for f in files
+    ]
+    held_out = np.zeros(len(files), bool)
+    held_out[sorted(range(len(files)), key=keys.__getitem__)[:count]] = True
+    return np.flatnonzero(held_out if split != "train" else ~held_out)
+
+
+def _held_out_count(count: int, validation_fraction: float) -> int:
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(
+            f"`validation_fraction` must be in (0, 1). Received: {validation_fraction!r}"
+        )
+    held_out = max(1, int(round(count * validation_fraction)))
+    if held_out >= count:
+        raise ValueError(f"Too few images ({count}) to hold out a validation split.")
+    return held_out
 
 
 def _load_tfds(name: str, split: str, image_shape, validation_fraction: float) -> Split:
@@ -366,10 +398,10 @@ def load_split(
         source_shape = tuple(images.shape[1:])
     elif path.is_dir():
         # Only this split's files are decoded: the training and the held-out split
-        # together decode each file once (the split depends on the file count alone).
+        # together decode each file once.
         files = image_files(path)
         source_shape = file_shape(files[0])
-        rows = _split_held_out(np.arange(len(files)), split, validation_fraction)
+        rows = folder_split_rows(files, path, split, validation_fraction)
         images = load_folder(path, image_shape, verbose, files=[files[i] for i in rows])
     elif path.suffix in (".npy", ".npz"):
         images = load_array(path)

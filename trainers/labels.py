@@ -92,7 +92,8 @@ def load_labels(
             return fashion_mnist.load_fashion_mnist("test", labels=True).astype(np.int32)
         labels = fashion_mnist.load_fashion_mnist("train", labels=True)
     elif path.is_dir():
-        labels = np.array([names.index(f.relative_to(path).parts[0]) for f in _class_files(path)])
+        files = _class_files(path)
+        labels = np.array([names.index(f.relative_to(path).parts[0]) for f in files])
     else:
         labels = _npz_labels(path)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
@@ -115,6 +116,9 @@ def load_labels(
             )
     # The same held-out rows as the images (a folder or array has no test split: its
     # validation part serves as "test", as in load_split).
+    if path.is_dir() and not is_fashion_mnist:
+        return labels[data.folder_split_rows(files, path, split, validation_fraction)].astype(
+            np.int32)
     held_out = data._split_held_out(labels, split, validation_fraction, keep_order=is_fashion_mnist)
     return held_out.astype(np.int32)
 
