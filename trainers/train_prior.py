@@ -172,7 +172,7 @@ def load_codes(write_dir: pathlib.Path, autoencoder, training: dict) -> dict:
     fraction = training["validation_fraction"]
     for split in ("train", "validation"):
         images = data.load_split(training["dataset"], split, autoencoder.image_shape,
-                                 fraction).images
+                                 fraction, verbose=True).images  # a folder: its progress
         print(f"Encoding the {split} split ({len(images)} images) with the frozen autoencoder:")
         arrays[f"{split}_codes"] = generation.encode_images(
             autoencoder, images, training["encode_batch_size"])
