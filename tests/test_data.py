@@ -484,3 +484,22 @@ def test_a_folder_file_keeps_its_split_when_the_folder_grows(tmp_path):
     # The same split wherever the folder lives.
     folder = folder.rename(tmp_path / "moved")
     assert not held_out & values("train")
+
+
+def test_float_arrays_are_converted_to_uint8_a_chunk_at_a_time(monkeypatch):
+    # Checking and scaling a whole float array made float copies of all of it: a
+    # 0.98 GB float32 .npy peaked at 3.4 GB of RSS while it was read.
+    from trainers import image_conversion
+
+    images = np.random.default_rng(0).random((10, 4, 4, 1)).astype(np.float32)
+    expected = data.float_to_uint8(images)
+    seen = []
+    check = image_conversion.to_unit_float
+    monkeypatch.setattr(image_conversion, "to_unit_float",
+                        lambda x: seen.append(len(x)) or check(x))
+    monkeypatch.setattr(image_conversion, "CONVERSION_CHUNK", 4)
+    np.testing.assert_array_equal(data.float_to_uint8(images), expected)
+    assert seen and max(seen) <= 4
+    images[9, 0, 0, 0], images[0, 0, 0, 0] = 2.0, -1.0  # the message gives the whole range
+    with pytest.raises(ValueError, match=r"-1.*2"):
+        data.float_to_uint8(images)
