@@ -503,3 +503,20 @@ def test_float_arrays_are_converted_to_uint8_a_chunk_at_a_time(monkeypatch):
     images[9, 0, 0, 0], images[0, 0, 0, 0] = 2.0, -1.0  # the message gives the whole range
     with pytest.raises(ValueError, match=r"-1.*2"):
         data.float_to_uint8(images)
+
+
+def test_linked_class_folders_are_read_and_link_loops_end(tmp_path):
+    # rglob did not enter a linked folder: a class folder linked into the dataset
+    # (data/cat -> /mnt/photos/cat) was left out, its class with it, without a word.
+    from trainers import labels
+
+    elsewhere, dataset = tmp_path / "photos" / "cat", tmp_path / "dataset"
+    for i in range(3):
+        save_image(elsewhere / f"{i}.png", np.zeros((8, 8), np.uint8), "L")
+        save_image(dataset / "dog" / f"{i}.png", np.zeros((8, 8), np.uint8), "L")
+    (dataset / "cat").symlink_to(elsewhere, target_is_directory=True)
+    (dataset / "dog" / "loop").symlink_to(dataset, target_is_directory=True)
+    files = data.image_files(dataset)
+    assert [f.relative_to(dataset).as_posix() for f in files] == [
+        "cat/0.png", "cat/1.png", "cat/2.png", "dog/0.png", "dog/1.png", "dog/2.png"]
+    assert labels.class_names(dataset) == ["cat", "dog"]

@@ -126,15 +126,27 @@ def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
     Hidden files and folders (names starting with `.`) are skipped: macOS
     writes a `._<name>` file that is not an image beside every file copied
     to a foreign disk, and tools keep caches in folders such as `.thumbnails`.
+    Symbolic links to folders are followed (each real folder read once), as
+    links to files are.
     """
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"No such folder: {folder}")
-    files = sorted(
-        p for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    files, seen = [], set()
+    # pathlib's rglob (Python < 3.13) does not enter linked folders: a class folder
+    # linked into the dataset was left out without a word.
+    for parent, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:  # a link back up the tree, or two links to one folder
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files.extend(
+            pathlib.Path(parent, name) for name in names
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+        )
+    files.sort()
     if not files:
         raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}.")
     return files
