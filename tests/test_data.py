@@ -520,3 +520,18 @@ def test_linked_class_folders_are_read_and_link_loops_end(tmp_path):
     assert [f.relative_to(dataset).as_posix() for f in files] == [
         "cat/0.png", "cat/1.png", "cat/2.png", "dog/0.png", "dog/1.png", "dog/2.png"]
     assert labels.class_names(dataset) == ["cat", "dog"]
+
+
+def test_upper_case_npy_and_npz_suffixes_are_read(tmp_path):
+    # Image files are matched case-insensitively (.JPG); an X.NPY was refused as "a file,
+    # not a dataset: give ... a .npy/.npz file".
+    from trainers import labels
+
+    np.save(tmp_path / "x.npy", np.zeros((10, 28, 28), np.uint8))
+    (tmp_path / "x.npy").rename(tmp_path / "X.NPY")
+    np.savez(tmp_path / "y.npz", images=np.zeros((10, 28, 28), np.uint8), labels=np.arange(10) % 2)
+    (tmp_path / "y.npz").rename(tmp_path / "Y.NPZ")
+    assert data.load_split(tmp_path / "X.NPY", "train").num_examples == 9
+    assert data.load_split(tmp_path / "Y.NPZ", "train").num_examples == 9
+    assert labels.class_names(tmp_path / "Y.NPZ") == ["0", "1"]
+    assert len(labels.load_labels(tmp_path / "Y.NPZ", "train")) == 9

@@ -98,7 +98,7 @@ def load_array(array_or_path, source: str | None = None) -> np.ndarray:
         source = str(path)
         if not path.exists():
             raise FileNotFoundError(f"No such file: {path}")
-        if path.suffix == ".npz":
+        if path.suffix.lower() == ".npz":
             with np.load(path) as archive:
                 keys = list(archive.keys())
                 key = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
@@ -415,7 +415,7 @@ def load_split(
         source_shape = file_shape(files[0])
         rows = folder_split_rows(files, path, split, validation_fraction)
         images = load_folder(path, image_shape, verbose, files=[files[i] for i in rows])
-    elif path.suffix in (".npy", ".npz"):
+    elif path.suffix.lower() in (".npy", ".npz"):
         images = load_array(path)
         source_shape = stored_shape(images)
         images = _split_held_out(images, split, validation_fraction)

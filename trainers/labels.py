@@ -46,7 +46,7 @@ def class_names(source: str | os.PathLike) -> list[str]:
     path = pathlib.Path(name).expanduser()
     if path.is_dir():
         return sorted({f.relative_to(path).parts[0] for f in _class_files(path)})
-    if path.suffix == ".npz" and path.is_file():
+    if path.suffix.lower() == ".npz" and path.is_file():
         with np.load(path) as archive:
             if "class_names" in archive:
                 try:
