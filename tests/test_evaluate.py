@@ -211,3 +211,23 @@ def test_reconstructions_of_files_sharing_a_name_are_all_kept(tmp_path):
     written = reconstruct.reconstruct_folder(model, inputs, tmp_path / "out", batch_size=2)
     assert sorted(p.name for p in written) == ["a.jpg.png", "a.png.png", "b.png"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)
+
+
+def test_a_run_is_evaluated_on_the_images_it_held_out(tmp_path):
+    # evaluate split the run's own data with the default 10 %: a run that held out 5 %
+    # (a large dataset needs no more) was "tested" on 5 % of images it had trained on.
+    model_dir = make_run(tmp_path, "ae")
+    config = json.loads((model_dir / "config.json").read_text())
+    config["training"]["validation_fraction"] = 0.05
+    (model_dir / "config.json").write_text(json.dumps(config))
+    dataset = tmp_path / "images.npy"
+    report = evaluate.run_evaluation(model_dir, batch_size=4)
+    assert report["num_images"] == 1  # 5 % of 20
+    held_out = data.load_split(dataset, "validation", (28, 28, 1), 0.05).images / 255.0
+    model = runs.load_run_model(model_dir)
+    np.testing.assert_allclose(
+        report["mse"], np.mean((held_out - model.predict(held_out, verbose=0)) ** 2), rtol=1e-4)
+    # Another dataset is split with the default 10 %.
+    np.save(tmp_path / "other.npy", random_images(20, seed=4))
+    assert evaluate.run_evaluation(model_dir, dataset=str(tmp_path / "other.npy"),
+                                   batch_size=4)["num_images"] == 2

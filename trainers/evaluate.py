@@ -62,7 +62,8 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
         model: str or PathLike. A zoo name, preset folder, run folder or
             `.keras` file (see `trainers.runs.load_model_from`).
         dataset: str. Defaults to the dataset of the model's `config.json`,
-            else `"fashion_mnist"`.
+            else `"fashion_mnist"`. The run's own dataset is split with its
+            `training.validation_fraction`; another with the default 10 %.
         split: str. `"train"`, `"validation"` or `"test"`. Defaults to `"test"`.
         batch_size: int. Defaults to `256`.
         max_images: int. Evaluate only the first N images. Defaults to all.
@@ -85,15 +86,18 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
     from trainers import images as image_io
     from trainers.config import ConfigError
     from trainers.evaluation import evaluate_model, format_table
-    from trainers.runs import load_model_from, model_file, trained_on
+    from trainers.runs import held_out_fraction, load_model_from, model_file, trained_on
     from zoo.atomic import atomic_path, write_text
 
     try:  # the user's inputs: a missing path stays a FileNotFoundError
         source_file = model_file(model)
         source = dataset or trained_on(model)
+        # The run's own data is split as the run split it: with the default 10 %, a run
+        # that held out 2 % was "tested" on 8 % of images it had trained on.
+        fraction = held_out_fraction(model) if str(source) == trained_on(model) else 0.1
         output_dir = pathlib.Path(output_dir or default_output_dir(model))
         model = load_model_from(model)
-        test = data.load_split(source, split, model.image_shape, verbose=verbose)
+        test = data.load_split(source, split, model.image_shape, fraction, verbose=verbose)
     except (ValueError, TypeError) as error:
         raise ConfigError(str(error)) from error
     if max_images:
@@ -108,7 +112,7 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
     if test.stands_in:  # a folder's "test" images are its held-out validation images
         report["images_of_split"] = test.stands_in
     report = {**report, "latent_bits_per_image": latent_bits(model), **results}
-    check = _classifier_check(model, test, source, split)
+    check = _classifier_check(model, test, source, split, fraction)
     if check:
         report["classifier_accuracy"] = check
     written = [write_text(output_dir / "metrics.json", json.dumps(report, indent=2) + "\n")]
@@ -130,7 +134,7 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
     return report
 
 
-def _classifier_check(model, test, source, split) -> dict | None:
+def _classifier_check(model, test, source, split, fraction: float) -> dict | None:
     """`evaluation.classifier_check` on Fashion-MNIST at 28x28x1, else `None`
     (the evaluation classifier knows no other data)."""
     from trainers import labels
@@ -139,7 +143,8 @@ def _classifier_check(model, test, source, split) -> dict | None:
     if str(source) != "fashion_mnist" or tuple(model.image_shape) != (28, 28, 1):
         return None
     images = test.images.astype("float32") / 255.0
-    return classifier_check(model, images, labels.load_labels(source, split)[: len(images)])
+    return classifier_check(
+        model, images, labels.load_labels(source, split, fraction)[: len(images)])
 
 
 def latent_bits(model) -> float:

@@ -145,6 +145,17 @@ def trained_on(spec: str | os.PathLike, default: str = "fashion_mnist") -> str:
     return config.get("training", {}).get("dataset") or default
 
 
+def held_out_fraction(spec: str | os.PathLike, default: float = 0.1) -> float:
+    """The `validation_fraction` the model a spec loads was trained with: its
+    `config.json`'s, else `default` (the training default)."""
+    path = model_file(spec).parent / "config.json"
+    try:
+        config = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        config = {}
+    return config.get("training", {}).get("validation_fraction") or default
+
+
 def load_run_model(model_dir: str | os.PathLike) -> keras.Model:
     """Loads a run's model (`best.keras`, else `last.keras`) in safe mode."""
     return keras_file.load_keras_file(find_model_file(model_dir))
