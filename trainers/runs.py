@@ -132,8 +132,8 @@ def model_file(spec: str | os.PathLike) -> pathlib.Path:
     return location / presets.MODEL_FILE if location.is_dir() else location
 
 
-def trained_on(spec: str | os.PathLike, default: str = "fashion_mnist") -> str:
-    """The dataset the model a spec loads was trained on: its `config.json`'s, else `default`.
+def training_config(spec: str | os.PathLike) -> dict:
+    """The `training` part of the `config.json` beside the model a spec loads, or `{}`.
 
     A run folder and a preset keep the resolved config beside the model file.
     """
@@ -142,18 +142,18 @@ def trained_on(spec: str | os.PathLike, default: str = "fashion_mnist") -> str:
         config = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
         config = {}
-    return config.get("training", {}).get("dataset") or default
+    return config.get("training", {}) if isinstance(config, dict) else {}
+
+
+def trained_on(spec: str | os.PathLike, default: str = "fashion_mnist") -> str:
+    """The dataset the model a spec loads was trained on: its `config.json`'s, else `default`."""
+    return training_config(spec).get("dataset") or default
 
 
 def held_out_fraction(spec: str | os.PathLike, default: float = 0.1) -> float:
     """The `validation_fraction` the model a spec loads was trained with: its
     `config.json`'s, else `default` (the training default)."""
-    path = model_file(spec).parent / "config.json"
-    try:
-        config = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
-        config = {}
-    return config.get("training", {}).get("validation_fraction") or default
+    return training_config(spec).get("validation_fraction") or default
 
 
 def load_run_model(model_dir: str | os.PathLike) -> keras.Model:
