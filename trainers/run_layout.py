@@ -79,6 +79,30 @@ def restored_epoch(model_dir) -> int | None:
         return None
 
 
+def resumed_stream(model_dir, training: dict) -> dict:
+    """Where a resumed run's training stream starts: `skip` and `skip_epochs`.
+
+    The arguments of `data.make_dataset` (and `train_prior`'s dataset) that let
+    a resumed run go on where its backup's epoch ended, instead of training
+    again on the first epochs' images (every worker reads the chief's backup):
+    with `steps_per_epoch`, the images of the repeated stream its committed
+    epochs used; without, the committed epochs of the shuffled order.
+
+    Args:
+        model_dir: the run's folder.
+        training: the run config's `training` dict (`batch_size`,
+            `steps_per_epoch`).
+
+    Returns:
+        `{"skip": images, "skip_epochs": epochs}`; both 0 for a new run.
+    """
+    epochs = restored_epoch(model_dir) or 0
+    steps = training["steps_per_epoch"]
+    if steps is not None:
+        return {"skip": epochs * steps * training["batch_size"], "skip_epochs": 0}
+    return {"skip": 0, "skip_epochs": epochs}
+
+
 class _CommitBackup(keras.callbacks.Callback):
     """Saves the `BackupAndRestore` state once every other epoch-end callback ran."""
 

@@ -211,7 +211,7 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     import zoo
     from trainers import config as config_lib
     from trainers import distribute, generation, labels
-    from trainers.run_layout import fit_run, restored_epoch
+    from trainers.run_layout import fit_run, resumed_stream
     from trainers.runs import load_model_from
     from trainers.training import learning_rate_schedule
 
@@ -247,11 +247,8 @@ def train_prior(config: dict, model_dir, verbose="auto"):
     num_train = len(arrays["train_labels"])
     steps_per_epoch = training["steps_per_epoch"] or math.ceil(num_train / batch_size)
     repeat = training["steps_per_epoch"] is not None
-    resumed_epochs = restored_epoch(model_dir) or 0
-    resumed_steps = resumed_epochs * steps_per_epoch if repeat else 0
     train_ds = _dataset(arrays["train_codes"], arrays["train_labels"], batch_size, True,
-                        repeat, training["seed"], skip=resumed_steps * batch_size,
-                        skip_epochs=0 if repeat else resumed_epochs)
+                        repeat, training["seed"], **resumed_stream(model_dir, training))
     val_ds = _dataset(arrays["validation_codes"], arrays["validation_labels"], batch_size,
                       False, False, training["seed"])
     with distribute.precision(training["precision"]), strategy.scope():

@@ -15,6 +15,7 @@ from trainers.run_layout import (  # noqa: F401  (best_so_far re-exported)
     best_so_far,
     fit_run,
     restored_epoch,
+    resumed_stream,
 )
 from trainers.train_callbacks import ReconstructionGrid
 from zoo.perceptual import FeatureMatching
@@ -169,14 +170,9 @@ def train(
     full_epoch = math.ceil(train_split.num_examples / batch_size)
     steps_per_epoch = training["steps_per_epoch"] or full_epoch
     repeat = training["steps_per_epoch"] is not None
-    # A resumed run goes on with the stream where its backup's epoch ended, instead of
-    # training again on the first epochs' images (every worker reads the chief's backup);
-    # a run of whole epochs, with the shuffled order of its next epoch.
-    resumed_epochs = restored_epoch(model_dir) or 0
-    resumed_steps = resumed_epochs * steps_per_epoch if repeat else 0
     train_ds = data.make_dataset(
         train_split, batch_size, repeat=repeat, seed=training["seed"],
-        skip=resumed_steps * batch_size, skip_epochs=0 if repeat else resumed_epochs,
+        **resumed_stream(model_dir, training),
     )
     val_ds = data.make_dataset(val_split, batch_size, shuffle=False)
 
