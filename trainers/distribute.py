@@ -23,7 +23,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 
 import keras
 import numpy as np
@@ -92,7 +94,8 @@ def make_strategy(name: str = "auto",
             ) from None
         if not isinstance(workers, list) or not workers or not isinstance(task, dict):
             raise ValueError(f"TF_CONFIG has no worker list or task. Received: {tf_config!r}")
-        return _multi_worker_strategy(config, _worker_timeout(worker_timeout))
+        with _sigterm_kept():
+            return _multi_worker_strategy(config, _worker_timeout(worker_timeout))
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -169,6 +172,27 @@ def _multi_worker_strategy(tf_config: dict, timeout: float) -> tf.distribute.Str
             "worker started with the same `task.index` or another program. Give each worker "
             f"its own `task.index`, or free the port. Received: {error.message}"
         ) from None
+
+
+@contextlib.contextmanager
+def _sigterm_kept():
+    """Gives `SIGTERM` back the handler it had before TensorFlow's preemption notifier.
+
+    Creating a `MultiWorkerMirroredStrategy` starts TensorFlow's coordination
+    agent, whose preemption notifier takes `SIGTERM` for a checkpoint handler
+    the Keras `fit` loop never consults: `kill` or a cluster manager's
+    stop then left the worker training to the end. With the handler restored
+    (by default: terminate), a stopped worker stops, and the others end on
+    the lost peer, keeping the last backup, as with any other lost worker.
+    Only the main thread may set handlers; elsewhere nothing changes.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    try:
+        yield
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def split_cpu(num_devices: int) -> list[str]:
