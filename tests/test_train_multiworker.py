@@ -53,8 +53,12 @@ cli.run(main)
 """
 
 
-def start_train_workers(out: str, model_dir: str, args: list[str]):
-    """Starts the two workers; each logs to `<out>/worker<i>.log`."""
+def start_train_workers(out: str, model_dir: str | list[str], args: list[str]):
+    """Starts the two workers; each logs to `<out>/worker<i>.log`.
+
+    `model_dir` is the job's folder, or each worker's (a list of two).
+    """
+    model_dirs = [model_dir] * 2 if isinstance(model_dir, str) else model_dir
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     procs = []
     try:
@@ -65,7 +69,7 @@ def start_train_workers(out: str, model_dir: str, args: list[str]):
                                            "task": {"type": "worker", "index": index}})
             with open(os.path.join(out, f"worker{index}.log"), "ab") as log:
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-c", WRAPPER, f"--model_dir={model_dir}", *args],
+                    [sys.executable, "-c", WRAPPER, f"--model_dir={model_dirs[index]}", *args],
                     env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 ))

@@ -40,6 +40,10 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic that oneDNN uses."""
 
 
+class BackupError(ValueError):
+    """A run's backup cannot be resumed as asked: the user's to fix, reported in one line."""
+
+
 WORKER_TIMEOUT_VAR = "ZOO_WORKER_TIMEOUT"
 """Environment variable: seconds a multi-worker job waits for all its workers (default 600)."""
 WORKER_TIMEOUT = 600.0
@@ -379,6 +383,7 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir: str, strategy: tf.distribute.Strategy | None = None,
                  commit_last: bool = False, **kwargs):
         strategy = strategy or tf.distribute.get_strategy()
+        self._strategy = strategy
         self._read_dir = backup_dir
         self._write_dir = write_path(backup_dir, strategy)
         self.commit_last = commit_last
@@ -417,22 +422,49 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         self._use(self._read_dir)
         super().on_train_begin(logs)
-        self._restore_seed_states()
-        self._use(self._write_dir)
-
-    def _restore_seed_states(self) -> None:
         # Read after Keras's restore: its fallback to the `.bkp` copies may have replaced
-        # the metadata. A backup of an older version has no seed states: nothing to restore.
+        # the metadata.
         try:
             with open(self._training_metadata_path) as f:
-                saved = json.load(f).get("seed_states")
+                metadata = json.load(f)
         except FileNotFoundError:
+            metadata = None
+        self._check_workers_agree(-1 if metadata is None else metadata["epoch"])
+        if metadata is not None:
+            self._restore_seed_states(metadata.get("seed_states"))
+        self._use(self._write_dir)
+
+    def _check_workers_agree(self, restored_epoch: int) -> None:
+        """Refuses to train when the workers restored different backups.
+
+        Every worker reads `backup_dir` itself; a path that is not shared (a
+        local disk on each machine, another `--model_dir` per worker) lets one
+        worker resume and another start afresh, each with its own weights:
+        the job would train replicas that disagree, silently.
+        """
+        strategy = self._strategy
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             return
+        epochs = strategy.gather(
+            strategy.run(lambda: tf.constant([restored_epoch], tf.int64)), axis=0
+        ).numpy().tolist()
+        if len(set(epochs)) > 1:
+            found = ", ".join(f"replica {i}: " + ("no backup" if e < 0 else f"{e} epochs done")
+                              for i, e in enumerate(epochs))
+            raise BackupError(
+                f"The workers read different backups from {self._read_dir} ({found}): it is "
+                "not the same folder on every machine. Give every worker the same "
+                "`--model_dir` on a file system they all read (NFS, GCS), or resume with the "
+                f"backup copied to each. Received: restored epochs {epochs}."
+            )
+
+    def _restore_seed_states(self, saved: list | None) -> None:
+        # A backup of an older version has no seed states: nothing to restore.
         if saved is None:
             return
         variables = seed_states(self.model)
         if len(saved) != len(variables):
-            raise ValueError(
+            raise BackupError(
                 f"The backup in {self.backup_dir} holds {len(saved)} random seed states; "
                 f"this model has {len(variables)}. It is another model's backup: resume "
                 f"with the same config, or use a new folder. Received: {len(saved)} states."

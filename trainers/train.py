@@ -115,6 +115,7 @@ def _given_by_init_run(config: dict, options: dict, start_given: bool) -> dict:
 def main(argv, flag_values: flags.FlagValues = FLAGS):
     del argv
     from trainers import config as config_lib
+    from trainers.distribute import BackupError
     from trainers.training import train
 
     fv = flag_values
@@ -128,7 +129,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         _check_model_dir(model_dir, config)
     logging.set_verbosity(logging.WARNING)
     with cli.training_stops():
-        with cli.user_errors("Training refused", config_lib.ConfigError, FileNotFoundError):
+        with cli.user_errors("Training refused", config_lib.ConfigError, BackupError,
+                             FileNotFoundError):
             train(config, model_dir)
 
 
