@@ -313,6 +313,35 @@ def _check(ok: bool, key: str, expected: str, value) -> None:
         )
 
 
+def validate_training(t: dict, evaluate_command: str = "trainers.evaluate") -> None:
+    """Checks the training options every train command shares (`trainers.train`, `train_prior`).
+
+    `evaluate_command` is named in the refusal of 0 epochs.
+
+    Raises:
+        ConfigError: naming the key, what it must be and what it is.
+    """
+    _check(isinstance(t["dataset"], str) and t["dataset"].strip() != "", "training.dataset",
+           "a dataset name, folder or file", t["dataset"])
+    _check(_is_int(t["epochs"]) and t["epochs"] >= 1, "training.epochs",
+           f"an integer >= 1 (to evaluate a model without training, use {evaluate_command})",
+           t["epochs"])
+    _check(_is_int(t["batch_size"]) and t["batch_size"] >= 1, "training.batch_size",
+           "an integer >= 1", t["batch_size"])
+    _check(t["steps_per_epoch"] is None or (_is_int(t["steps_per_epoch"])
+                                            and t["steps_per_epoch"] >= 1),
+           "training.steps_per_epoch", "an integer >= 1 or null (whole epochs)",
+           t["steps_per_epoch"])
+    _check(t["learning_rate"] is None or (_is_number(t["learning_rate"])
+                                          and t["learning_rate"] > 0),
+           "training.learning_rate", "a number > 0 or null (the default)", t["learning_rate"])
+    _check(_is_number(t["validation_fraction"]) and 0 < t["validation_fraction"] < 1,
+           "training.validation_fraction", "a number in (0, 1)", t["validation_fraction"])
+    _check(_is_int(t["seed"]) and t["seed"] >= 0, "training.seed", "an integer >= 0", t["seed"])
+    for key, choices in _CHOICES.items():
+        _check(t[key] in choices, f"training.{key}", f"one of {list(choices)}", t[key])
+
+
 def validate(config: dict) -> dict:
     """Checks the training part of a resolved config; model options are checked by the model.
 
@@ -333,25 +362,7 @@ def validate(config: dict) -> dict:
                 f"[28, 28, 1] (`--set image_shape=[28,28,1]`): {error}"
             ) from None
     t = config["training"]
-    _check(isinstance(t["dataset"], str) and t["dataset"].strip() != "", "training.dataset",
-           "a dataset name, folder or file", t["dataset"])
-    _check(_is_int(t["epochs"]) and t["epochs"] >= 1, "training.epochs",
-           "an integer >= 1 (to evaluate a model without training, use trainers.evaluate)",
-           t["epochs"])
-    _check(_is_int(t["batch_size"]) and t["batch_size"] >= 1, "training.batch_size",
-           "an integer >= 1", t["batch_size"])
-    _check(t["steps_per_epoch"] is None or (_is_int(t["steps_per_epoch"])
-                                            and t["steps_per_epoch"] >= 1),
-           "training.steps_per_epoch", "an integer >= 1 or null (whole epochs)",
-           t["steps_per_epoch"])
-    _check(t["learning_rate"] is None or (_is_number(t["learning_rate"])
-                                          and t["learning_rate"] > 0),
-           "training.learning_rate", "a number > 0 or null (the default)", t["learning_rate"])
-    _check(_is_number(t["validation_fraction"]) and 0 < t["validation_fraction"] < 1,
-           "training.validation_fraction", "a number in (0, 1)", t["validation_fraction"])
-    _check(_is_int(t["seed"]) and t["seed"] >= 0, "training.seed", "an integer >= 0", t["seed"])
-    for key, choices in _CHOICES.items():
-        _check(t[key] in choices, f"training.{key}", f"one of {list(choices)}", t[key])
+    validate_training(t)
     _check(t["init_from"] is None or (isinstance(t["init_from"], str) and t["init_from"] != ""),
            "training.init_from", "a zoo name, preset or run folder, .keras file, or null",
            t["init_from"])

@@ -106,6 +106,35 @@ def resolve(autoencoder=None, config_file=None, training_overrides=None, assignm
         config_lib.apply_override(config, assignment)
     if not config["autoencoder"]:
         raise ValueError("No autoencoder: give --autoencoder (or `autoencoder` in --config).")
+    return validate(config)
+
+
+def validate(config: dict) -> dict:
+    """Checks the training and sampling options of a resolved prior config.
+
+    Before any work: the codes are encoded first, and the sampling options are
+    first used at the end of the first epoch (its picture).
+
+    Raises:
+        ConfigError: naming the key, what it must be and what it is.
+    """
+    from trainers import config as config_lib
+    from zoo import validation
+
+    training, sampling = config["training"], config["sampling"]
+    config_lib.validate_training(training, evaluate_command="trainers.evaluate_prior")
+    checks = {
+        "training.encode_batch_size": (validation.positive_int, training["encode_batch_size"]),
+        "sampling.temperature": (validation.positive_float, sampling["temperature"]),
+        "sampling.top_k": (validation.non_negative_int,
+                           0 if sampling["top_k"] is None else sampling["top_k"]),
+        "sampling.guidance_scale": (validation.non_negative_float, sampling["guidance_scale"]),
+    }
+    for key, (check, value) in checks.items():
+        try:
+            check(key, value)
+        except ValueError as error:
+            raise config_lib.ConfigError(str(error)) from None
     return config
 
 
