@@ -220,6 +220,13 @@ def test_numpy_scalars_are_accepted_as_sampling_arguments():
     np.testing.assert_array_equal(plain.numpy(), numpy.numpy())
 
 
+def test_a_top_k_beyond_the_codebook_keeps_every_code():
+    prior = tiny_prior()
+    every = prior.generate([0, 1, 2], seed=4).numpy()
+    for k in (K, K + 1, 2**31, 2**32 + 1):  # 2**32 + 1 wrapped to int32 1: greedy codes
+        np.testing.assert_array_equal(prior.generate([0, 1, 2], top_k=k, seed=4).numpy(), every)
+
+
 def test_fit_accepts_a_dataset_of_int64_pairs():
     prior = tiny_prior()
     prior.compile(optimizer="adam")

@@ -198,6 +198,7 @@ def generate_codes(
     """
     temperature = validation.positive_float("temperature", temperature)
     top_k = validation.non_negative_int("top_k", 0 if top_k is None else top_k)
+    top_k = min(top_k, prior.num_embeddings)  # the same codes; an int32 would wrap a larger k
     guidance_scale = validation.finite_float("guidance_scale", guidance_scale)
     seed = validation.check_seed(seed)
     h, w = prior.grid_shape
