@@ -78,16 +78,28 @@ def _data_texts(report: dict) -> dict:
     }
 
 
+def _sampling_flags(sampling: dict) -> str:
+    """`evaluate_prior` flags for the sampling options the figures were measured at, where
+    they are not its defaults (its guidance scale is the generator's own already)."""
+    flags = ""
+    if sampling.get("temperature", 1.0) != 1.0:
+        flags += f" --temperature={sampling['temperature']}"
+    if sampling.get("top_k"):
+        flags += f" --top_k={sampling['top_k']}"
+    return flags
+
+
 def _reproduce_text(name: str, report: dict, texts: dict) -> str:
     """The card's commands that retrain and measure the generator (recipe or own config)."""
     from trainers.config import list_recipes
 
     flag, count = texts["classifier_flag"], report["num_samples"]
+    measure = flag + _sampling_flags(report["sampling"])  # publish reads them from config.json
     measured = f"({report['num_samples']:,} samples; compare with the figures below)"
     if name in list_recipes():
         return f"""```
 python -m trainers.train_prior --config={name} --model_dir=runs/zoo/{name}
-python -m trainers.evaluate_prior --model=runs/zoo/{name}{flag}
+python -m trainers.evaluate_prior --model=runs/zoo/{name}{measure}
 ```
 
 (`make zoo-train NAME={name}` in the repository) trains from the shipped recipe `{name}`
@@ -100,7 +112,7 @@ is `config.json` beside this card."""
     return f"""```
 python -m trainers.train_prior --config=<this folder>/config.json --model_dir=runs/zoo/{name}
 python -m trainers.evaluate_prior --model=runs/zoo/{name} --num_samples={count} \\
-    --guidance_samples={report['guidance']['num_samples']}{flag}
+    --guidance_samples={report['guidance']['num_samples']}{measure}
 ```
 
 trains from `config.json` beside this card (the resolved config of the run that made this
