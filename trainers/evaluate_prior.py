@@ -154,6 +154,7 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
     from trainers import images as image_io
     from trainers import sample_quality as sq
     from trainers.generation import encode_images, generate_in_batches
+    from zoo import validation
 
     started = time.monotonic()
     scale = sampling.get("guidance_scale")
@@ -175,6 +176,13 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
             f"trainers.train_classifier --dataset=<it> --image_shape={','.join(map(str, shape))} "
             f"--output=<file>.weights.h5` and pass `--classifier=<file>.weights.h5` "
             f"(`trainers.evaluate_prior`, `trainers.publish`).")
+    # Checked before any sampling: completions are drawn last, after minutes of it.
+    batch_size = validation.positive_int("batch_size", batch_size)
+    h, w = autoencoder.latent_grid
+    keep = h // 2 if completion_rows_kept is None else completion_rows_kept
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 < keep < h:
+        raise ValueError(f"`completion_rows` must be in [1, {h - 1}] (the code grid has {h} "
+                         f"rows). Received: {keep!r}")
     if guidance_samples is None:
         guidance_samples = max(GUIDANCE_SAMPLES // num_classes, 1) * num_classes
     class_ids = _class_labels(num_samples, num_classes)
@@ -192,7 +200,6 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
                                   **sampling)
     chosen = np.sort(np.random.default_rng(seed).choice(len(train), num_samples, replace=False))
     real = data.to_unit_float(train[chosen])
-    h, w = autoencoder.latent_grid
     uniform = np.random.default_rng(seed).integers(0, autoencoder.num_embeddings,
                                                    (num_samples, h, w), dtype=np.int32)
     report = {
@@ -242,7 +249,6 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
         output_dir / "samples.png", scale=2)
     # The first test image of each class (a class missing from a small test set is skipped).
     firsts = np.concatenate([np.flatnonzero(test_labels == c)[:1] for c in range(num_classes)])
-    keep = completion_rows_kept or h // 2
     image_io.save_png(image_io.image_grid(completion_rows(
         generator, test[firsts], test_labels[firsts], keep, 6, seed, batch_size, **sampling)),
         output_dir / "completions.png", scale=2)
