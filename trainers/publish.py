@@ -9,9 +9,10 @@ files, so every number on it comes from this command) and `manifest.json`
 with the sha256 of every file.
 
 Publishing over an existing model is refused when the new one is worse on
-the family's main test metric (`mse`, or `bits_per_dim` for the VAE) unless
-`--force`. To check a retrained model against its card without publishing,
-use `trainers.reproduce` (`make zoo-train`).
+the family's main test metric (`mse`, `bits_per_dim` for the VAE,
+`test_bits_per_image` for a generator) unless `--force`. To check a retrained
+model against its card without publishing, use `trainers.reproduce` (`make
+zoo-train`).
 
 `--rerender_cards` rewrites every card in `--output_root` from its existing
 `metrics.json`, `config.json` and `run_info.json` (no training, no evaluation)
@@ -47,15 +48,15 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                       "Only rewrite the cards (and manifests) from the existing files.", **fv)
 
 
-def _check_not_worse(target: pathlib.Path, report: dict, family: str, force: bool) -> None:
-    """Refuses to replace a published model by a worse one (unless forced)."""
+def check_not_worse(target: pathlib.Path, report: dict, metric: str, force: bool) -> None:
+    """Refuses to replace a published model by one worse on `metric` (unless forced)."""
     old = read_json(target / "metrics.json")
-    metric = main_metric(family)
     if metric not in old or force:
         return
     if report[metric] > old[metric]:
         raise ValueError(
-            f"Not published: the new model's test {metric} {report[metric]:.6g} is worse than "
+            f"Not published: the new model's {metric.removeprefix('test_')} on the test images "
+            f"{report[metric]:.6g} is worse than "
             f"the published {target.name}'s {old[metric]:.6g} ({target}). Pass --force to "
             "replace it anyway."
         )
@@ -92,7 +93,8 @@ def publish(name: str, model_dir, output_root=None, force: bool = False,
     if json.loads((model_dir / "config.json").read_text()).get("model") == "prior":
         from trainers.publish_prior import publish_prior
 
-        target = publish_prior(name, model_dir, output_root, classifier_path=classifier_path)
+        target = publish_prior(name, model_dir, output_root, classifier_path=classifier_path,
+                               force=force)
         write_index(target.parent)
         return target
     if classifier_path is not None:
@@ -109,7 +111,7 @@ def publish(name: str, model_dir, output_root=None, force: bool = False,
     }
     model = load_model_from(model_file(model_dir))
     family = type(model).__name__
-    _check_not_worse(target, report, family, force)
+    check_not_worse(target, report, main_metric(family), force)
     config = json.loads((model_dir / "config.json").read_text())
     run_info = read_json(model_dir / "run_info.json")
     report["model_file"] = presets.MODEL_FILE

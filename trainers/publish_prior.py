@@ -219,7 +219,8 @@ def card_sample_count(num_classes: int, training_images: int) -> int:
 
 def publish_prior(name: str, model_dir, output_root=None, num_samples: int | None = None,
                   guidance_samples: int | None = None,
-                  classifier_path: str | os.PathLike | None = None) -> pathlib.Path:
+                  classifier_path: str | os.PathLike | None = None,
+                  force: bool = False) -> pathlib.Path:
     """Evaluates a prior run and writes it as `saved_models/<name>/` with card and manifest.
 
     Args:
@@ -235,13 +236,20 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int | Non
             run's data; needed when it is not Fashion-MNIST. It is copied into
             the folder (`classifier.weights.h5` and its JSON), so the card's
             figures can be measured again. Defaults to the shipped one.
+        force: bool. Replace a published generator even if the new one's
+            `test_bits_per_image` is worse (as `trainers.publish` does for an
+            autoencoder's main metric). Defaults to `False`.
 
     Returns:
         pathlib.Path. The published folder.
+
+    Raises:
+        ValueError: the new generator is worse than the published one (see `force`).
     """
     from trainers import labels
     from trainers.evaluate_prior import evaluate_prior
     from trainers.model_card import read_json, training_time
+    from trainers.publish import check_not_worse
     from trainers.runs import load_run_model
     from trainers.sample_quality import info_path
     from zoo import presets
@@ -272,6 +280,7 @@ def publish_prior(name: str, model_dir, output_root=None, num_samples: int | Non
     if run_info:
         extra["run_info.json"] = model_dir / "run_info.json"
     target = presets.publish_root(output_root) / name
+    check_not_worse(target, report, "test_bits_per_image", force)
     card = prior_card(name, report, config, training_time(run_info), generator.count_params())
     published = _without_optimizer(generator, report["sampling"]["guidance_scale"])
     presets.save_preset(published, target, config=config, card=card,
