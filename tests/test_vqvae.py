@@ -1,5 +1,7 @@
 """The VQ-VAE quantizer: nearest neighbour, straight-through, EMA and gradient updates, restarts."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -204,3 +206,23 @@ def test_restarted_codes_start_afresh_in_the_moving_averages(use_ema):
     kept = assigned[0]  # `code`, or a restarted twin with the same vector
     np.testing.assert_allclose(
         quantizer.embeddings.numpy()[kept], embeddings[code], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, D), (2, 3, 3, 3, D)])
+@pytest.mark.parametrize("kind", ["vq", "gumbel"])
+def test_quantizers_refuse_inputs_that_are_not_grids(kind, shape):
+    # A rank-5 input gave per-example losses of shape (B, h) instead of (B,), silently;
+    # a rank-3 one failed inside a reduction with a message naming no shape.
+    from zoo.quantizers import GumbelQuantizer
+
+    if kind == "vq":
+        quantizer, last = _quantizer(), D
+    else:
+        quantizer, last = GumbelQuantizer(num_embeddings=K, embedding_dim=D), K
+        shape = (*shape[:-1], shape[-1] - D + K)
+    inputs = tf.zeros(shape)
+    expected = rf"\(batch, h, w, {last}\)\. Received shape {re.escape(str(shape))}"
+    with pytest.raises(ValueError, match=expected):
+        quantizer(inputs)
+    with pytest.raises(ValueError, match=expected):
+        quantizer.compute_output_spec(keras.KerasTensor(shape))

@@ -2,7 +2,8 @@
 
 Both follow one protocol:
 
-- `quantizer(inputs, training=...)` returns a dict with at least
+- `quantizer(inputs, training=...)` takes a grid (B, h, w, D), or logits
+  (B, h, w, K) for the dVAE, and returns a dict with at least
   `quantized` (B, h, w, D float32), `encoding_indices` (B, h, w int32) and the
   family's per-example loss terms (shape (B,)).
 - `quantizer.lookup(indices)` is the inverse (not `quantize`, which
@@ -54,6 +55,19 @@ class _OutputShapesFromSpec:
     def compute_output_shape(self, input_shape):
         spec = self.compute_output_spec(keras.KerasTensor(input_shape, "float32"))
         return {name: tensor.shape for name, tensor in spec.items()}
+
+
+def _check_grid(shape, last: int, what: str) -> None:
+    """Refuses a shape that is not (batch, h, w, `last`).
+
+    The per-example terms are means or sums over the h and w axes, so any
+    other rank would give terms that are not of shape (batch,).
+    """
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[-1] not in (None, last):
+        raise ValueError(
+            f"Expected {what} of shape (batch, h, w, {last}). Received shape {shape}."
+        )
 
 
 def _flatten(x: tf.Tensor) -> tf.Tensor:
@@ -159,11 +173,7 @@ class VectorQuantizer(_OutputShapesFromSpec, keras.layers.Layer):
 
     def call(self, inputs, training=False):
         inputs = tf.cast(inputs, tf.float32)
-        if inputs.shape[-1] is not None and inputs.shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"Expected inputs with last dimension {self.embedding_dim}. "
-                f"Received shape {tuple(inputs.shape)}."
-            )
+        _check_grid(inputs.shape, self.embedding_dim, "inputs")
         codebook = tf.convert_to_tensor(self.embeddings)
         flat = _flatten(inputs)
         # ||x - e||^2 without ||x||^2, the same for every code of a row: the
@@ -231,6 +241,7 @@ class VectorQuantizer(_OutputShapesFromSpec, keras.layers.Layer):
 
     def compute_output_spec(self, inputs, training=False):
         shape = tuple(inputs.shape)
+        _check_grid(shape, self.embedding_dim, "inputs")
         per_example = keras.KerasTensor(shape[:1], "float32")
         return {
             "quantized": keras.KerasTensor(shape, "float32"),
@@ -340,11 +351,7 @@ class GumbelQuantizer(_OutputShapesFromSpec, keras.layers.Layer):
         return soft + tf.stop_gradient(hard - soft)
 
     def call(self, inputs, training=False):
-        if inputs.shape[-1] is not None and inputs.shape[-1] != self.num_embeddings:
-            raise ValueError(
-                f"Expected logits with last dimension {self.num_embeddings}. "
-                f"Received shape {tuple(inputs.shape)}."
-            )
+        _check_grid(inputs.shape, self.num_embeddings, "logits")
         # The argmax of the logits as computed (a float32 cast is exact and
         # changes no order), so a bfloat16 model's codes need no cast.
         indices = tf.argmax(inputs, axis=-1, output_type=tf.int32)
@@ -372,6 +379,7 @@ class GumbelQuantizer(_OutputShapesFromSpec, keras.layers.Layer):
 
     def compute_output_spec(self, inputs, training=False):
         shape = tuple(inputs.shape)
+        _check_grid(shape, self.num_embeddings, "logits")
         return {
             "quantized": keras.KerasTensor((*shape[:-1], self.embedding_dim), "float32"),
             "encoding_indices": keras.KerasTensor(shape[:-1], "int32"),
