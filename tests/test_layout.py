@@ -114,3 +114,17 @@ def test_stack_config_round_trip_and_legacy_fill():
 def test_layout_arguments_are_checked(kwargs, error, match):
     with pytest.raises(error, match=match):
         Encoder(4, **kwargs)
+
+
+@pytest.mark.parametrize("strided_stem", (True, False))
+def test_encoder_output_shape_matches_its_output_for_any_size(strided_stem):
+    # "same" strided convolutions round sizes up; the declared shape rounded
+    # down, so a functional model's symbolic shapes disagreed with its outputs.
+    encoder = Encoder(6, filters=8, num_downsamples=2, num_res_blocks=1,
+                      strided_stem=strided_stem)
+    images = keras.ops.zeros((1, 30, 27, 3))
+    expected = tuple(encoder(images).shape)
+    assert expected == (1, 8, 7, 6)
+    assert encoder.compute_output_shape((1, 30, 27, 3)) == expected
+    inputs = keras.Input((30, 27, 3))
+    assert tuple(encoder(inputs).shape) == (None, *expected[1:])

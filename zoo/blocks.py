@@ -263,7 +263,9 @@ class Encoder(_ConvStack):
         return self.head(keras.ops.relu(x))
 
     def _scale(self, size):
-        return None if size is None else size // 2**self.num_downsamples
+        # Each "same" stride-2 convolution gives ceil(size / 2), so sizes not
+        # divisible by the downsampling round up, as the outputs do.
+        return None if size is None else -(-size // 2**self.num_downsamples)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
