@@ -128,3 +128,10 @@ def test_encoder_output_shape_matches_its_output_for_any_size(strided_stem):
     assert encoder.compute_output_shape((1, 30, 27, 3)) == expected
     inputs = keras.Input((30, 27, 3))
     assert tuple(encoder(inputs).shape) == (None, *expected[1:])
+
+
+def test_residual_block_refuses_zero_hidden_filters():
+    # `hidden_filters or default` read 0 as "not given" and built a filters // 2 block.
+    with pytest.raises(ValueError, match="hidden_filters=0"):
+        ResidualBlock(8, hidden_filters=0)
+    assert ResidualBlock(8).hidden_filters == 4

@@ -69,9 +69,9 @@ class ResidualBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = validation.positive_int("filters", filters)
-        self.hidden_filters = validation.positive_int(
-            "hidden_filters", hidden_filters or max(filters // 2, 1)
-        )
+        if hidden_filters is None:
+            hidden_filters = max(self.filters // 2, 1)
+        self.hidden_filters = validation.positive_int("hidden_filters", hidden_filters)
         self.separable = validation.boolean("separable", separable)
         conv = keras.layers.SeparableConv2D if separable else keras.layers.Conv2D
         self.conv_in = conv(self.hidden_filters, 3, padding="same", name="conv_in")
