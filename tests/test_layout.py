@@ -135,3 +135,12 @@ def test_residual_block_refuses_zero_hidden_filters():
     with pytest.raises(ValueError, match="hidden_filters=0"):
         ResidualBlock(8, hidden_filters=0)
     assert ResidualBlock(8).hidden_filters == 4
+
+
+def test_residual_block_names_the_channels_it_keeps():
+    # Inputs of another width failed in the residual add with "Incompatible shapes".
+    block = ResidualBlock(8)
+    with pytest.raises(ValueError, match=r"8 channels.*Received input shape \(1, 4, 4, 4\)"):
+        block(keras.ops.zeros((1, 4, 4, 4)))
+    with pytest.raises(ValueError, match="8 channels"):
+        ResidualBlock(8)(keras.Input((4, 4, 4)))

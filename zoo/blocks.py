@@ -78,6 +78,11 @@ class ResidualBlock(keras.layers.Layer):
         self.conv_out = PointwiseConv2D(self.filters, name="conv_out")
 
     def build(self, input_shape):
+        if input_shape[-1] not in (None, self.filters):
+            raise ValueError(
+                f"A ResidualBlock keeps its channel count: expected inputs with {self.filters} "
+                f"channels (`filters`). Received input shape {tuple(input_shape)}."
+            )
         self.conv_in.build(input_shape)
         self.conv_out.build((*input_shape[:-1], self.hidden_filters))
 
