@@ -119,3 +119,11 @@ def test_fit_and_evaluate_pass_the_training_flag_to_the_zoo_layers(family, monke
     seen.clear()
     model.evaluate(images, batch_size=4, verbose=0)
     assert seen == {False}
+
+
+def test_grouped_pointwise_runs_the_plain_convolution():
+    # `groups` is a Conv2D argument the docstring passes through; the matmul path
+    # reshaped the (1, 1, in / groups, filters) kernel to (in, filters) and failed.
+    x = np.random.default_rng(5).standard_normal((2, 3, 5, 6)).astype("float32")
+    plain, fast = _pair(keras.layers.Conv2D(4, 1, groups=2), PointwiseConv2D(4, groups=2), x.shape)
+    np.testing.assert_allclose(fast(x).numpy(), plain(x).numpy(), rtol=1e-6, atol=1e-6)

@@ -47,7 +47,8 @@ class PointwiseConv2D(keras.layers.Conv2D):
         filters: int. Number of output channels.
         **kwargs: The other `keras.layers.Conv2D` arguments (`activation`,
             `use_bias`, initializers, `name`, ...). `kernel_size`, `strides`,
-            `padding` and `dilation_rate` are fixed.
+            `padding` and `dilation_rate` are fixed. With `groups` > 1 the
+            plain convolution runs.
 
     Example:
     >>> import keras
@@ -65,7 +66,9 @@ class PointwiseConv2D(keras.layers.Conv2D):
         super().__init__(filters, 1, **kwargs)
 
     def call(self, inputs, training=None):
-        if training:  # training keeps the plain convolution and its measured speed
+        # Training keeps the plain convolution and its measured speed; a grouped
+        # convolution is not one matrix product.
+        if training or self.groups != 1:
             return super().call(inputs)
         # Bias and activation on the (positions, channels) matrix: the remapper
         # fuses MatMul + BiasAdd (+ Relu), which a bias added after the reshape
