@@ -335,3 +335,13 @@ def test_sample_weights_are_refused_not_ignored(method):
 def test_generate_of_no_labels_says_so():
     with pytest.raises(ValueError, match="`labels` hold no labels"):
         tiny_prior().generate([])
+
+
+@pytest.mark.parametrize("grid", [(3,), (0, 3), (2, 3, 1)])
+def test_the_grid_embedding_checks_its_grid_shape(grid):
+    # The public layer took any tuple: (3,) failed with an IndexError, (0, 3) in
+    # keras.layers.Embedding naming `input_dim`, and (2, 3, 1) was used as (2, 3).
+    from zoo.transformer import ConditionedGridEmbedding
+
+    with pytest.raises(ValueError, match=r"`grid_shape` must be \(h, w\).*Received"):
+        ConditionedGridEmbedding(16, grid, num_classes=2, embed_dim=8)

@@ -212,7 +212,7 @@ class ConditionedGridEmbedding(keras.layers.Layer):
     def __init__(self, num_embeddings, grid_shape, num_classes, embed_dim, **kwargs):
         super().__init__(**kwargs)
         self.num_embeddings = validation.positive_int("num_embeddings", num_embeddings)
-        self.grid_shape = tuple(grid_shape)
+        self.grid_shape = validation.grid_shape(grid_shape)
         self.num_classes = validation.positive_int("num_classes", num_classes)
         self.embed_dim = validation.positive_int("embed_dim", embed_dim)
         sizes = {

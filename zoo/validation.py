@@ -128,6 +128,16 @@ def image_shape(value) -> tuple[int, int, int]:
     return shape
 
 
+def grid_shape(value) -> tuple[int, int]:
+    """Returns a validated `(h, w)` code-grid shape."""
+    shape = tuple(value)
+    if len(shape) != 2 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ValueError(
+            f"`grid_shape` must be (h, w) of positive integers. Received: {value!r}"
+        )
+    return shape
+
+
 def refuse_weights(kwargs: dict, method: str) -> None:
     """Refuses `sample_weight`/`class_weight` in `fit`/`evaluate` of a zoo model.
 

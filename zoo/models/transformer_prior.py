@@ -89,12 +89,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
     ):
         super().__init__(**validation.model_kwargs(kwargs))
         self.num_embeddings = validation.positive_int("num_embeddings", num_embeddings)
-        grid = tuple(grid_shape)
-        if len(grid) != 2 or not all(isinstance(n, int) and n > 0 for n in grid):
-            raise ValueError(
-                f"`grid_shape` must be (h, w) of positive integers. Received: {grid_shape!r}"
-            )
-        self.grid_shape = grid
+        self.grid_shape = validation.grid_shape(grid_shape)
         self.num_classes = validation.positive_int("num_classes", num_classes)
         self.embed_dim = validation.positive_int("embed_dim", embed_dim)
         self.num_layers = validation.positive_int("num_layers", num_layers)
@@ -117,7 +112,7 @@ class TransformerPrior(ZooModelMixin, MultiWorkerFitMixin, PresetMixin, keras.Mo
         self.seed = validation.check_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.embedding = ConditionedGridEmbedding(
-            num_embeddings, grid, num_classes, embed_dim, name="embedding"
+            num_embeddings, self.grid_shape, num_classes, embed_dim, name="embedding"
         )
         self.embedding_dropout = ReplicaDropout(self.dropout)
         self.blocks = [
