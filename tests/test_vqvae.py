@@ -226,3 +226,18 @@ def test_quantizers_refuse_inputs_that_are_not_grids(kind, shape):
         quantizer(inputs)
     with pytest.raises(ValueError, match=expected):
         quantizer.compute_output_spec(keras.KerasTensor(shape))
+
+
+def test_a_functional_model_gets_each_loss_term_of_the_quantizer():
+    # compute_output_spec gave both per-example terms one KerasTensor, so in a
+    # functional model `codebook_loss` was the commitment loss (nonzero with EMA,
+    # where the codebook loss is 0; without EMA, gradients to the wrong side).
+    inputs = keras.Input((3, 3, D))
+    quantizer = VectorQuantizer(num_embeddings=K, embedding_dim=D)
+    outputs = quantizer(inputs)
+    model = keras.Model(inputs, [outputs["codebook_loss"], outputs["commitment_loss"]])
+    x = _inputs()
+    direct = quantizer(x)
+    codebook_loss, commitment_loss = model(x)
+    np.testing.assert_array_equal(codebook_loss, np.zeros(2, "float32"))
+    np.testing.assert_allclose(commitment_loss, direct["commitment_loss"], rtol=1e-6)

@@ -242,12 +242,13 @@ class VectorQuantizer(_OutputShapesFromSpec, keras.layers.Layer):
     def compute_output_spec(self, inputs, training=False):
         shape = tuple(inputs.shape)
         _check_grid(shape, self.embedding_dim, "inputs")
-        per_example = keras.KerasTensor(shape[:1], "float32")
         return {
             "quantized": keras.KerasTensor(shape, "float32"),
             "encoding_indices": keras.KerasTensor(shape[:-1], "int32"),
-            "commitment_loss": per_example,
-            "codebook_loss": per_example,
+            # One tensor per output: a shared one is a single node output in a
+            # functional model, where both names would then read the same term.
+            "commitment_loss": keras.KerasTensor(shape[:1], "float32"),
+            "codebook_loss": keras.KerasTensor(shape[:1], "float32"),
         }
 
     def get_config(self):
