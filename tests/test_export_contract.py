@@ -423,3 +423,20 @@ def test_out_of_range_codes_fail(loaded, served):
         decode(codes=tf.fill([1, 7, 7], k))
     with pytest.raises(tf.errors.InvalidArgumentError, match=">= 0"):
         decode(codes=tf.fill([1, 7, 7], -1))
+
+
+@pytest.mark.parametrize("channels", [2, 4, 5])
+def test_every_signature_of_a_model_of_other_channels_answers_its_warmup_request(channels):
+    # Image files decode to 1, 3 or 4 channels, and the zoo reads them as gray or RGB:
+    # a 2- or 5-channel model declared `reconstruct_image_bytes` with a warm-up
+    # request it failed ("`channels` must be 0, 1, 3 or 4"), and TF Serving does not
+    # load a version whose warm-up fails; a 4-channel one failed every JPEG.
+    model = tiny_model("ae", image_shape=(8, 8, channels))
+    signatures = model.serving_signatures()
+    assert "reconstruct_image_bytes" not in signatures
+    for name, signature in signatures.items():
+        outputs = signature.function(
+            **{key: tf.constant(value) for key, value in signature.example.items()}
+        )
+        assert outputs, name
+    assert "reconstruct_image_bytes" in tiny_model("ae", image_shape=(8, 8, 3)).serving_signatures()

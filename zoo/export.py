@@ -192,7 +192,7 @@ def export_model(
     The version folder holds the SavedModel with the signatures the model
     declares (`model.serving_signatures()`; for the autoencoders
     `serving_default`, `encode`, `decode`, `sample` (VAE and dVAE) and
-    `reconstruct_image_bytes`, see `docs/SERVING.md`), and
+    `reconstruct_image_bytes` (gray and RGB models), see `docs/SERVING.md`), and
     `assets.extra/tf_serving_warmup_requests` with each signature's example
     request. With `keras_file=True` the
     Keras model is also saved as `export_base/<version>.keras` (beside the

@@ -121,6 +121,11 @@ def _example_images(model) -> np.ndarray:
     return np.full((1, *model.image_shape), 0.5, np.float32)
 
 
+IMAGE_FILE_CHANNELS = (1, 3)
+"""The channel counts that image files are read as (gray, RGB): the models that
+get `reconstruct_image_bytes`."""
+
+
 def image_signatures(model) -> dict[str, Signature]:
     """`serving_default` (images -> reconstructions) and `reconstruct_image_bytes`.
 
@@ -128,6 +133,9 @@ def image_signatures(model) -> dict[str, Signature]:
     clients get a clear shape error instead of a silently resized answer, and
     the warm-up requests exercise the shape that is served. Encoded image
     files are decoded, resized to that shape and clipped to [0, 1].
+    `reconstruct_image_bytes` is declared only for gray and RGB models
+    (`IMAGE_FILE_CHANNELS`): files do not decode to other channel counts, and
+    TF Serving does not load a version whose warm-up request fails.
     """
     height, width, channels = model.image_shape
     spec = images_spec(model)
@@ -148,15 +156,15 @@ def image_signatures(model) -> dict[str, Signature]:
         )
         return {"png_bytes": images_to_png(model(images, training=False))}
 
-    png = tf.io.encode_png(np.full((height, width, channels), 128, np.uint8)).numpy()
-    return {
-        "serving_default": Signature(
-            serving_default, (spec,), {"images": _example_images(model)}
-        ),
-        "reconstruct_image_bytes": Signature(
-            reconstruct_image_bytes, (bytes_spec,), {"image_bytes": np.array([png], dtype=object)}
-        ),
+    signatures = {
+        "serving_default": Signature(serving_default, (spec,), {"images": _example_images(model)})
     }
+    if channels in IMAGE_FILE_CHANNELS:
+        png = tf.io.encode_png(np.full((height, width, channels), 128, np.uint8)).numpy()
+        signatures["reconstruct_image_bytes"] = Signature(
+            reconstruct_image_bytes, (bytes_spec,), {"image_bytes": np.array([png], dtype=object)}
+        )
+    return signatures
 
 
 def code_signatures(model) -> dict[str, Signature]:

@@ -188,7 +188,8 @@ class Autoencoder(BatchPassesMixin, ZooModelMixin, MultiWorkerFitMixin, PresetMi
 
         Returns:
             A dict `name -> zoo.serving.Signature`: `serving_default` and
-            `reconstruct_image_bytes` for every family, plus the family's
+            (for gray and RGB models) `reconstruct_image_bytes` for every
+            family, plus the family's
             `encode` and `decode` (`latent_signatures`) and, for families with
             a prior, `sample`.
         """
