@@ -8,6 +8,7 @@ under `MirroredStrategy` every replica dropped the same positions of its shard
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import zoo
@@ -48,3 +49,14 @@ def test_a_noise_shape_is_kept_as_in_keras():
     dropped = np.asarray(layer(tf.ones((8, 16)), training=True))
     assert all(len(set(row)) == 1 for row in dropped)  # whole rows kept or dropped
     np.testing.assert_array_equal(dropped, keras_layer(tf.ones((8, 16)), training=True))
+
+
+def test_a_rate_of_one_is_refused_when_the_layer_is_made():
+    # keras.layers.Dropout accepts rate=1 (it drops everything); the stateless op
+    # refuses it, so the layers built, saved and then failed at the first training step.
+    from zoo.transformer import ReplicaDropout, TransformerBlock
+
+    with pytest.raises(ValueError, match=r"\[0, 1\)\. Received: rate=1\.0"):
+        ReplicaDropout(1.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\)\. Received: rate=1\.0"):
+        TransformerBlock(num_heads=2, mlp_dim=8, dropout=1.0)

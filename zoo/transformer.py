@@ -50,6 +50,11 @@ class ReplicaDropout(keras.layers.Dropout):
     (2, 4)
     """
 
+    def __init__(self, rate: float, **kwargs):
+        super().__init__(rate, **kwargs)
+        if self.rate >= 1:  # Keras takes 1 (drop everything); the stateless op does not
+            raise ValueError(f"`rate` must be in [0, 1). Received: rate={rate!r}")
+
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
