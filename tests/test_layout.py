@@ -144,3 +144,31 @@ def test_residual_block_names_the_channels_it_keeps():
         block(keras.ops.zeros((1, 4, 4, 4)))
     with pytest.raises(ValueError, match="8 channels"):
         ResidualBlock(8)(keras.Input((4, 4, 4)))
+
+
+@pytest.mark.parametrize("stack", ["Encoder", "Decoder", "DalleEncoder", "DalleDecoder"])
+def test_a_layer_dtype_policy_reaches_every_sublayer(stack):
+    # The sublayers took the global policy: Encoder(..., dtype="mixed_bfloat16")
+    # under float32 rounded its inputs to bfloat16 and then computed in float32.
+    from zoo import dalle_blocks
+
+    def make(**kwargs):
+        if stack == "DalleDecoder":
+            kwargs["n_init"] = 4
+        if stack.startswith("Dalle"):
+            return getattr(dalle_blocks, stack)(4, n_hid=8, n_blk_per_group=1, **kwargs)
+        return {"Encoder": Encoder, "Decoder": Decoder}[stack](
+            4, filters=8, num_res_blocks=1, **kwargs
+        )
+
+    layer = make(dtype="mixed_bfloat16")
+    outputs = layer(keras.ops.ones((1, 8, 8, 4)))
+    policies = {sub.name: sub.dtype_policy.name for sub in layer._flatten_layers()}
+    if stack == "DalleEncoder":  # its logits layer is float32 by design
+        assert policies.pop("output") == "float32" and outputs.dtype == "float32"
+    else:
+        assert outputs.dtype == "bfloat16"
+    assert set(policies.values()) == {"mixed_bfloat16"}
+    assert {v.dtype for v in layer.weights} == {"float32"}
+    default = make()  # the global policy, as before
+    assert {sub.dtype_policy.name for sub in default._flatten_layers()} == {"float32"}

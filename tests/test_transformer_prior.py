@@ -345,3 +345,14 @@ def test_the_grid_embedding_checks_its_grid_shape(grid):
 
     with pytest.raises(ValueError, match=r"`grid_shape` must be \(h, w\).*Received"):
         ConditionedGridEmbedding(16, grid, num_classes=2, embed_dim=8)
+
+
+def test_a_transformer_block_runs_under_its_own_dtype_policy():
+    # Its sublayers took the global float32 policy, and the residual add of a
+    # bfloat16 input and a float32 branch failed.
+    from zoo.transformer import TransformerBlock
+
+    block = TransformerBlock(num_heads=2, mlp_dim=16, dropout=0.1, dtype="mixed_bfloat16")
+    outputs = block(np.ones((2, 5, 8), "float32"), training=True)
+    assert outputs.dtype == "bfloat16"
+    assert {layer.dtype_policy.name for layer in block._flatten_layers()} == {"mixed_bfloat16"}

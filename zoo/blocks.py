@@ -74,8 +74,9 @@ class ResidualBlock(keras.layers.Layer):
         self.hidden_filters = validation.positive_int("hidden_filters", hidden_filters)
         self.separable = validation.boolean("separable", separable)
         conv = keras.layers.SeparableConv2D if separable else keras.layers.Conv2D
-        self.conv_in = conv(self.hidden_filters, 3, padding="same", name="conv_in")
-        self.conv_out = PointwiseConv2D(self.filters, name="conv_out")
+        policy = self.dtype_policy  # sublayers follow this layer's policy, as in Keras
+        self.conv_in = conv(self.hidden_filters, 3, padding="same", name="conv_in", dtype=policy)
+        self.conv_out = PointwiseConv2D(self.filters, name="conv_out", dtype=policy)
 
     def build(self, input_shape):
         if input_shape[-1] not in (None, self.filters):
@@ -153,14 +154,15 @@ class _ConvStack(keras.layers.Layer):
     def _res_blocks(self, width: int) -> list:
         hidden = max(int(round(width * self.residual_hidden_ratio)), 1)
         return [
-            ResidualBlock(width, hidden, separable=self.separable_residual, name=f"res_{i}")
+            ResidualBlock(width, hidden, separable=self.separable_residual, name=f"res_{i}",
+                          dtype=self.dtype_policy)
             for i in range(self.num_res_blocks)
         ]
 
     def _resample(self, layer_class, width: int, name: str, activation="relu"):
         return layer_class(
             width, self.resample_kernel_size, strides=2, padding="same",
-            activation=activation, name=name,
+            activation=activation, name=name, dtype=self.dtype_policy,
         )
 
     def _scale(self, size: int | None) -> int | None:
@@ -241,14 +243,16 @@ class Encoder(_ConvStack):
         if self.strided_stem:
             self.stem = self._resample(keras.layers.Conv2D, self._width(1), "stem")
         else:
-            self.stem = keras.layers.Conv2D(self._width(0), 3, padding="same", name="stem")
+            self.stem = keras.layers.Conv2D(
+                self._width(0), 3, padding="same", name="stem", dtype=self.dtype_policy
+            )
         self.downsamples = [
             self._resample(keras.layers.Conv2D, self._width(i + 1), f"down_{i}")
             for i in range(first, self.num_downsamples)
         ]
         self.width = self._width(self.num_downsamples)
         self.res_blocks = self._res_blocks(self.width)
-        self.head = PointwiseConv2D(self.output_channels, name="head")
+        self.head = PointwiseConv2D(self.output_channels, name="head", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -315,7 +319,9 @@ class Decoder(_ConvStack):
         super().__init__(output_channels, **kwargs)
         last = 1 if self.strided_stem else 0
         width = self._width(self.num_downsamples)
-        self.stem = keras.layers.Conv2D(width, 3, padding="same", name="stem")
+        self.stem = keras.layers.Conv2D(
+            width, 3, padding="same", name="stem", dtype=self.dtype_policy
+        )
         self.res_blocks = self._res_blocks(width)
         self.upsamples = [
             self._resample(keras.layers.Conv2DTranspose, self._width(i), f"up_{i}")
@@ -326,7 +332,9 @@ class Decoder(_ConvStack):
                 SubpixelConv2DTranspose, self.output_channels, "head", activation=None
             )
         else:
-            self.head = keras.layers.Conv2D(self.output_channels, 3, padding="same", name="head")
+            self.head = keras.layers.Conv2D(
+                self.output_channels, 3, padding="same", name="head", dtype=self.dtype_policy
+            )
 
     def build(self, input_shape):
         shape = tuple(input_shape)

@@ -93,9 +93,10 @@ class DalleBlock(keras.layers.Layer):
         self.post_gain = 1.0 / self.num_layers**2
         hidden = filters // 4
         widths = (hidden, hidden, hidden, filters)
-        self.id_path = None if input_filters == filters else _conv(filters, 1, "id_path")
+        policy = self.dtype_policy  # sublayers follow this layer's policy, as in Keras
+        self.id_path = None if input_filters == filters else _conv(filters, 1, "id_path", policy)
         self.res_path = [
-            _conv(width, k, f"conv_{i + 1}")
+            _conv(width, k, f"conv_{i + 1}", policy)
             for i, (width, k) in enumerate(zip(widths, self.kernel_sizes, strict=True))
         ]
 
@@ -154,6 +155,7 @@ class _DalleStack(keras.layers.Layer):
                         num_layers,
                         kernel_sizes,
                         name=f"group_{g + 1}_block_{i + 1}",
+                        dtype=self.dtype_policy,
                     )
                 )
                 input_filters = filters
@@ -229,9 +231,9 @@ class DalleEncoder(_DalleStack):
     ):
         super().__init__(output_channels, n_hid, n_blk_per_group, **kwargs)
         self.logit_laplace_eps = validation.positive_float("logit_laplace_eps", logit_laplace_eps)
-        self.input_conv = _conv(n_hid, 7, "input")
+        self.input_conv = _conv(n_hid, 7, "input", self.dtype_policy)
         self.blocks = self._make_blocks(n_hid, ENCODER_WIDTHS, (3, 3, 3, 1))
-        self.pool = keras.layers.MaxPooling2D(2, name="pool")
+        self.pool = keras.layers.MaxPooling2D(2, name="pool", dtype=self.dtype_policy)
         self.output_conv = _conv(output_channels, 1, "output", dtype="float32")
 
     def build(self, input_shape):
@@ -296,8 +298,10 @@ class DalleDecoder(_DalleStack):
         super().__init__(output_channels, n_hid, n_blk_per_group, **kwargs)
         self.n_init = validation.positive_int("n_init", n_init)
         self.blocks = self._make_blocks(n_init, ENCODER_WIDTHS[::-1], (1, 3, 3, 3))
-        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest", name="upsample")
-        self.output_conv = _conv(output_channels, 1, "output")
+        self.upsample = keras.layers.UpSampling2D(
+            2, interpolation="nearest", name="upsample", dtype=self.dtype_policy
+        )
+        self.output_conv = _conv(output_channels, 1, "output", self.dtype_policy)
 
     def build(self, input_shape):
         shape = tuple(input_shape)

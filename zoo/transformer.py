@@ -96,7 +96,8 @@ class CausalSelfAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads = validation.positive_int("num_heads", num_heads)
         self.dropout = validation.non_negative_float("dropout", dropout)
-        self.attention_dropout = ReplicaDropout(self.dropout)
+        # Sublayers follow this layer's dtype policy, as in Keras's own layers.
+        self.attention_dropout = ReplicaDropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         dim = input_shape[-1]
@@ -106,10 +107,12 @@ class CausalSelfAttention(keras.layers.Layer):
                 f"Received input shape {tuple(input_shape)}."
             )
         self.head_dim = dim // self.num_heads
-        self.qkv = keras.layers.Dense(3 * dim, kernel_initializer=_INITIALIZER, name="qkv")
+        self.qkv = keras.layers.Dense(
+            3 * dim, kernel_initializer=_INITIALIZER, name="qkv", dtype=self.dtype_policy
+        )
         self.qkv.build(input_shape)
         self.projection = keras.layers.Dense(
-            dim, kernel_initializer=_INITIALIZER, name="projection"
+            dim, kernel_initializer=_INITIALIZER, name="projection", dtype=self.dtype_policy
         )
         self.projection.build(input_shape)
         self.attention_dropout.build(None)
@@ -159,17 +162,23 @@ class TransformerBlock(keras.layers.Layer):
         self.num_heads = validation.positive_int("num_heads", num_heads)
         self.mlp_dim = validation.positive_int("mlp_dim", mlp_dim)
         self.dropout = validation.non_negative_float("dropout", dropout)
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
-        self.attention = CausalSelfAttention(num_heads, dropout, name="attention")
-        self.mlp_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="mlp_norm")
-        self.residual_dropout = ReplicaDropout(self.dropout)
+        policy = self.dtype_policy  # sublayers follow this layer's policy, as in Keras
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, name="attention_norm", dtype=policy
+        )
+        self.attention = CausalSelfAttention(num_heads, dropout, name="attention", dtype=policy)
+        self.mlp_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="mlp_norm", dtype=policy)
+        self.residual_dropout = ReplicaDropout(self.dropout, dtype=policy)
 
     def build(self, input_shape):
         dim = input_shape[-1]
         self.mlp_in = keras.layers.Dense(
-            self.mlp_dim, activation="gelu", kernel_initializer=_INITIALIZER, name="mlp_in"
+            self.mlp_dim, activation="gelu", kernel_initializer=_INITIALIZER, name="mlp_in",
+            dtype=self.dtype_policy,
         )
-        self.mlp_out = keras.layers.Dense(dim, kernel_initializer=_INITIALIZER, name="mlp_out")
+        self.mlp_out = keras.layers.Dense(
+            dim, kernel_initializer=_INITIALIZER, name="mlp_out", dtype=self.dtype_policy
+        )
         self.attention_norm.build(input_shape)
         self.attention.build(input_shape)
         self.mlp_norm.build(input_shape)
@@ -228,7 +237,8 @@ class ConditionedGridEmbedding(keras.layers.Layer):
         }
         self.tables = {
             key: keras.layers.Embedding(
-                size, embed_dim, embeddings_initializer=_INITIALIZER, name=f"{key}_embedding"
+                size, embed_dim, embeddings_initializer=_INITIALIZER, name=f"{key}_embedding",
+                dtype=self.dtype_policy,
             )
             for key, size in sizes.items()
         }
