@@ -228,6 +228,13 @@ def test_quantizers_refuse_inputs_that_are_not_grids(kind, shape):
         quantizer.compute_output_spec(keras.KerasTensor(shape))
 
 
+def test_a_grid_of_unknown_rank_is_quantized_in_a_graph():
+    quantizer = _quantizer()
+    traced = tf.function(lambda x: quantizer(x)["encoding_indices"],
+                         input_signature=[tf.TensorSpec(None, tf.float32)])
+    assert tuple(traced(_inputs()).shape) == (2, 3, 3)
+
+
 def test_a_functional_model_gets_each_loss_term_of_the_quantizer():
     # compute_output_spec gave both per-example terms one KerasTensor, so in a
     # functional model `codebook_loss` was the commitment loss (nonzero with EMA,

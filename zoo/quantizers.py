@@ -61,8 +61,11 @@ def _check_grid(shape, last: int, what: str) -> None:
     """Refuses a shape that is not (batch, h, w, `last`).
 
     The per-example terms are means or sums over the h and w axes, so any
-    other rank would give terms that are not of shape (batch,).
+    other rank would give terms that are not of shape (batch,). A shape of
+    unknown rank (a graph traced without one) is left to the ops.
     """
+    if getattr(shape, "rank", 0) is None:
+        return
     shape = tuple(shape)
     if len(shape) != 4 or shape[-1] not in (None, last):
         raise ValueError(
