@@ -182,6 +182,34 @@ def test_repeated_prompts_keep_their_own_files(prior_run, tmp_path):
         "bag_row3_000.png", "bag_row3_001.png", "grid.png"]
 
 
+def test_many_images_are_generated_in_batches_with_a_progress_bar(prior_run, tmp_path,
+                                                                  monkeypatch, capsys):
+    from trainers import generate
+
+    model_dir, _, _ = prior_run
+    generator = keras.saving.load_model(model_dir / "best.keras", safe_mode=True)
+    calls = []
+    real_generate = generator.generate
+
+    def counted(labels, **sampling):
+        calls.append(len(labels))
+        return real_generate(labels, **sampling)
+
+    monkeypatch.setattr(generator, "generate", counted)
+    written = generate.generate_files(generator, ["bag"], 3, tmp_path / "one", seed=2)
+    assert calls == [3] and "sample" not in capsys.readouterr().out  # one call, no bar
+    monkeypatch.setattr(generate, "BATCH_SIZE", 2)
+    calls.clear()
+    batched = generate.generate_files(generator, ["bag"], 3, tmp_path / "two", seed=2)
+    assert calls == [2, 1]
+    assert "3/3" in capsys.readouterr().out  # the progress bar's last update
+    assert [p.name for p in batched] == [p.name for p in written]
+    # The first batch draws with the seed itself: its images are the one call's.
+    for path in (written[1], written[2]):
+        np.testing.assert_array_equal(np.asarray(Image.open(path)),
+                                      np.asarray(Image.open(tmp_path / "two" / path.name)))
+
+
 def test_generate_command_decodes_with_another_autoencoder_for_the_same_codes(
         prior_run, inputs, tmp_path):
     model_dir, _, _ = prior_run

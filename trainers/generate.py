@@ -24,6 +24,9 @@ from absl import flags
 from trainers import cli
 
 FLAGS = flags.FLAGS
+BATCH_SIZE = 256
+"""Images drawn at once: more prompts x `--count` are drawn in batches, with a progress
+bar, batch `i` at seed `seed + i` (`trainers.generation.generate_in_batches`)."""
 
 
 def define_flags() -> None:
@@ -53,6 +56,10 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
                    **sampling) -> list[pathlib.Path]:
     """Generates `count` images per prompt and writes the grid and each image as PNG.
 
+    Up to `BATCH_SIZE` images are drawn in one call of `generator.generate`;
+    more are drawn in batches of that size with a progress bar, which bounds
+    the sampling loop's memory (its key/value cache grows with the batch).
+
     Args:
         generator: a `zoo.ImageGenerator`.
         prompts: class names or ids.
@@ -68,6 +75,7 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
     import numpy as np
 
     from trainers import images as image_io
+    from trainers.generation import generate_in_batches
 
     if not prompts:
         raise ValueError("Give at least one prompt (a class name or id).")
@@ -80,8 +88,9 @@ def generate_files(generator, prompts: list, count: int, output_dir, seed: int =
     names = {str(name).strip().lower() for name in generator.class_names}
     prompts = [int(p) if str(p).isdigit() and str(p).strip().lower() not in names else p
                for p in prompts]
-    requests = [p for p in prompts for _ in range(count)]
-    images = np.asarray(generator.generate(requests, seed=seed, **sampling), np.float32)
+    ids = generator.class_ids([p for p in prompts for _ in range(count)])
+    images = generate_in_batches(generator, ids, BATCH_SIZE, verbose=len(ids) > BATCH_SIZE,
+                                 seed=seed, **sampling)
     rows = [images[i * count : (i + 1) * count] for i in range(len(prompts))]
     written = [image_io.save_png(image_io.image_grid(rows), output_dir / "grid.png", scale=2)]
     # Files are named after the class: "9" and "Ankle boot" both give ankle_boot_000.png.
