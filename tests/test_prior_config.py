@@ -33,6 +33,13 @@ def test_bad_options_are_refused_when_the_config_resolves(overrides, assignments
                             assignments=assignments)
 
 
+def test_guidance_without_a_trained_unconditional_stream_is_refused():
+    with pytest.raises(config_lib.ConfigError, match=r"`sampling.guidance_scale` must be 1 when"):
+        train_prior.resolve("dvae_fashion_mnist",
+                            assignments=["condition_dropout=0", "sampling.guidance_scale=2"])
+    train_prior.resolve("dvae_fashion_mnist", assignments=["condition_dropout=0"])  # scale 1
+
+
 def test_the_shipped_recipes_and_the_defaults_pass():
     for recipe in ("prior_dvae_fashion_mnist", "prior_vqvae_fashion_mnist"):
         train_prior.resolve(config_file=recipe)

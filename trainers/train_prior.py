@@ -135,6 +135,13 @@ def validate(config: dict) -> dict:
             check(key, value)
         except ValueError as error:
             raise config_lib.ConfigError(str(error)) from None
+    if config["model_config"].get("condition_dropout") == 0 and sampling["guidance_scale"] != 1:
+        raise config_lib.ConfigError(
+            "`sampling.guidance_scale` must be 1 when `condition_dropout` is 0: guidance mixes "
+            "in the prior's predictions without a condition, which only a condition dropout "
+            "> 0 trains. Received: sampling.guidance_scale="
+            f"{sampling['guidance_scale']!r}, condition_dropout=0."
+        )
     return config
 
 
