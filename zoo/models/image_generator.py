@@ -19,9 +19,10 @@ class ImageGenerator(PresetMixin, keras.Model):
     """Class-conditional image generation: prior samples codes, the autoencoder decodes.
 
     Holds a frozen discrete autoencoder (a zoo `VQVAE` or `DVAE`, or any model
-    with `encode`, `decode`, `latent_grid` and `num_embeddings`), a
-    `TransformerPrior` over its code grid and the names of the prior's
-    classes. It saves and loads as one `.keras` file. `compile` compiles the
+    with `encode`, `decode`, `latent_grid` and `num_embeddings`; the
+    generator's `image_shape` needs the model's, and export its
+    `serving_signatures` too), a `TransformerPrior` over its code grid and the
+    names of the prior's classes. It saves and loads as one `.keras` file. `compile` compiles the
     prior, so a loaded generator fine-tunes with `generator.prior.fit(codes,
     labels)`; the autoencoder stays frozen.
 
