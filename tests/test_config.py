@@ -111,6 +111,29 @@ def test_saved_config_reproduces_the_run(tmp_path):
     assert config_lib.resolve("vae", tmp_path / "config.json") == config
 
 
+def test_a_relative_dataset_path_is_recorded_absolute(tmp_path, monkeypatch):
+    # A run trained on --dataset=my_images/ must be evaluable (and its preset's card
+    # commands runnable) from any other folder: config.json names the folder absolutely.
+    from trainers import train_prior
+
+    (tmp_path / "my_images").mkdir()
+    (tmp_path / "images.npy").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    config = config_lib.resolve("ae", training_overrides={"dataset": "my_images/"})
+    assert config["training"]["dataset"] == str(tmp_path / "my_images")
+    assert config_lib.resolve("ae", assignments=["training.dataset=images.npy"])[
+        "training"]["dataset"] == str(tmp_path / "images.npy")
+    prior = train_prior.resolve("vqvae_fashion_mnist", training_overrides={"dataset": "my_images"})
+    assert prior["training"]["dataset"] == str(tmp_path / "my_images")
+    for kept in ("fashion_mnist", "mnist", "missing/"):  # names, and paths that do not exist
+        assert config_lib.resolve(
+            "ae", training_overrides={"dataset": kept})["training"]["dataset"] == kept
+    # A run recorded with the relative path resumes from the folder it was started in.
+    recorded = {**config, "training": {**config["training"], "dataset": "my_images/"}}
+    assert config_lib.differing_keys(config_lib.comparable(recorded),
+                                     config_lib.comparable(config)) == []
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

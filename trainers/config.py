@@ -239,7 +239,20 @@ def resolve(model: str | None, config_file=None, training_overrides=None, assign
     except ValueError as error:
         raise ConfigError(str(error)) from error
     validate(config)
+    config["training"]["dataset"] = dataset_location(config["training"]["dataset"])
     return config
+
+
+def dataset_location(dataset):
+    """`dataset` as a run records it: a folder or file that exists here becomes its
+    absolute path (`~` expanded), so the run's `config.json`, and a preset published
+    from it, name the same images from any working directory (`trainers.evaluate
+    --model=<run>` reads them from there); `"fashion_mnist"`, a tensorflow-datasets
+    name and a path that does not exist are kept as given."""
+    if not isinstance(dataset, str) or dataset == "fashion_mnist":
+        return dataset
+    path = pathlib.Path(dataset).expanduser()
+    return os.path.abspath(path) if path.exists() else dataset
 
 
 def _initial_model_defaults(training: dict, from_file: dict, assignments) -> None:
@@ -408,13 +421,17 @@ EXECUTION_KEYS = ("strategy",)
 
 
 def comparable(config: dict) -> dict:
-    """`config` without its `EXECUTION_KEYS`: what a rerun into the same model_dir must match.
+    """`config` without its `EXECUTION_KEYS`, its dataset as `dataset_location`
+    records it: what a rerun into the same model_dir must match.
 
     A run resumes under another strategy (a multi-worker job on one machine
     after losing a worker, two GPUs instead of one): its steps are the same
-    global-batch steps.
+    global-batch steps. A run recorded with a relative dataset path resumes
+    from the folder it was started in.
     """
     training = {k: v for k, v in config.get("training", {}).items() if k not in EXECUTION_KEYS}
+    if "dataset" in training:
+        training["dataset"] = dataset_location(training["dataset"])
     return {**config, "training": training}
 
 

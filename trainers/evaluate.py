@@ -84,7 +84,7 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
 
     from trainers import data
     from trainers import images as image_io
-    from trainers.config import ConfigError
+    from trainers.config import ConfigError, dataset_location
     from trainers.evaluation import evaluate_model, format_table
     from trainers.runs import held_out_fraction, load_model_from, model_file, trained_on
     from zoo.atomic import atomic_path, write_text
@@ -94,7 +94,8 @@ def run_evaluation(model, dataset=None, split="test", batch_size=256, max_images
         source = dataset or trained_on(model)
         # The run's own data is split as the run split it: with the default 10 %, a run
         # that held out 2 % was "tested" on 8 % of images it had trained on.
-        fraction = held_out_fraction(model) if str(source) == trained_on(model) else 0.1
+        same = dataset_location(str(source)) == dataset_location(trained_on(model))
+        fraction = held_out_fraction(model) if same else 0.1
         output_dir = pathlib.Path(output_dir or default_output_dir(model))
         model = load_model_from(model)
         test = data.load_split(source, split, model.image_shape, fraction, verbose=verbose)

@@ -106,6 +106,7 @@ def resolve(autoencoder=None, config_file=None, training_overrides=None, assignm
         config_lib.apply_override(config, assignment)
     if not config["autoencoder"]:
         raise ValueError("No autoencoder: give --autoencoder (or `autoencoder` in --config).")
+    config["training"]["dataset"] = config_lib.dataset_location(config["training"]["dataset"])
     return validate(config)
 
 
