@@ -53,7 +53,11 @@ def test_publish_writes_a_verified_preset_with_card_and_index(tmp_path, zoo_root
     card = (folder / "README.md").read_text()
     assert f"{metrics['mse']:.6g}" in card and "1.5 minutes" in card
     assert "trainers.reproduce --name=tiny_ae" in card and "mse ±10 %" in card
-    assert "[tiny_ae](tiny_ae/README.md)" in (zoo_root / "README.md").read_text()
+    index = (zoo_root / "README.md").read_text()
+    assert "[tiny_ae](tiny_ae/README.md)" in index
+    # A user's folder of models of their own data: no Fashion-MNIST, no checkout make targets.
+    assert "Fashion-MNIST" not in index and "make zoo-" not in index
+    assert "each on the\nimages its card names" in index
     # The card is a function of the folder's files: re-rendering changes nothing.
     before = (folder / "README.md").read_text()
     publish.rerender_card(folder)
