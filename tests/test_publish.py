@@ -141,6 +141,12 @@ def test_the_card_of_a_model_of_other_data_names_that_data_and_its_shape():
     assert "Trained on `my_shapes.npz` (32x48x3 images" in card
     assert 'data.load_split("my_shapes.npz", "test", model.image_shape)' in card
     assert "# (8, 32, 48, 3)" in card
+    assert "## Test-set metrics (`my_shapes.npz`, test split, 24 images)" in card
+    # Evaluated on its held-out part (a file has no test split): the heading says so.
+    held_out = model_card.card("m", {**report, "images_of_split": "validation"}, config,
+                               "not recorded", model.count_params(), "VQVAE")
+    assert ("## Test-set metrics (`my_shapes.npz`, test split: its held-out validation "
+            "images, having no test split, 24 images)") in held_out
     fashion = config_lib.resolve("vqvae")
     card = model_card.card("m", {**report, "dataset": "fashion_mnist"}, fashion,
                            "not recorded", model.count_params(), "VQVAE")

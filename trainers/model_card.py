@@ -75,9 +75,11 @@ def _data_texts(report: dict, config: dict) -> dict:
                 "shape": example}
     held_out = config["training"].get("validation_fraction", 0.1)
     split = report.get("split", "test")
+    stands_in = report.get("images_of_split")  # "validation": a folder or array has no test split
     return {"trained_on": f"`{dataset}` ({'x'.join(map(str, shape))} images; "
                           f"{held_out:.0%} held out for validation)",
-            "test": f"`{dataset}`, {split} split",
+            "test": (f"`{dataset}`, {split} split: its held-out {stands_in} images, having no "
+                     f"{split} split" if stands_in else f"`{dataset}`, {split} split"),
             "load": f'data.load_split("{dataset}", "{split}", model.image_shape)',
             "shape": example}
 
