@@ -246,6 +246,13 @@ def test_reproduce_compares_a_rerun_with_the_card(tmp_path, zoo_root, capsys):
     assert reproduce.reproduce("tiny_ae", run)  # the same model: every metric matches
     out = capsys.readouterr().out
     assert "this run" in out and "NOT REPRODUCED" not in out
+    # The card and the next step are the user's folder's, not the checkout's saved_models/.
+    assert f"against the card ({zoo_root / 'tiny_ae' / 'README.md'})" in out
+    assert reproduce.publish_command("tiny_ae", run, zoo_root / "tiny_ae") == (
+        f"python -m trainers.publish --name=tiny_ae --model_dir={run} --output_root={zoo_root}")
+    shipped = presets.saved_models_dir() / "ae_fashion_mnist"
+    assert reproduce.publish_command("ae_fashion_mnist", run, shipped) == (
+        "make zoo-publish NAME=ae_fashion_mnist")
     folder = zoo_root / "tiny_ae"
     card = json.loads((folder / "metrics.json").read_text())
     card["mse"] *= 0.5

@@ -9,6 +9,7 @@ reproduced, and exits 1 when a metric is outside it. Nothing in
 
 import json
 import math
+import pathlib
 
 from absl import flags
 
@@ -76,10 +77,11 @@ def reproduce(name: str, model_dir) -> bool:
     from trainers.evaluate import run_evaluation
     from zoo import presets
 
-    card = json.loads((presets.verify(name) / "metrics.json").read_text())
+    folder = presets.verify(name)
+    card = json.loads((folder / "metrics.json").read_text())
     new = run_evaluation(model_dir, verbose=True)
     rows, ok = compare(new, card)
-    print(f"\n{name}: this run ({model_dir}) against the card (saved_models/{name}/README.md)")
+    print(f"\n{name}: this run ({model_dir}) against the card ({folder / presets.CARD_FILE})")
     print(format_rows(rows))
     return ok
 
@@ -96,14 +98,28 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     fv = flag_values
     cli.require(fv, "name", "model_dir")
     from trainers.config import ConfigError
+    from zoo import presets
 
     with cli.user_errors("Reproduction check failed", ConfigError, FileNotFoundError, ValueError):
         ok = reproduce(fv.name, fv.model_dir)
+    folder = presets.find(fv.name)
     if not ok:
         raise SystemExit(f"\nNot reproduced: a metric is outside its tolerance. The run stays in "
-                         f"{fv.model_dir}; saved_models/{fv.name} is unchanged.")
-    print(f"\nReproduced. To replace the shipped model with this run: make zoo-publish "
-          f"NAME={fv.name}")
+                         f"{fv.model_dir}; {folder} is unchanged.")
+    print(f"\nReproduced. To replace {folder} with this run: "
+          f"{publish_command(fv.name, fv.model_dir, folder)}")
+
+
+def publish_command(name: str, model_dir, folder: pathlib.Path) -> str:
+    """The command that publishes `model_dir` over the preset `folder`: the Makefile's for
+    the checkout's own `saved_models/`, else `trainers.publish` into the folder's parent."""
+    from zoo import presets
+
+    shipped = presets.saved_models_dir().resolve()
+    if not presets.is_installed() and folder.parent.resolve() == shipped:
+        return f"make zoo-publish NAME={name}"
+    return (f"python -m trainers.publish --name={name} --model_dir={model_dir} "
+            f"--output_root={folder.parent}")
 
 
 if __name__ == "__main__":
