@@ -39,7 +39,7 @@ fi
 $PY -m trainers.generate --model=prior_dvae_fashion_mnist --prompt="ankle boot" --prompt=bag \
     --count=8 --output_dir="$RUN/generated"  # at the generator's own guidance scale (2)
 echo
-echo "Done in $(( $(date +%s) - start )) s. Outputs:"
+echo "Done in $(( $(date +%s) - start )) s. Outputs, under $PWD/:"
 echo "  run (config, checkpoints, TensorBoard logs, history.csv, images/): $RUN/"
 echo "  test metrics and pictures:  $RUN/eval/metrics.json, $RUN/eval/reconstructions.png, $RUN/eval/samples.png"
 echo "  reconstructions of PNG files: $RUN/reconstructions/"
