@@ -130,6 +130,8 @@ def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
     links to files are.
     """
     folder = pathlib.Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file; give the folder that holds the images.")
     if not folder.is_dir():
         raise FileNotFoundError(f"No such folder: {folder}")
     files, seen = [], set()
