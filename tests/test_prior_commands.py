@@ -458,7 +458,12 @@ def test_a_generator_of_other_data_is_published_with_its_classifier(tmp_path, ca
     card = (folder / "README.md").read_text()
     assert "Fashion-MNIST" not in card and "ankle boot" not in card
     assert f"from a\n`{dataset}` class name to pixels" in card
-    assert f"## Likelihood (`{dataset}` test split, the codes of its 6 images)" in card
+    # An .npz has no test split: the figures are on its held-out part, and say so.
+    assert metrics["images_of_split"] == "validation"
+    assert (f"## Likelihood (`{dataset}` its held-out validation images, having no test split: "
+            "the codes of its 6 images)") in card
+    assert "on the real\nheld-out validation images)" in card
+    assert "distance to the 6 held-out validation images" in card and "test images" not in card
     assert 'generator.generate(["class 5", "class 4"], seed=0)  # (2, 16, 24, 3)' in card
     assert ("--num_samples=54 \\\n    --guidance_samples=54 "
             f"--classifier=<this folder>/{CLASSIFIER_FILE}\n") in card

@@ -15,6 +15,10 @@ With the evaluation classifier of `trainers.sample_quality`, on
 - `test_bits_per_image`: the prior's negative log-likelihood of the test
   images' codes, beside the raw `h * w * log2 K`.
 
+A folder or array has no test split: its held-out validation part stands in
+(`trainers.data`), and `metrics.json` says so with `"images_of_split":
+"validation"`, as `trainers.evaluate`'s does; the card then names those images.
+
 Writes `<output_dir>/metrics.json`, `samples.png` (one row per class) and
 `completions.png` (per class a test image, its reconstruction, then
 completions that keep the top `--completion_rows` code rows and sample the
@@ -187,7 +191,8 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
         guidance_samples = max(GUIDANCE_SAMPLES // num_classes, 1) * num_classes
     class_ids = _class_labels(num_samples, num_classes)
     guidance_ids = _class_labels(guidance_samples, num_classes, "guidance_samples")
-    test = data.load_split(dataset, "test", shape).images
+    test_split = data.load_split(dataset, "test", shape)  # a folder's: its held-out part
+    test = test_split.images
     test_labels = labels.load_labels(dataset, "test")
     train = data.load_split(dataset, "train", shape).images
     _check_real_images(num_samples, len(train), "num_samples", dataset)
@@ -256,6 +261,7 @@ def evaluate_prior(generator, output_dir, dataset="fashion_mnist", num_samples: 
         "dataset": str(dataset),
         "image_shape": list(shape),
         "num_test_images": len(test),
+        **({"images_of_split": test_split.stands_in} if test_split.stands_in else {}),
         "num_samples": num_samples,
         "sampling": {"seed": seed, **{k: v for k, v in sampling.items()}},
         "classifier": {"file": sq.classifier_name(classifier_path),

@@ -62,10 +62,16 @@ def _data_texts(report: dict) -> dict:
     shape = ", ".join(map(str, report.get("image_shape", (28, 28, 1))))
     accuracy = f"{100 * report['classifier']['real_test_accuracy']:.1f} %"
     shipped = report["classifier"]["file"].startswith("trainers/assets/")
+    count = f"{report.get('num_test_images', 10_000):,}"
+    stands_in = report.get("images_of_split")  # a folder or array has no test split
     return {
         "data": "Fashion-MNIST" if dataset == "fashion_mnist" else f"`{dataset}`",
-        "test_images": f"{report.get('num_test_images', 10_000):,}",
-        "distance": f"distance to the {report.get('num_test_images', 10_000):,} test images",
+        "test_split": (f"its held-out {stands_in} images, having no test split: the codes of "
+                       f"its {count} images" if stands_in else
+                       f"test split, the codes of its {count} images"),
+        "test_images": f"held-out {stands_in} images" if stands_in else "test images",
+        "distance": (f"distance to the {count} held-out {stands_in} images" if stands_in else
+                     f"distance to the {count} test images"),
         "classifier": (
             f"the repository's evaluation classifier\n(`trainers/assets/`, {accuracy} accuracy"
             if shipped else
@@ -156,7 +162,7 @@ then the {mc['grid_shape'][0]}x{mc['grid_shape'][1]} codes in raster order;
 
 {_reproduce_text(name, report, texts)}
 
-## Likelihood ({texts['data']} test split, the codes of its {texts['test_images']} images)
+## Likelihood ({texts['data']} {texts['test_split']})
 
 | test bits per image | raw code size (h·w·log2 K) | next-code accuracy |
 | --- | --- | --- |
@@ -166,7 +172,7 @@ then the {mc['grid_shape'][0]}x{mc['grid_shape'][1]} codes in raster order;
 ## Sample quality
 
 Measured by `python -m trainers.evaluate_prior` with {texts['classifier']} on the real
-test images): class accuracy of the samples against the class asked for, and the Fréchet
+{texts['test_images']}): class accuracy of the samples against the class asked for, and the Fréchet
 {texts['distance']} in the classifier's penultimate features, every row on
 {report['num_samples']:,} images (the same number per class). Sampling: {sampling}.
 
