@@ -137,8 +137,8 @@ def _help_requested(argv: list[str]) -> bool | None:
 # A full or read-only disk: the user's to fix, and the atomic writes kept the last good files.
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
-_KEPT = ("The checkpoints, history.csv and pictures of the last completed epoch are intact; "
-         "{fix}re-run the same command to resume.")
+_KEPT = ("The checkpoints, history.csv and pictures of the last completed epoch (if any) are "
+         "intact; {fix}re-run the same command to resume.")
 
 
 def _unavailable_errors() -> list[type[BaseException]]:
