@@ -248,3 +248,20 @@ def test_a_functional_model_gets_each_loss_term_of_the_quantizer():
     codebook_loss, commitment_loss = model(x)
     np.testing.assert_array_equal(codebook_loss, np.zeros(2, "float32"))
     np.testing.assert_allclose(commitment_loss, direct["commitment_loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["vqvae", "dvae"])
+def test_evaluate_code_statistics_are_those_of_all_codes(family):
+    # 37 images in batches of 16 (a last batch of 5): `evaluate`'s perplexity and
+    # usage are the statistics of the whole set's code histogram, as
+    # `trainers.evaluate` reports them, not a mean of per-batch values.
+    model = tiny_model(family)
+    model.compile(optimizer="adam")
+    images = random_images(37, seed=3)
+    logs = model.evaluate(images, batch_size=16, verbose=0, return_dict=True)
+    codes = np.asarray(model.encode(images)).ravel()
+    frequencies = np.bincount(codes, minlength=model.num_embeddings) / codes.size
+    used = frequencies[frequencies > 0]
+    expected = np.exp(-np.sum(used * np.log(used)))
+    np.testing.assert_allclose(logs["perplexity"], expected, rtol=1e-5)
+    np.testing.assert_allclose(logs["codebook_usage"], used.size / model.num_embeddings, rtol=1e-6)

@@ -36,13 +36,48 @@ def code_statistics(indices: tf.Tensor, num_embeddings: int) -> dict[str, tf.Ten
         K when all codes are used equally, 1 when one code is used) and
         `codebook_usage` (fraction of the K codes used at least once).
     """
-    counts = code_histogram(indices, num_embeddings)
+    return histogram_statistics(code_histogram(indices, num_embeddings))
+
+
+def histogram_statistics(counts: tf.Tensor) -> dict[str, tf.Tensor]:
+    """`code_statistics` of a code histogram (float32 (K,), any positive scale)."""
     probs = counts / tf.maximum(tf.reduce_sum(counts), 1.0)
     entropy = -tf.reduce_sum(tf.math.multiply_no_nan(tf.math.log(probs), probs))
     return {
         "perplexity": tf.exp(entropy),
         "codebook_usage": tf.reduce_mean(tf.cast(counts > 0, tf.float32)),
     }
+
+
+class CodeStatistic(keras.metrics.Metric):
+    """`perplexity` or `codebook_usage` of every code seen since the last reset.
+
+    The tracker of the discrete families' `perplexity` and `codebook_usage`
+    in `fit` and `evaluate`: it sums the global-batch code histograms of the
+    steps and reports the statistic of the sum, so an epoch's (or
+    `evaluate`'s) figure is that of all its codes, as `trainers.evaluate`
+    reports it, not a mean of per-batch perplexities (lower, and dependent on
+    the batch size). Each replica adds the same all-reduced histogram, and a
+    sum of them over replicas only rescales it, which changes neither
+    statistic.
+
+    Args:
+        statistic: str. `"perplexity"` or `"codebook_usage"`; also the name.
+        num_embeddings: int. The codebook size K.
+    """
+
+    def __init__(self, statistic: str, num_embeddings: int, **kwargs):
+        super().__init__(name=statistic, **kwargs)
+        self.statistic = statistic
+        self.counts = self.add_variable(
+            shape=(num_embeddings,), initializer="zeros", dtype="float32", name="counts"
+        )
+
+    def update_state(self, histogram):
+        self.counts.assign_add(tf.cast(histogram, tf.float32))
+
+    def result(self):
+        return histogram_statistics(tf.convert_to_tensor(self.counts))[self.statistic]
 
 
 class _OutputShapesFromSpec:

@@ -17,6 +17,7 @@ from zoo.models.model_mixin import ZooModelMixin
 from zoo.models.multi_worker import MultiWorkerFitMixin
 from zoo.perceptual import FeatureMatching
 from zoo.presets import PresetMixin
+from zoo.quantizers import CodeStatistic, code_histogram, histogram_statistics
 
 BASE_METRICS = ("loss", "reconstruction_loss", "mse", "psnr")
 
@@ -310,7 +311,8 @@ class Autoencoder(BatchPassesMixin, ZooModelMixin, MultiWorkerFitMixin, PresetMi
             "psnr": psnr(images, reconstructions),
         }
         for name, tracker in self.trackers.items():
-            tracker.update_state(values[name])
+            statistic = isinstance(tracker, CodeStatistic)
+            tracker.update_state(values["code_histogram" if statistic else name])
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
         return self._logs_for_trainer(logs)
 
@@ -389,8 +391,25 @@ class DiscreteAutoencoder(Autoencoder):
     def decoder_input_channels(self) -> int:
         return self.quantizer.embedding_dim
 
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        # `perplexity` and `codebook_usage` are statistics of all the codes of an
+        # epoch (or `evaluate`), not means of per-batch values: their trackers sum
+        # the histograms (`CodeStatistic`), which needs K, known once the
+        # quantizer exists.
+        for name in ("perplexity", "codebook_usage"):
+            if name in self.trackers and not isinstance(self.trackers[name], CodeStatistic):
+                self.trackers[name] = CodeStatistic(name, self.num_embeddings)
+
     def build_latent(self, encoder_output_shape):
         self.quantizer.build(encoder_output_shape)
+
+    def code_terms(self, indices: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The code terms of `compute_terms`: `code_histogram` (float32 (K,), the
+        counts of `indices` over the global batch) and this batch's `perplexity`
+        and `codebook_usage` (`zoo.quantizers.code_statistics`)."""
+        histogram = code_histogram(indices, self.num_embeddings)
+        return {"code_histogram": histogram, **histogram_statistics(histogram)}
 
     def latent_signatures(self) -> dict[str, serving.Signature]:
         return serving.code_signatures(self)

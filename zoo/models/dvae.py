@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from zoo import distribution, serving, tensor_checks, validation
 from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
-from zoo.quantizers import GumbelQuantizer, code_statistics
+from zoo.quantizers import GumbelQuantizer
 
 LIKELIHOODS = ("mse", "logit_laplace")
 
@@ -357,7 +357,7 @@ class DVAE(DiscreteAutoencoder):
             "kl_loss": kl_loss,
             "loss": loss,
             "temperature": tf.convert_to_tensor(self.temperature),
-            **code_statistics(quantized["encoding_indices"], self.num_embeddings),
+            **self.code_terms(quantized["encoding_indices"]),
         }
 
     def get_config(self):

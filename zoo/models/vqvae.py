@@ -6,7 +6,7 @@ import tensorflow as tf
 from zoo import tensor_checks, validation
 from zoo.image_metrics import per_example_mse
 from zoo.models.base import BASE_METRICS, DiscreteAutoencoder
-from zoo.quantizers import VectorQuantizer, code_statistics
+from zoo.quantizers import VectorQuantizer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -141,7 +141,7 @@ class VQVAE(DiscreteAutoencoder):
             "reconstruction_loss": reconstruction_loss,
             "commitment_loss": quantized["commitment_loss"],
             "loss": loss,
-            **code_statistics(quantized["encoding_indices"], self.num_embeddings),
+            **self.code_terms(quantized["encoding_indices"]),
         }
 
     def get_config(self):
