@@ -36,8 +36,11 @@ class VAE(ContinuousAutoencoder):
     `reconstruction_loss = NLL / D`, `kl_loss = KL(q(z|x) || N(0, I)) / D`,
     `loss = reconstruction_loss + kl_weight * kl_warmup * kl_loss`.
     `bits_per_dim` is the negative ELBO (KL weight 1) in bits per dimension
-    of 8-bit data: `(NLL + KL) / (D ln 2) + 8`, the `+ 8` converting the
-    density on [0, 1] to one on 256 levels (uniform dequantization).
+    of 8-bit data: `(NLL + KL) / (D ln 2) + 8`, the `+ 8` (log2 256) converting the
+    density on [0, 1] to a probability per level of 256 bins of width 1/256. The
+    density is taken at the pixel values themselves (k / 255, no dequantization
+    noise), so this approximates the discrete likelihood; it is not the bound a
+    uniformly dequantized estimate would be.
 
     Args:
         latent_channels: int. Channels of the latent grid. Defaults to `4`.
