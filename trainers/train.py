@@ -2,10 +2,10 @@ r"""Train any zoo family: `python -m trainers.train --model=dvae --model_dir=run
 
 Into `--model_dir` it writes the resolved `config.json`, `BackupAndRestore`
 state (`backup/`: re-running the same command after a crash resumes at the
-last finished epoch), `best.keras` (lowest validation loss) and
-`last.keras`, TensorBoard logs (`logs/`), `history.csv`, `run_info.json` (wall
-time, machine and TensorFlow's oneDNN answer), and a PNG of validation images
-and their reconstructions each epoch (`images/`).
+last finished epoch), `best.keras` (lowest `val_mse`; for the VAE lowest
+`val_bits_per_dim`, `trainers.training.MONITOR`) and `last.keras`, TensorBoard logs
+(`logs/`), `history.csv`, `run_info.json` (wall time, machine and TensorFlow's oneDNN
+answer), and a PNG of validation images and their reconstructions each epoch (`images/`).
 
 Examples:
     python -m trainers.train --model=dvae --model_dir=runs/dvae --epochs=3
