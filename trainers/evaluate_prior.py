@@ -13,7 +13,8 @@ With the evaluation classifier of `trainers.sample_quality`, on
 - `guidance`: class accuracy and distance for each `--guidance_scales`
   value, on `--guidance_samples` samples (with their own real floor);
 - `test_bits_per_image`: the prior's negative log-likelihood of the test
-  images' codes, beside the raw `h * w * log2 K`.
+  images' codes given their classes (the sum over the grid, in bits), beside
+  the raw `h * w * log2 K`.
 
 A folder or array has no test split: its held-out validation part stands in
 (`trainers.data`), and `metrics.json` says so with `"images_of_split":
