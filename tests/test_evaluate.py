@@ -231,3 +231,15 @@ def test_a_run_is_evaluated_on_the_images_it_held_out(tmp_path):
     np.save(tmp_path / "other.npy", random_images(20, seed=4))
     assert evaluate.run_evaluation(model_dir, dataset=str(tmp_path / "other.npy"),
                                    batch_size=4)["num_images"] == 2
+
+
+def test_images_smaller_than_the_ssim_window_are_evaluated_without_ssim():
+    # 8x8 images: `tf.image.ssim`'s 11x11 window does not fit (it raised); the
+    # other figures are still the exact means over the 5 images (batches of 2).
+    model = tiny_model("vqvae", image_shape=(8, 8, 1))
+    images = random_images(5, shape=(8, 8, 1), seed=2)
+    report = evaluation.evaluate_model(model, tf.data.Dataset.from_tensor_slices(images).batch(2))
+    per_image = np.mean((images - model.predict(images, verbose=0)) ** 2, axis=(1, 2, 3))
+    assert "ssim" not in report and report["num_images"] == 5
+    np.testing.assert_allclose(report["mse"], per_image.mean(), rtol=1e-5)
+    np.testing.assert_allclose(report["psnr"], np.mean(-10 * np.log10(per_image)), rtol=1e-5)

@@ -7,6 +7,10 @@ import tensorflow as tf
 from zoo.image_metrics import per_example_mse, psnr
 from zoo.quantizers import code_histogram
 
+SSIM_WINDOW = 11
+"""The side of `tf.image.ssim`'s Gaussian window (its `filter_size`): images
+smaller than it have no SSIM (the op fails on them)."""
+
 
 def evaluate_model(
     model, dataset: tf.data.Dataset, num_images: int | None = None
@@ -21,7 +25,8 @@ def evaluate_model(
 
     Returns:
         A dict: `mse` (mean over pixels and images), `psnr` and `ssim` (mean
-        over images, `tf.image.ssim` with max value 1), `num_images`; for the
+        over images, `tf.image.ssim` with max value 1; no `ssim` for images
+        smaller than its 11x11 window), `num_images`; for the
         VAE `bits_per_dim` (negative ELBO, single-sample estimate); for the
         discrete models `perplexity` and `codebook_usage` over all codes of
         the dataset.
@@ -35,8 +40,9 @@ def evaluate_model(
         per_image = {
             "mse": per_example_mse(images, reconstructions),
             "psnr": psnr(images, reconstructions),
-            "ssim": tf.image.ssim(images, reconstructions, max_val=1.0),
         }
+        if min(size or SSIM_WINDOW for size in images.shape[1:3]) >= SSIM_WINDOW:
+            per_image["ssim"] = tf.image.ssim(images, reconstructions, max_val=1.0)
         if "bits_per_dim" in terms:
             per_image["bits_per_dim"] = terms["bits_per_dim"]
         if discrete:
