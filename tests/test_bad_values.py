@@ -82,6 +82,20 @@ def test_eager_message_names_the_range_and_the_nan_count(models):
         models["ae"](_with(np.nan))
 
 
+def test_a_value_just_outside_the_range_is_shown_outside_it(models):
+    # 1.0000001 (a resize's rounding) printed as "1": "must lie in [0, 1]. Received
+    # values in [..., 1]" named no value outside the range.
+    from trainers import data
+
+    images = _with(np.float32(1.0000001))
+    for raise_it in (lambda: models["ae"](images), lambda: data.to_unit_float(images)):
+        with pytest.raises(ValueError, match=r", 1\.00000011\d*\]\.") as raised:
+            raise_it()
+        assert re.search(VALUES, str(raised.value))
+    with pytest.raises(ValueError, match=r"values in \[0, 255\]\."):  # plain values stay short
+        data.to_unit_float(np.array([[[[0.0]], [[255.0]]]], np.float32))
+
+
 def test_data_module_uses_the_same_message():
     from trainers import data
 

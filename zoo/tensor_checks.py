@@ -34,7 +34,21 @@ def image_values_error(low: float, high: float, non_finite: int) -> ValueError:
         non_finite: int. How many values are NaN or Inf.
     """
     nan = f" and {non_finite} NaN or Inf value(s)" if non_finite else ""
-    return ValueError(f"{IMAGE_VALUES} Received values in [{low:.4g}, {high:.4g}]{nan}.")
+    return ValueError(
+        f"{IMAGE_VALUES} Received values in [{_bound(low)}, {_bound(high)}]{nan}."
+    )
+
+
+def _bound(value: float) -> str:
+    """`value` to 4 significant digits, or to as many as show it outside [0, 1].
+
+    A value just outside (1.0000001 after a resize, -1e-9 is already clear)
+    printed as `1` made the message read "must lie in [0, 1]. Received values
+    in [0, 1]".
+    """
+    short = f"{value:.4g}"
+    outside = not 0.0 <= value <= 1.0
+    return repr(value) if outside and 0.0 <= float(short) <= 1.0 else short
 
 
 def _value_summary(values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
