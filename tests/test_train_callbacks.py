@@ -54,3 +54,27 @@ def test_stop_on_nan_stops_at_any_non_finite_loss(loss):
     with pytest.raises(FloatingPointError, match="Training diverged"):
         StopOnNaN().on_train_batch_end(3, {"loss": np.float32(loss)})
     StopOnNaN().on_train_batch_end(3, {"loss": np.float32(1.5)})  # a finite loss goes on
+
+
+def test_stop_on_nan_keeps_the_checkpoint_from_a_last_step_that_diverged(tmp_path):
+    # A batch's loss is measured before its update, so the update of an epoch's last
+    # step showed in no training loss: one step of SGD at 1e30 per epoch trained to
+    # weights whose validation loss is Inf, and last.keras saved them.
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1e30), loss="mse")
+    x = np.ones((4, 1), np.float32)
+    path = tmp_path / "last.keras"
+    with pytest.raises(FloatingPointError, match="val_loss is inf at the end of epoch 1"):
+        model.fit(x, x * 10, validation_data=(x, x * 10), epochs=2, batch_size=4, verbose=0,
+                  callbacks=[StopOnNaN(), keras.callbacks.ModelCheckpoint(str(path))])
+    assert not path.exists()
+
+
+def test_stop_on_nan_checks_the_weights_at_an_epochs_end():
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    stop = StopOnNaN()
+    stop.set_model(model)
+    stop.on_epoch_end(0, {"loss": 0.5})  # finite weights and loss: goes on
+    model.layers[0].bias.assign([np.nan])
+    with pytest.raises(FloatingPointError, match="the weights hold NaN or Inf values"):
+        stop.on_epoch_end(0, {"loss": 0.5})

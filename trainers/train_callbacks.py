@@ -82,7 +82,10 @@ class StopOnNaN(keras.callbacks.Callback):
     Keras's `TerminateOnNaN` stops at the end of the epoch, after which the
     epoch-end checkpoints would save the diverged weights. Raising instead
     leaves `last.keras`, `best.keras` and the `BackupAndRestore` state of the
-    last good epoch untouched.
+    last good epoch untouched. A batch's loss is computed before that batch's
+    update, so the update of an epoch's last step shows in no training loss:
+    at the epoch's end (before the checkpoints, which come after this callback)
+    the validation loss and the weights themselves are checked too.
     """
 
     def on_train_batch_end(self, batch, logs=None):
@@ -92,6 +95,22 @@ class StopOnNaN(keras.callbacks.Callback):
                 f"Training diverged: loss is {float(np.asarray(loss).reshape(-1)[0])} at batch "
                 f"{batch}. The checkpoints of the last completed epoch are kept; lower the "
                 "learning rate and re-run the same command to resume from them."
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        found = [
+            f"{name} is {float(np.asarray(value).reshape(-1)[0])}"
+            for name, value in (logs or {}).items()
+            if name in ("loss", "val_loss")
+            and not math.isfinite(float(np.asarray(value).reshape(-1)[0]))
+        ]
+        if not found and not all(np.isfinite(w).all() for w in self.model.get_weights()):
+            found = ["the weights hold NaN or Inf values"]
+        if found:
+            raise FloatingPointError(
+                f"Training diverged: {', '.join(found)} at the end of epoch {epoch + 1}. The "
+                "checkpoints of the last completed epoch are kept; lower the learning rate and "
+                "re-run the same command to resume from them."
             )
 
 
