@@ -78,3 +78,14 @@ def test_stop_on_nan_checks_the_weights_at_an_epochs_end():
     model.layers[0].bias.assign([np.nan])
     with pytest.raises(FloatingPointError, match="the weights hold NaN or Inf values"):
         stop.on_epoch_end(0, {"loss": 0.5})
+
+
+def test_stop_on_nan_advises_what_the_run_folder_accepts():
+    # It said "lower the learning rate and re-run the same command to resume from
+    # them": a lower --learning_rate in the same --model_dir is refused (differing
+    # training.learning_rate), and the same command resumes at the rate that diverged.
+    with pytest.raises(FloatingPointError) as raised:
+        StopOnNaN().on_train_batch_end(3, {"loss": np.float32(math.nan)})
+    message = str(raised.value)
+    assert "re-run the same command to resume" not in message
+    assert "new --model_dir" in message and "--init_from=" in message

@@ -76,6 +76,16 @@ class AtomicCSVLogger(keras.callbacks.CSVLogger):
         write_text(self.filename, self.csv_file.getvalue())
 
 
+_DIVERGED_ADVICE = (
+    "The checkpoints of the last completed epoch, if any, are kept. The learning rate is part "
+    "of the run's config.json (the same command resumes with it, and a lower one is refused "
+    "in this --model_dir): give the lower --learning_rate to a new --model_dir, where "
+    "trainers.train can start from this run's model with --init_from=<this run's folder>."
+)
+"""What `StopOnNaN` tells the user to do. Until 2026-12-08 it said "lower the learning rate
+and re-run the same command to resume", which the run folder's config check refuses."""
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training at the first NaN/Inf loss by raising, so nothing is saved.
 
@@ -93,8 +103,7 @@ class StopOnNaN(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(np.asarray(loss).reshape(-1)[0])):
             raise FloatingPointError(
                 f"Training diverged: loss is {float(np.asarray(loss).reshape(-1)[0])} at batch "
-                f"{batch}. The checkpoints of the last completed epoch are kept; lower the "
-                "learning rate and re-run the same command to resume from them."
+                f"{batch}. {_DIVERGED_ADVICE}"
             )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -108,9 +117,8 @@ class StopOnNaN(keras.callbacks.Callback):
             found = ["the weights hold NaN or Inf values"]
         if found:
             raise FloatingPointError(
-                f"Training diverged: {', '.join(found)} at the end of epoch {epoch + 1}. The "
-                "checkpoints of the last completed epoch are kept; lower the learning rate and "
-                "re-run the same command to resume from them."
+                f"Training diverged: {', '.join(found)} at the end of epoch {epoch + 1}. "
+                f"{_DIVERGED_ADVICE}"
             )
 
 
