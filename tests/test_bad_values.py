@@ -144,6 +144,28 @@ def test_bad_latents(models, family, latents, error, expected):
         models[family].decode(latents)
 
 
+@pytest.mark.parametrize("family", ["ae", "vae"])
+def test_latents_beyond_the_compute_dtype_are_refused(models, family):
+    # Checked in their own dtype, float64 latents of 1e39 passed and the decoder's
+    # float32 turned them into Inf: every image NaN, without an error.
+    big = np.full((1, 7, 7, 4), 1e39)
+    with pytest.raises(ValueError, match="196 NaN or Inf value.* in float32"):
+        models[family].decode(big)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf values in float32"):
+        tf.function(models[family].decode)(tf.constant(big))
+    assert np.isfinite(models[family].decode(np.full((1, 7, 7, 4), 7e4)).numpy()).all()
+
+
+def test_latents_beyond_float16_are_refused_under_mixed_float16():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")  # reset by conftest
+    model = tiny_model("ae")
+    with pytest.raises(ValueError, match="NaN or Inf value.* in float16.*65504"):
+        model.decode(np.full((1, 7, 7, 4), 7e4, np.float32))
+    assert np.isfinite(model.decode(np.full((1, 7, 7, 4), 0.5, np.float32)).numpy()).all()
+
+
 def test_non_finite_latents_are_refused_in_a_graph(models):
     with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
         tf.function(models["vae"].decode)(tf.fill([1, 7, 7, 4], np.nan))

@@ -206,17 +206,25 @@ def check_has_examples(data, argument: str) -> None:
         )
 
 
-def check_latents(latents, channels: int, max_batch: int | None = None) -> tf.Tensor:
+def check_latents(
+    latents, channels: int, max_batch: int | None = None, compute_dtype=None
+) -> tf.Tensor:
     """Checks a float latent grid of shape (B, h, w, `channels`) with finite values.
 
     Args:
         latents: array-like of floats.
         channels: int. The model's `latent_channels`.
         max_batch: int or `None`. The largest batch allowed; `None` for no limit.
+        compute_dtype: dtype or `None`. The dtype the model computes in: the
+            latents are cast to it and must be finite there (float64 latents
+            over float32's range, or float32 ones over float16's 65504 under
+            `mixed_float16`, would become Inf in the decoder's first layer and
+            every image NaN). `None` checks them in their own dtype.
 
     Returns:
-        The latents as a `tf.Tensor`. Non-finite values raise `ValueError`
-        in eager mode and `tf.errors.InvalidArgumentError` in a graph.
+        The latents as a `tf.Tensor` (in `compute_dtype` when given).
+        Non-finite values raise `ValueError` in eager mode and
+        `tf.errors.InvalidArgumentError` in a graph.
     """
     latents = tf.convert_to_tensor(latents)
     if not latents.dtype.is_floating:
@@ -229,14 +237,20 @@ def check_latents(latents, channels: int, max_batch: int | None = None) -> tf.Te
             f"Received shape {tuple(latents.shape)}."
         )
     latents = _check_batch(latents, "Latent grids", max_batch)
+    where = ""
+    if compute_dtype is not None and tf.as_dtype(compute_dtype) != latents.dtype:
+        compute_dtype = tf.as_dtype(compute_dtype)
+        where = (f" in {compute_dtype.name}, the dtype the model computes in (largest finite "
+                 f"value {compute_dtype.max:.5g})")
+        latents = tf.cast(latents, compute_dtype)
     if tf.executing_eagerly():
         non_finite = int(tf.size(latents)) - int(
             tf.math.count_nonzero(tf.math.is_finite(latents))
         )
         if non_finite:
-            raise ValueError(f"Latents contain {non_finite} NaN or Inf value(s).")
+            raise ValueError(f"Latents contain {non_finite} NaN or Inf value(s){where}.")
         return latents
-    check = tf.debugging.assert_all_finite(latents, "Latents contain NaN or Inf values.")
+    check = tf.debugging.assert_all_finite(latents, f"Latents contain NaN or Inf values{where}.")
     return check
 
 

@@ -361,9 +361,13 @@ class ContinuousAutoencoder(Autoencoder):
 
         Raises:
             TypeError: non-float latents.
-            ValueError: a wrong rank or channel count, NaN/Inf, or an empty batch.
+            ValueError: a wrong rank or channel count, NaN/Inf (also values too
+                large for the dtype the model computes in, e.g. over 65504 under
+                `mixed_float16`), or an empty batch.
         """
-        latents = tensor_checks.check_latents(latents, self.latent_channels, self._batch_limit())
+        latents = tensor_checks.check_latents(
+            latents, self.latent_channels, self._batch_limit(), self.compute_dtype
+        )
         return self._in_passes(
             lambda batch: self._to_images(self.decoder(batch)), latents, "latent grids"
         )
