@@ -73,6 +73,19 @@ def test_a_second_fit_checks_the_sizes_keras_relaxed():
                       verbose=0)
 
 
+def test_a_second_fit_on_batches_of_another_rank_says_so():
+    # Relaxed after batches of another rank, the shape has no rank, and building the
+    # message failed: "ValueError: Cannot iterate over a shape with unknown rank".
+    model = tiny_model("vqvae")
+    model.compile(optimizer="adam")
+    images = random_images(2)
+    model.fit(images, epochs=1, batch_size=2, verbose=0)
+    unbatched = tf.data.Dataset.from_tensor_slices(images)  # forgot .batch()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Images must have rank 4"):
+        model.fit(unbatched, epochs=1, verbose=0, shuffle=False)
+    model.fit(unbatched.batch(2), epochs=1, verbose=0, shuffle=False)  # batched, it trains
+
+
 def test_fit_takes_dict_batches_and_names_a_missing_image_key():
     model = tiny_model("ae")
     model.compile(optimizer="adam")

@@ -122,12 +122,19 @@ def check_images(images, channels: int, factor: int, max_batch: int | None = Non
             f"Received dtype {images.dtype.name}; for uint8 images use "
             "`tf.cast(images, 'float32') / 255.0`."
         )
+    rank_message = "Images must have rank 4 (batch, height, width, channels)."
+    if images.shape.rank is None and not tf.executing_eagerly():
+        # Keras retraces a later `fit` with relaxed shapes, of unknown rank when a
+        # call had batches of another rank: checked when the function runs.
+        # (A reshape, not `tf.ensure_shape`, which Grappler evaluates before the check.)
+        check = tf.debugging.assert_rank(images, 4, message=rank_message)
+        with tf.control_dependencies([check]):
+            images = tf.identity(images)
+        sizes = tf.shape(images)
+        images = tf.reshape(images, tf.stack([sizes[0], sizes[1], sizes[2], sizes[3]]))
     shape = images.shape
     if shape.rank != 4:
-        raise ValueError(
-            "Images must have rank 4 (batch, height, width, channels). "
-            f"Received shape {tuple(shape)}."
-        )
+        raise ValueError(f"{rank_message} Received shape {tuple(shape)}.")
     if shape[-1] is not None and shape[-1] != channels:
         raise ValueError(
             f"Images must have {channels} channel(s) for this model. "
