@@ -75,3 +75,23 @@ def test_a_bare_name_is_the_zoo_model_and_a_path_is_the_folder(saved, tmp_path, 
     (run / "last.keras").write_bytes((saved / "single.keras").read_bytes())
     assert runs.locate_model("ae_fashion_mnist").parent.name == "saved_models"
     assert runs.locate_model("./ae_fashion_mnist") == pathlib.Path("ae_fashion_mnist/last.keras")
+
+
+def test_a_model_with_nan_weights_is_refused_by_the_commands_and_export(tmp_path):
+    # Graph-mode calls of such a model answered finite images: trainers.evaluate
+    # printed an mse, and trainers.export wrote a version that served them.
+    import numpy as np
+
+    from zoo.export import export_model
+
+    model = tiny_model("ae")
+    weights = model.get_weights()
+    weights[0][...] = np.nan
+    model.set_weights(weights)
+    model.save(tmp_path / "diverged.keras")
+    named = r"weights hold NaN or Inf values \(ae\w*/encoder/stem/kernel\)"
+    with pytest.raises(ValueError, match=named):
+        runs.load_model_from(tmp_path / "diverged.keras")
+    with pytest.raises(ValueError, match="weights hold NaN or Inf"):
+        export_model(model, str(tmp_path / "export"))
+    assert not (tmp_path / "export").exists() or not any((tmp_path / "export").iterdir())

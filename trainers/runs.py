@@ -13,7 +13,7 @@ import warnings
 import keras
 
 from trainers.cli import MODEL_HELP  # noqa: F401  (the --model flag's help, without TF)
-from zoo import keras_file, presets
+from zoo import keras_file, presets, tensor_checks
 
 MODEL_FILES = ("best.keras", "last.keras")
 
@@ -113,6 +113,9 @@ def load_model_from(spec: str | os.PathLike, learning_rate: float = 1e-4) -> ker
     Returns:
         The model.
 
+    Raises:
+        ValueError: its weights hold NaN or Inf (a run that diverged).
+
     Example:
     >>> from trainers.runs import load_model_from
     >>> type(load_model_from("ae_fashion_mnist")).__name__
@@ -120,9 +123,11 @@ def load_model_from(spec: str | os.PathLike, learning_rate: float = 1e-4) -> ker
     """
     location = locate_model(spec)
     if location.is_dir():
-        return presets.load(location, learning_rate=learning_rate)
-    model = keras_file.load_keras_file(location, compile=False)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        model = presets.load(location, learning_rate=learning_rate)
+    else:
+        model = keras_file.load_keras_file(location, compile=False)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    tensor_checks.check_finite_weights(model)
     return model
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from zoo import atomic
+from zoo import atomic, tensor_checks
 from zoo.keras_file import save_without_optimizer
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -203,6 +203,8 @@ def export_model(
     zoo's models then answer a single image 1.1x (float32) to 1.7x
     (`mixed_bfloat16`) faster, with the same outputs (BUILD_NOTES.md,
     Export). The SavedModel then holds one copy of the weights per signature.
+    A model whose weights hold NaN or Inf (a diverged run) is refused with a
+    `ValueError` (`zoo.tensor_checks.check_finite_weights`).
 
     Args:
         model: A zoo model (anything with `serving_signatures()`).
@@ -231,6 +233,7 @@ def export_model(
     >>> tuple(served.signatures["encode"](images=images)["codes"].shape)
     (2, 7, 7)
     """
+    tensor_checks.check_finite_weights(model)
     signatures = model_signatures(model)
     export_base = os.fspath(export_base)
     if os.path.exists(export_base) and not os.path.isdir(export_base):

@@ -213,6 +213,32 @@ def check_has_examples(data, argument: str) -> None:
         )
 
 
+def check_finite_weights(model) -> None:
+    """Refuses a model whose weights hold NaN or Inf (the weights of a diverged run).
+
+    Such a model does not always answer NaN: graph-mode calls (`predict`,
+    `evaluate`, an exported SavedModel) of an AE with a NaN kernel returned
+    finite, meaningless images, so it was evaluated and served without a sign.
+
+    Args:
+        model: a Keras model.
+
+    Raises:
+        ValueError: naming the first variables with NaN or Inf values.
+    """
+    bad = []
+    for variable in model.weights:
+        values = np.asarray(variable)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            bad.append(variable.path)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(
+            f"The model's weights hold NaN or Inf values ({shown}): it diverged in training. "
+            "Use an earlier checkpoint, or train again with a lower learning rate."
+        )
+
+
 def check_latents(
     latents, channels: int, max_batch: int | None = None, compute_dtype=None
 ) -> tf.Tensor:
